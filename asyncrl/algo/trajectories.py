@@ -1,0 +1,92 @@
+"""The unit of experience between acting and learning: B trajectories of T steps, time-major."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Trajectories:
+    obs: dict[str, Tensor]  # key -> [T+1, B, ...]; obs[T] is where each trajectory continues
+    actions: Tensor  # [T, B] (discrete) or [T, B, A] (continuous)
+    log_probs: Tensor  # [T, B] behaviour policy log-probabilities of the actions
+    action_params: Tensor  # [T, B, P] behaviour policy distribution parameters
+    values: Tensor  # [T, B] behaviour value estimates, raw (denormalized) units
+    rewards: Tensor  # [T, B] scaled and clipped; a truncated step includes gamma * V(final obs)
+    dones: Tensor  # [T, B] 1.0 where the episode ended at this step
+    policy_versions: Tensor  # [T, B] version of the policy that acted
+
+    @property
+    def rollout(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def num_trajectories(self) -> int:
+        return self.rewards.shape[1]
+
+    def _map(self, fn) -> "Trajectories":
+        values = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            values[f.name] = {k: fn(v) for k, v in value.items()} if isinstance(value, dict) else fn(value)
+        return Trajectories(**values)
+
+    def columns(self, start: int, stop: int) -> "Trajectories":
+        return self._map(lambda t: t[:, start:stop])
+
+    def select(self, trajectory_indices: Tensor) -> "Trajectories":
+        return self._map(lambda t: t[:, trajectory_indices])
+
+    def to(self, device: torch.device) -> "Trajectories":
+        return self._map(lambda t: t.to(device, non_blocking=True))
+
+    @staticmethod
+    def cat(parts: Sequence["Trajectories"]) -> "Trajectories":
+        if len(parts) == 1:
+            return parts[0]
+        values = {}
+        for f in fields(Trajectories):
+            first = getattr(parts[0], f.name)
+            if isinstance(first, dict):
+                values[f.name] = {k: torch.cat([getattr(p, f.name)[k] for p in parts], dim=1)
+                                  for k in first}
+            else:
+                values[f.name] = torch.cat([getattr(p, f.name) for p in parts], dim=1)
+        return Trajectories(**values)
+
+
+class TrajectoryAccumulator:
+    """Collects trajectories until a training batch of `count` trajectories is complete.
+
+    Trajectories beyond a full batch wait for the next one, so no experience is thrown away."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self._parts: list[Trajectories] = []
+        self._have = 0
+
+    def add(self, trajectories: Trajectories) -> None:
+        self._parts.append(trajectories)
+        self._have += trajectories.num_trajectories
+
+    def ready(self) -> bool:
+        return self._have >= self.count
+
+    def pop_batch(self) -> Trajectories:
+        taken: list[Trajectories] = []
+        need = self.count
+        while need > 0:
+            part = self._parts[0]
+            if part.num_trajectories <= need:
+                taken.append(self._parts.pop(0))
+                need -= part.num_trajectories
+            else:
+                taken.append(part.columns(0, need))
+                self._parts[0] = part.columns(need, part.num_trajectories)
+                need = 0
+        self._have -= self.count
+        return Trajectories.cat(taken)

@@ -1,0 +1,227 @@
+"""The one declarative table of parameters.
+
+Every parameter asyncrl accepts is a row here. The table generates the argparse parser and
+`--help` (config/parser.py), the typed immutable `Config` and `config.json` (config/config.py) and
+per-parameter validation. Names, defaults and meaning follow Sample Factory 2's parameter
+reference; a parameter is listed only once the code really implements it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+_TYPES = (bool, int, float, str)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: how it is spelled, typed, defaulted, constrained and explained.
+
+    `is_list` makes a list of `type` items (`--encoder_mlp_layers 64 64` or `64,64`).
+    `optional` allows the value None (spelled `None` on the command line).
+    `minimum`/`maximum` are inclusive bounds for numbers (for lists: each item).
+    `scope` says which entry points accept it: "train", "enjoy" or "all".
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    group: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    is_list: bool = False
+    optional: bool = False
+    scope: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.type not in _TYPES:
+            raise TypeError(f"parameter {self.name}: unsupported type {self.type}")
+        if self.scope not in ("train", "enjoy", "all"):
+            raise ValueError(f"parameter {self.name}: unknown scope {self.scope}")
+
+
+def _p(name: str, type_: type, default: Any, help_: str, group: str, **kw: Any) -> Param:
+    return Param(name=name, type=type_, default=default, help=help_, group=group, **kw)
+
+
+_BASIC = "basic"
+_RUNTIME = "runtime"
+_BATCH = "batching and training loop"
+_RL = "reinforcement learning"
+_OPT = "optimization"
+_OBS = "observations"
+_MODEL = "model"
+_CKPT = "checkpoints and stopping"
+_LOG = "logging and summaries"
+_WANDB = "weights and biases"
+_EVAL = "evaluation"
+
+PARAMS: tuple[Param, ...] = (
+    # basic
+    _p("algo", str, "APPO", "Algorithm to use", _BASIC, choices=("APPO",)),
+    _p("env", str, None, "Name of the environment to use: a gymnasium id (e.g. CartPole-v1) or a "
+       "registered env family name. Required.", _BASIC, optional=True),
+    _p("experiment", str, "default_experiment",
+       "Unique experiment name; also the name of the experiment folder in train_dir. If the folder "
+       "exists the experiment is RESUMED and parameters given on this command line override the "
+       "stored config.json.", _BASIC),
+    _p("train_dir", str, "train_dir", "Root folder for all experiments", _BASIC),
+    _p("restart_behavior", str, "resume",
+       "What to do when the experiment folder already exists: 'resume' continues it, 'restart' "
+       "keeps the old folder under <experiment>_old<N> and starts from scratch, 'overwrite' deletes "
+       "the old folder and starts from scratch", _BASIC, choices=("resume", "restart", "overwrite"),
+       scope="train"),
+    _p("initialize_from", str, None,
+       "Start a new experiment from the weights (and normalizer statistics) of another experiment "
+       "(its name in train_dir) or of a checkpoint file; counters start at zero", _BASIC,
+       optional=True, scope="train"),
+    _p("device", str, "gpu", "Device for the learner and inference. 'gpu' falls back to the CPU "
+       "with a warning when CUDA is not available", _BASIC, choices=("gpu", "cpu")),
+    _p("seed", int, None, "Fixed seed for torch, numpy and the envs (None: random)", _BASIC,
+       optional=True, minimum=0),
+    # runtime
+    _p("serial_mode", bool, True,
+       "Run everything synchronously in one process. The parallel runtime (False) is not "
+       "available yet", _RUNTIME, scope="train"),
+    _p("num_workers", int, 4, "Number of environment workers (in serial mode: groups of envs "
+       "stepped in the main process)", _RUNTIME, minimum=1),
+    _p("num_envs_per_worker", int, 2, "Number of envs on one worker; must be divisible by "
+       "worker_num_splits", _RUNTIME, minimum=1),
+    _p("worker_num_splits", int, 2,
+       "Envs of a worker are split into this many groups; each group gets its actions in its own "
+       "inference call (2 = double-buffered sampling, 1 = one call for all envs)", _RUNTIME,
+       minimum=1),
+    # batching
+    _p("batch_size", int, 1024, "Minibatch size for SGD, in transitions", _BATCH, minimum=1),
+    _p("num_batches_per_epoch", int, 1, "The training dataset of one training iteration is this "
+       "many minibatches (batch_size x num_batches_per_epoch transitions)", _BATCH, minimum=1),
+    _p("num_epochs", int, 1, "Number of passes over the training dataset of one iteration", _BATCH,
+       minimum=1),
+    _p("rollout", int, 32, "Length of the trajectory sent to the learner from each env, in "
+       "steps; batch_size must be a multiple of it", _BATCH, minimum=1),
+    _p("shuffle_minibatches", bool, False, "Shuffle the transitions (or trajectories, with "
+       "V-trace) into new minibatches each epoch", _BATCH),
+    # RL
+    _p("gamma", float, 0.99, "Discount factor", _RL, minimum=0.0, maximum=1.0),
+    _p("reward_scale", float, 1.0, "Multiply all rewards by this factor before learning", _RL),
+    _p("reward_clip", float, 1000.0, "Clip rewards to [-reward_clip, reward_clip] after scaling",
+       _RL, minimum=0.0),
+    _p("value_bootstrap", bool, False, "On a truncated episode (time limit), add "
+       "gamma * V(final observation) to the last reward instead of treating it as terminal", _RL),
+    _p("normalize_returns", bool, True, "Learn values in a space normalized by running "
+       "statistics of the returns", _RL),
+    _p("exploration_loss_coeff", float, 0.003, "Coefficient of the exploration loss", _RL,
+       minimum=0.0),
+    _p("value_loss_coeff", float, 0.5, "Coefficient of the critic loss", _RL, minimum=0.0),
+    _p("kl_loss_coeff", float, 0.0, "Coefficient of the KL(current || behaviour policy) loss; 0 "
+       "disables it", _RL, minimum=0.0),
+    _p("exploration_loss", str, "entropy", "'entropy' maximizes entropy; 'symmetric_kl' penalizes "
+       "the symmetric KL divergence to a uniform prior (discrete actions only)", _RL,
+       choices=("entropy", "symmetric_kl")),
+    _p("gae_lambda", float, 0.95, "Generalized Advantage Estimation lambda (used when "
+       "with_vtrace is False)", _RL, minimum=0.0, maximum=1.0),
+    _p("ppo_clip_ratio", float, 0.1, "PPO clip: ratio clipped to [1/(1+e), 1+e] (unbiased form "
+       "of the paper's [1-e, 1+e])", _RL, minimum=0.0),
+    _p("ppo_clip_value", float, 1.0, "Maximum absolute change of the value estimate before it is "
+       "clipped (in normalized units when normalize_returns)", _RL, minimum=0.0),
+    _p("with_vtrace", bool, False, "Use V-trace off-policy correction instead of GAE", _RL),
+    _p("vtrace_rho", float, 1.0, "rho_hat clipping of V-trace (importance weight truncation)",
+       _RL, minimum=0.0),
+    _p("vtrace_c", float, 1.0, "c_hat clipping of V-trace (lower values reduce variance)", _RL,
+       minimum=0.0),
+    # optimization
+    _p("optimizer", str, "adam", "Optimizer", _OPT, choices=("adam", "lamb")),
+    _p("adam_eps", float, 1e-6, "Adam epsilon", _OPT, minimum=0.0),
+    _p("adam_beta1", float, 0.9, "Adam momentum decay coefficient", _OPT, minimum=0.0, maximum=1.0),
+    _p("adam_beta2", float, 0.999, "Adam second momentum decay coefficient", _OPT, minimum=0.0,
+       maximum=1.0),
+    _p("max_grad_norm", float, 4.0, "Max L2 norm of the gradient; 0 disables clipping", _OPT,
+       minimum=0.0),
+    _p("learning_rate", float, 1e-4, "Learning rate", _OPT, minimum=0.0),
+    _p("lr_schedule", str, "constant", "'constant', or adapt the learning rate to keep the KL "
+       "divergence from the behaviour policy near lr_schedule_kl_threshold, checked after every "
+       "minibatch or every epoch", _OPT,
+       choices=("constant", "kl_adaptive_minibatch", "kl_adaptive_epoch")),
+    _p("lr_schedule_kl_threshold", float, 0.008, "KL target of the kl_adaptive schedules", _OPT,
+       minimum=0.0),
+    _p("lr_adaptive_min", float, 1e-6, "Minimum learning rate of the kl_adaptive schedules", _OPT,
+       minimum=0.0),
+    _p("lr_adaptive_max", float, 1e-2, "Maximum learning rate of the kl_adaptive schedules", _OPT,
+       minimum=0.0),
+    # observations
+    _p("obs_subtract_mean", float, 0.0, "Subtract this from observations (e.g. 128 for 8-bit "
+       "images)", _OBS),
+    _p("obs_scale", float, 1.0, "Divide observations by this (after obs_subtract_mean)", _OBS),
+    _p("normalize_input", bool, True, "Normalize observations with running mean and standard "
+       "deviation", _OBS),
+    _p("normalize_input_keys", str, None, "Observation keys to normalize (None: all). A Box "
+       "observation space has the single key 'obs'", _OBS, is_list=True, optional=True),
+    # model
+    _p("encoder_mlp_layers", int, [512, 512], "Sizes of the MLP encoder layers, e.g. "
+       "--encoder_mlp_layers 256 128 (or 256,128)", _MODEL, is_list=True, minimum=1),
+    _p("decoder_mlp_layers", int, [], "Sizes of the MLP decoder layers after the core (empty: "
+       "identity)", _MODEL, is_list=True, minimum=1),
+    _p("nonlinearity", str, "elu", "Activation function", _MODEL, choices=("elu", "relu", "tanh")),
+    _p("policy_initialization", str, "orthogonal", "Weight initialization", _MODEL,
+       choices=("orthogonal", "xavier_uniform", "torch_default")),
+    _p("policy_init_gain", float, 1.0, "Gain of the orthogonal / xavier initialization", _MODEL,
+       minimum=0.0),
+    _p("actor_critic_share_weights", bool, True, "Share the encoder and decoder between the "
+       "policy and the value function", _MODEL),
+    _p("adaptive_stddev", bool, True, "Continuous actions: state-dependent standard deviation "
+       "(else one learned parameter per action dimension)", _MODEL),
+    _p("continuous_tanh_scale", float, 0.0, "Continuous actions: squash means as "
+       "tanh(mu / scale) * scale; 0 disables it", _MODEL, minimum=0.0),
+    _p("initial_stddev", float, 1.0, "Continuous actions: initial standard deviation", _MODEL,
+       minimum=1e-6),
+    # checkpoints and stopping
+    _p("train_for_env_steps", int, 10_000_000_000, "Stop after this many env steps", _CKPT,
+       minimum=0, scope="train"),
+    _p("train_for_seconds", int, 10_000_000_000, "Stop after this many seconds of this run", _CKPT,
+       minimum=0, scope="train"),
+    _p("save_every_sec", int, 120, "Checkpoint every this many seconds", _CKPT, minimum=1,
+       scope="train"),
+    _p("keep_checkpoints", int, 2, "Number of regular checkpoints to keep", _CKPT, minimum=1,
+       scope="train"),
+    _p("load_checkpoint_kind", str, "latest", "Which checkpoint to resume from or evaluate",
+       _CKPT, choices=("latest", "best")),
+    _p("save_milestones_sec", int, -1, "Also keep a checkpoint every this many seconds in "
+       "checkpoint_p0/milestones (-1: never)", _CKPT, minimum=-1, scope="train"),
+    _p("save_best_every_sec", int, 5, "How often to check whether the policy is the best so far",
+       _CKPT, minimum=1, scope="train"),
+    _p("save_best_metric", str, "reward", "Metric for the best checkpoint: the average episode "
+       "'reward' (return) or 'len' (length) over the last stats_avg episodes", _CKPT,
+       choices=("reward", "len"), scope="train"),
+    _p("save_best_after", int, 100_000, "Save best checkpoints only after this many env steps "
+       "(lucky early episodes do not count)", _CKPT, minimum=0, scope="train"),
+    # logging
+    _p("log_to_file", bool, True, "Also write the log to asyncrl_log.txt in the experiment "
+       "folder", _LOG, scope="train"),
+    _p("experiment_summaries_interval", int, 10, "Write summaries (TensorBoard, wandb) every "
+       "this many seconds", _LOG, minimum=1, scope="train"),
+    _p("flush_summaries_interval", int, 30, "Flush TensorBoard summaries every this many "
+       "seconds", _LOG, minimum=1, scope="train"),
+    _p("stats_avg", int, 100, "Number of episodes to average episode statistics over", _LOG,
+       minimum=1),
+    # wandb
+    _p("with_wandb", bool, False, "Log to Weights & Biases (needs the 'wandb' extra; "
+       "WANDB_MODE=offline works without a network)", _WANDB, scope="train"),
+    _p("wandb_user", str, None, "W&B entity (user or team)", _WANDB, optional=True, scope="train"),
+    _p("wandb_project", str, "asyncrl", "W&B project", _WANDB, scope="train"),
+    _p("wandb_group", str, None, "W&B group (default: the env name)", _WANDB, optional=True,
+       scope="train"),
+    _p("wandb_job_type", str, "APPO", "W&B job type", _WANDB, scope="train"),
+    _p("wandb_tags", str, [], "W&B tags", _WANDB, is_list=True, scope="train"),
+    _p("wandb_dir", str, None, "Folder for W&B files (default: the experiment folder)", _WANDB,
+       optional=True, scope="train"),
+    # evaluation (asyncrl.enjoy)
+    _p("max_num_episodes", int, 10, "Number of episodes to evaluate", _EVAL, minimum=1,
+       scope="enjoy"),
+    _p("max_num_frames", int, 1_000_000_000, "Stop evaluating after this many env steps", _EVAL,
+       minimum=1, scope="enjoy"),
+    _p("eval_deterministic", bool, False, "Take the most likely action instead of sampling",
+       _EVAL, scope="enjoy"),
+)

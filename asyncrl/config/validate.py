@@ -1,0 +1,30 @@
+"""Checks that involve several parameters; single values are checked by their table row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asyncrl.utils.errors import UserError
+
+
+def validate_config(cfg: Any) -> None:
+    """Raises UserError with one line for the first inconsistent combination found."""
+    if cfg.num_envs_per_worker % cfg.worker_num_splits != 0:
+        raise UserError(
+            f"--num_envs_per_worker={cfg.num_envs_per_worker} must be divisible by "
+            f"--worker_num_splits={cfg.worker_num_splits}")
+    if cfg.batch_size % cfg.rollout != 0:
+        raise UserError(
+            f"--batch_size={cfg.batch_size} must be a multiple of --rollout={cfg.rollout}")
+    if cfg.lr_adaptive_min > cfg.lr_adaptive_max:
+        raise UserError(
+            f"--lr_adaptive_min={cfg.lr_adaptive_min} must not exceed "
+            f"--lr_adaptive_max={cfg.lr_adaptive_max}")
+    if cfg.obs_scale == 0:
+        raise UserError("--obs_scale must not be 0 (observations are divided by it)")
+    if hasattr(cfg, "serial_mode") and not cfg.serial_mode:
+        raise UserError("--serial_mode=False: the parallel runtime is not available yet; "
+                        "use --serial_mode=True")
+    if "/" in cfg.experiment or cfg.experiment in ("", ".", ".."):
+        raise UserError(f"--experiment={cfg.experiment!r} must be a plain folder name "
+                        "(no '/')")

@@ -1,0 +1,51 @@
+"""The built-in env families: any registered gymnasium id, and tuned presets for known tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from asyncrl.envs.registry import EnvFamily
+
+
+def make_gym_env(env_name: str, cfg: Any, env_index: int) -> gym.Env:
+    return gym.make(env_name)
+
+
+def _is_gym_id(env_name: str) -> bool:
+    return env_name in gym.registry
+
+
+def _gym_ids() -> list[str]:
+    return list(gym.registry.keys())
+
+
+# Tuned so that CartPole-v1 reaches an average return of 475 fast on two CPU cores in one
+# process: many envs per inference call, a small MLP, a few epochs over each batch.
+CARTPOLE_DEFAULTS: dict[str, Any] = {
+    "num_workers": 2,
+    "num_envs_per_worker": 32,
+    "worker_num_splits": 1,
+    "rollout": 32,
+    "batch_size": 1024,
+    "num_batches_per_epoch": 2,
+    "num_epochs": 4,
+    "encoder_mlp_layers": [64, 64],
+    "learning_rate": 3e-3,
+    "gamma": 0.99,
+    "value_bootstrap": True,
+    "exploration_loss_coeff": 0.0,
+    "save_best_after": 20_000,
+    "device": "cpu",
+}
+
+BUILTIN_FAMILIES: list[EnvFamily] = [
+    EnvFamily(
+        name="cartpole",
+        matches=lambda name: name in ("CartPole-v0", "CartPole-v1"),
+        make_env=make_gym_env,
+        default_overrides=CARTPOLE_DEFAULTS,
+    ),
+    EnvFamily(name="gymnasium", matches=_is_gym_id, make_env=make_gym_env, known_names=_gym_ids),
+]

@@ -1,0 +1,63 @@
+"""Env families: how an env name becomes an env, with the parameters and defaults it brings.
+
+A family answers `matches(env_name)`, builds envs with `make_env(env_name, cfg, env_index)` and may
+add parameters (`extra_params`) and change defaults (`default_overrides`, e.g. a tuned preset).
+Families registered later take precedence, so users can override the built-in ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import gymnasium as gym
+
+from asyncrl.config.params import Param
+from asyncrl.utils.errors import UserError
+
+MakeEnv = Callable[[str, Any, int], gym.Env]
+
+
+@dataclass(frozen=True)
+class EnvFamily:
+    name: str
+    matches: Callable[[str], bool]
+    make_env: MakeEnv
+    extra_params: tuple[Param, ...] = ()
+    default_overrides: Mapping[str, Any] = field(default_factory=dict)
+    # Names shown when suggesting similar env ids for a typo.
+    known_names: Callable[[], list[str]] = list
+
+
+_FAMILIES: list[EnvFamily] = []
+
+
+def register_env_family(family: EnvFamily) -> None:
+    """Adds a family; it takes precedence over every family registered before it."""
+    _FAMILIES.insert(0, family)
+
+
+def find_env_family(env_name: str) -> EnvFamily:
+    """The family that builds `env_name`, or a UserError that names similar known envs."""
+    _load_builtin_families()
+    for family in _FAMILIES:
+        if family.matches(env_name):
+            return family
+    known = sorted({name for family in _FAMILIES for name in family.known_names()})
+    similar = difflib.get_close_matches(env_name, known, n=5, cutoff=0.5)
+    hint = f"; similar registered envs: {', '.join(similar)}" if similar else ""
+    raise UserError(f"--env={env_name}: unknown environment{hint}")
+
+
+_builtins_loaded = False
+
+
+def _load_builtin_families() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True
+        from asyncrl.envs.gym_envs import BUILTIN_FAMILIES
+
+        # Built-ins go last so that a user's family always takes precedence.
+        _FAMILIES.extend(BUILTIN_FAMILIES)

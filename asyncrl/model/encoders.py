@@ -1,0 +1,81 @@
+"""Encoders turn a dict of (normalized) observation tensors into one feature vector `[N, out_size]`.
+
+Users replace the default with `register_encoder_factory` (see examples/custom_encoder.py).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+
+from asyncrl.utils.errors import UserError
+
+_ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def activation(cfg: Any) -> nn.Module:
+    return _ACTIVATIONS[cfg.nonlinearity]()
+
+
+def mlp(in_size: int, layer_sizes: Sequence[int], cfg: Any) -> nn.Sequential:
+    """Linear + activation for each size; an empty `layer_sizes` gives the identity."""
+    layers: list[nn.Module] = []
+    for size in layer_sizes:
+        layers += [nn.Linear(in_size, size), activation(cfg)]
+        in_size = size
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """Base class of encoders: subclasses set `out_size` and implement forward(obs_dict)."""
+
+    out_size: int
+
+    def forward(self, obs: dict[str, Tensor]) -> Tensor:
+        raise NotImplementedError
+
+
+class MlpEncoder(Encoder):
+    """Flattens each observation key, concatenates them and applies `encoder_mlp_layers`."""
+
+    def __init__(self, cfg: Any, obs_space: gym.spaces.Dict):
+        super().__init__()
+        self.keys = sorted(obs_space.spaces)
+        in_size = sum(math.prod(obs_space[k].shape) for k in self.keys)
+        self.net = mlp(in_size, cfg.encoder_mlp_layers, cfg)
+        self.out_size = cfg.encoder_mlp_layers[-1] if cfg.encoder_mlp_layers else in_size
+
+    def forward(self, obs: dict[str, Tensor]) -> Tensor:
+        flat = [obs[k].flatten(start_dim=1) for k in self.keys]
+        return self.net(flat[0] if len(flat) == 1 else torch.cat(flat, dim=1))
+
+
+EncoderFactory = Callable[[Any, gym.spaces.Dict], Encoder]
+
+
+def default_encoder_factory(cfg: Any, obs_space: gym.spaces.Dict) -> Encoder:
+    for key, space in obs_space.spaces.items():
+        if not isinstance(space, gym.spaces.Box):
+            raise UserError(f"observation '{key}' is {space}: only Box observations are "
+                            "supported by the built-in encoder")
+    return MlpEncoder(cfg, obs_space)
+
+
+_encoder_factory: EncoderFactory = default_encoder_factory
+
+
+def register_encoder_factory(factory: EncoderFactory) -> None:
+    """Every model built after this call uses `factory(cfg, obs_space)` as its encoder."""
+    global _encoder_factory
+    _encoder_factory = factory
+
+
+def make_encoder(cfg: Any, obs_space: gym.spaces.Dict) -> Encoder:
+    encoder = _encoder_factory(cfg, obs_space)
+    if not isinstance(getattr(encoder, "out_size", None), int):
+        raise UserError("a registered encoder must set an integer attribute out_size")
+    return encoder
