@@ -44,8 +44,15 @@ class Learner:
                 "learning_rate": self.learning_rate}
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
+        missing = [k for k in ("model", "optimizer", "policy_version", "train_step",
+                               "learning_rate") if k not in state]
+        if missing:
+            raise UserError(f"{source} is incomplete: it has no {missing[0]!r}")
         self.load_weights(state["model"], source)
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise UserError(f"{source}: the optimizer state does not fit ({e})") from None
         self.policy_version = int(state["policy_version"])
         self.train_step = int(state["train_step"])
         self._set_learning_rate(float(state["learning_rate"]))
@@ -178,13 +185,13 @@ class Learner:
         kl = kl_loss.item()
         if cfg.lr_schedule == "kl_adaptive_minibatch":
             self._adapt_learning_rate(kl)
-        for name, value in (("loss", loss), ("policy_loss", policy_loss), ("value_loss", value_loss),
+        for name, value in (("loss", loss.detach()), ("policy_loss", policy_loss), ("value_loss", value_loss),
                             ("exploration_loss", exploration_loss), ("kl_divergence", kl),
                             ("entropy", dist.entropy().mean()), ("grad_norm", grad_norm),
                             ("clip_fraction", losses.clip_fraction(ratio, cfg.ppo_clip_ratio)),
                             ("adv_mean", advantages.mean()), ("adv_std", advantages.std()),
                             ("values_mean", self.model.denormalize_values(values).mean())):
-            stats[name].append(float(value))
+            stats[name].append(value.item() if isinstance(value, torch.Tensor) else float(value))
         return kl
 
     def _vtrace_targets(self, data, log_probs: Tensor, values: Tensor):

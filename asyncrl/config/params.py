@@ -211,11 +211,11 @@ PARAMS: tuple[Param, ...] = (
        "WANDB_MODE=offline works without a network)", _WANDB, scope="train"),
     _p("wandb_user", str, None, "W&B entity (user or team)", _WANDB, optional=True, scope="train"),
     _p("wandb_project", str, "asyncrl", "W&B project", _WANDB, scope="train"),
-    _p("wandb_group", str, None, "W&B group (default: the env name)", _WANDB, optional=True,
+    _p("wandb_group", str, None, "W&B group; None means the env name", _WANDB, optional=True,
        scope="train"),
     _p("wandb_job_type", str, "APPO", "W&B job type", _WANDB, scope="train"),
     _p("wandb_tags", str, [], "W&B tags", _WANDB, is_list=True, scope="train"),
-    _p("wandb_dir", str, None, "Folder for W&B files (default: the experiment folder)", _WANDB,
+    _p("wandb_dir", str, None, "Folder for W&B files; None means the experiment folder", _WANDB,
        optional=True, scope="train"),
     # evaluation (asyncrl.enjoy)
     _p("max_num_episodes", int, 10, "Number of episodes to evaluate", _EVAL, minimum=1,

@@ -64,10 +64,12 @@ def params_in_scope(scope: str, family: EnvFamily | None) -> tuple[Param, ...]:
 def family_defaults(params: Sequence[Param], family: EnvFamily | None) -> dict[str, Any]:
     defaults = {p.name: p.default for p in params}
     if family is not None:
+        known = {p.name for p in PARAMS} | {p.name for p in family.extra_params}
         for name, value in family.default_overrides.items():
-            if name not in defaults:
+            if name not in known:
                 raise ValueError(f"env family {family.name} overrides unknown parameter {name}")
-            defaults[name] = value
+            if name in defaults:  # parameters of another entry point's scope do not apply here
+                defaults[name] = value
     return defaults
 
 

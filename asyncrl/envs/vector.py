@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
-from asyncrl.model.actor_critic import obs_dict_space
+from asyncrl.envs.spaces import obs_dict_space
 
 
 @dataclass

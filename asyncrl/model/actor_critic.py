@@ -14,14 +14,11 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from asyncrl.envs.spaces import obs_dict_space
 from asyncrl.model.distributions import make_action_distribution, num_action_params
 from asyncrl.model.encoders import make_encoder, mlp
 from asyncrl.model.normalization import RunningMeanStd
 from asyncrl.utils.errors import UserError
-
-
-def obs_dict_space(obs_space: gym.Space) -> gym.spaces.Dict:
-    return obs_space if isinstance(obs_space, gym.spaces.Dict) else gym.spaces.Dict({"obs": obs_space})
 
 
 @dataclass

@@ -18,7 +18,7 @@ from asyncrl.model.distributions import num_action_params
 
 
 def split_indices(cfg: Any) -> list[np.ndarray]:
-    """Env indices of each split: split s holds the s-th group of every worker's envs."""
+    """Env indices of each split (ascending): split s holds the s-th group of every worker's envs."""
     per_split = cfg.num_envs_per_worker // cfg.worker_num_splits
     splits = []
     for s in range(cfg.worker_num_splits):
@@ -84,14 +84,9 @@ class RolloutCollector:
             # A time limit is not a real end: the return continues past it, so bootstrap it.
             final_obs = {k: torch.from_numpy(v).to(self.device) for k, v in result.final_obs.items()}
             bootstrap = self.model.values(final_obs).cpu()
-            position = np.searchsorted(idx, result.truncated_indices) if _sorted(idx) else \
-                np.array([np.flatnonzero(idx == i)[0] for i in result.truncated_indices])
+            position = np.searchsorted(idx, result.truncated_indices)  # split indices are sorted
             rewards[torch.from_numpy(position)] += cfg.gamma * bootstrap
         self._rewards[t, index] = rewards
         done = self.envs.terminated[idx] | self.envs.truncated[idx]
         self._dones[t, index] = torch.from_numpy(done.astype(np.float32))
         return result.episodes
-
-
-def _sorted(a: np.ndarray) -> bool:
-    return bool(np.all(a[:-1] <= a[1:]))

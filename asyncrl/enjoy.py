@@ -1,0 +1,77 @@
+"""`python -m asyncrl.enjoy --env=CartPole-v1 --experiment=name`: evaluate a trained policy.
+
+Loads the latest (or `--load_checkpoint_kind=best`) checkpoint of the experiment, plays
+`--max_num_episodes` episodes and prints each episode's return and the mean.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Sequence
+
+from asyncrl.utils.errors import UserError
+from asyncrl.utils.logs import setup_console_logging
+
+log = logging.getLogger("asyncrl.enjoy")
+
+
+def evaluate(argv: Sequence[str] | None = None) -> list[float]:
+    """Plays the episodes and returns their returns."""
+    import numpy as np
+    import torch
+
+    from asyncrl.algo.learner import Learner
+    from asyncrl.config.parser import parse_args
+    from asyncrl.envs.registry import find_env_family
+    from asyncrl.envs.vector import EnvVector
+    from asyncrl.experiment.experiment import load_experiment_for_eval
+    from asyncrl.runtime.serial import seed_everything
+    from asyncrl.utils.device import resolve_device
+
+    parsed = parse_args(argv, scope="enjoy", prog="python -m asyncrl.enjoy")
+    cfg, exp_dir, state = load_experiment_for_eval(parsed)
+    seed_everything(cfg.seed)
+    torch.set_num_threads(1)
+    family = find_env_family(cfg.env)
+    envs = EnvVector(lambda i: family.make_env(cfg.env, cfg, i), 1, cfg.seed)
+    learner = Learner(cfg, envs.envs[0].observation_space, envs.action_space, resolve_device(cfg.device))
+    learner.load_weights(state["model"], f"checkpoint of {exp_dir}")
+    model = learner.model.eval()
+    log.info("Evaluating %s (env_steps=%d, policy_version=%d), %s actions", exp_dir,
+             state["env_steps"], state["policy_version"],
+             "deterministic" if cfg.eval_deterministic else "sampled")
+    returns: list[float] = []
+    frames = 0
+    everyone = np.arange(1)
+    try:
+        while len(returns) < cfg.max_num_episodes and frames < cfg.max_num_frames:
+            obs = {k: torch.from_numpy(v).to(learner.device) for k, v in envs.obs.items()}
+            actions = model.policy_step(obs, deterministic=cfg.eval_deterministic).actions.cpu()
+            result = envs.step(everyone, actions.numpy())
+            frames += 1
+            for episode in result.episodes:
+                returns.append(episode.episode_return)
+                print(f"episode {len(returns)}: return {episode.episode_return:.2f}, "
+                      f"length {episode.length}", flush=True)
+    finally:
+        envs.close()
+    if returns:
+        print(f"mean return over {len(returns)} episodes: {sum(returns) / len(returns):.2f}")
+    else:
+        print(f"no episode finished within {frames} frames")
+    return returns
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    setup_console_logging()
+    try:
+        evaluate(argv)
+    except UserError as e:
+        print(f"asyncrl: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The experiment folder: `<train_dir>/<experiment>/` with config.json, checkpoints, log, summaries.
+
+`prepare_experiment` decides between resume, restart, overwrite and a fresh start, and loads
+everything it needs (stored config, checkpoint, initialize_from weights) *before* it changes
+anything on disk, so bad input never loses or overwrites a run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncrl
+from asyncrl.config.config import ConfigBase
+from asyncrl.config.parser import ParsedArgs
+from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint
+from asyncrl.utils.errors import UserError
+from asyncrl.utils.logs import add_log_file
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+LOG_FILE = "asyncrl_log.txt"
+CHECKPOINT_DIR = "checkpoint_p0"
+# What a checkpoint holds beside the learner's state (see SerialRunner.checkpoint_state).
+RUN_STATE_KEYS = ("env_steps", "episode_stats", "best_metric")
+
+
+@dataclass
+class Experiment:
+    cfg: ConfigBase
+    dir: Path
+    checkpoints: CheckpointManager
+    resume_state: dict[str, Any] | None  # checkpoint this run continues from
+    init_weights: tuple[dict[str, Any], str] | None  # (model state, source) from initialize_from
+    log_file: logging.Handler | None  # the experiment's log file, while the run lasts
+
+    def close(self) -> None:
+        if self.log_file is not None:
+            logging.getLogger("asyncrl").removeHandler(self.log_file)
+            self.log_file.close()
+
+
+def experiment_dir(cfg: ConfigBase) -> Path:
+    return Path(cfg.train_dir) / cfg.experiment
+
+
+def read_stored_config(path: Path) -> dict[str, Any]:
+    """The stored parameters of an experiment; a corrupt file is a UserError, never ignored."""
+    try:
+        data = json.loads(path.read_text())
+        params = data["params"]
+        if not isinstance(params, dict):
+            raise ValueError("'params' is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"cannot read {path}: {type(e).__name__}: {e} (fix or remove the file, or "
+                        "use --restart_behavior=restart to start over)") from None
+    return params
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(asyncrl.__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def write_config(path: Path, cfg: ConfigBase, command_lines: list[str]) -> None:
+    data = {"asyncrl_version": asyncrl.__version__, "git_commit": _git_commit(),
+            "command_lines": command_lines, "params": cfg.to_dict()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _stored_command_lines(path: Path) -> list[str]:
+    try:
+        return list(json.loads(path.read_text()).get("command_lines", []))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def resolve_checkpoint_source(source: str, train_dir: Path, kind: str) -> Path:
+    """`--initialize_from`: a checkpoint file, an experiment folder, or an experiment name."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    for folder in (path, train_dir / source):
+        if (folder / CHECKPOINT_DIR).is_dir():
+            manager = CheckpointManager(folder / CHECKPOINT_DIR, keep_checkpoints=1_000_000)
+            chosen = manager.best() if kind == "best" and manager.best() else manager.latest()
+            if chosen is None:
+                raise UserError(f"--initialize_from={source}: {folder} has no checkpoint yet")
+            return chosen
+    raise UserError(f"--initialize_from={source}: no such checkpoint file and no experiment "
+                    f"'{source}' in {train_dir}")
+
+
+def prepare_experiment(parsed: ParsedArgs) -> Experiment:
+    cfg = parsed.config()
+    exp_dir = experiment_dir(cfg)
+    config_path = exp_dir / CONFIG_FILE
+    exists = exp_dir.exists()
+    if exists and not exp_dir.is_dir():
+        raise UserError(f"{exp_dir} exists and is not a folder")
+    resume = exists and cfg.restart_behavior == "resume"
+
+    resume_state = None
+    notes: list[str] = []  # logged once the log file is open
+    if resume:
+        if config_path.exists():
+            stored = read_stored_config(config_path)
+            if stored.get("env") != cfg.env:
+                raise UserError(
+                    f"experiment '{cfg.experiment}' was trained on --env={stored.get('env')}, not "
+                    f"--env={cfg.env}: choose another --experiment or --restart_behavior=restart")
+            cfg = parsed.config(stored)
+            for name in parsed.explicit:
+                if name in stored and stored[name] != cfg.to_dict()[name]:
+                    notes.append(f"Overriding stored {name}={stored[name]!r} with "
+                                 f"{cfg.to_dict()[name]!r} from the command line")
+        elif any(exp_dir.iterdir()):
+            raise UserError(f"{exp_dir} exists but has no {CONFIG_FILE}: use "
+                            "--restart_behavior=restart (keeps it) or overwrite (deletes it)")
+
+    checkpoints = CheckpointManager(exp_dir / CHECKPOINT_DIR, cfg.keep_checkpoints)
+    if resume:
+        resume_state = checkpoints.load(cfg.load_checkpoint_kind)
+
+    init_weights = None
+    if cfg.initialize_from is not None:
+        if resume_state is not None:
+            notes.append(f"Resuming '{cfg.experiment}' from its own checkpoint; --initialize_from="
+                         f"{cfg.initialize_from} applies only to a new experiment")
+        else:
+            source = resolve_checkpoint_source(cfg.initialize_from, Path(cfg.train_dir),
+                                               cfg.load_checkpoint_kind)
+            init_weights = (load_checkpoint(source)["model"], str(source))
+
+    _check_against_env(cfg, resume_state, init_weights, str(exp_dir))
+
+    # Every check has passed: only now is the disk changed.
+    if exists and cfg.restart_behavior == "restart":
+        kept = _free_old_name(exp_dir)
+        exp_dir.rename(kept)
+        notes.append(f"Kept the previous experiment folder as {kept}")
+    elif exists and cfg.restart_behavior == "overwrite":
+        shutil.rmtree(exp_dir)
+        notes.append(f"Deleted the previous experiment folder {exp_dir}")
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    log_file = add_log_file(exp_dir / LOG_FILE) if cfg.log_to_file else None
+    for note in notes:
+        log.info(note)
+    previous = _stored_command_lines(config_path) if resume else []
+    write_config(config_path, cfg, previous + [parsed.command_line])
+    checkpoints = CheckpointManager(exp_dir / CHECKPOINT_DIR, cfg.keep_checkpoints)
+    return Experiment(cfg=cfg, dir=exp_dir, checkpoints=checkpoints, resume_state=resume_state,
+                      init_weights=init_weights, log_file=log_file)
+
+
+def _check_against_env(cfg: ConfigBase, resume_state: dict[str, Any] | None,
+                       init_weights: tuple[dict[str, Any], str] | None, exp_dir: str) -> None:
+    """Builds one env and the learner on the CPU so that env-dependent errors (unsupported
+    spaces, options that do not fit the action space, checkpoints of another architecture)
+    surface before anything is written."""
+    import torch
+
+    from asyncrl.algo.learner import Learner
+    from asyncrl.envs.registry import find_env_family
+
+    env = find_env_family(cfg.env).make_env(cfg.env, cfg, 0)
+    try:
+        learner = Learner(cfg, env.observation_space, env.action_space, torch.device("cpu"))
+    finally:
+        env.close()
+    if resume_state is not None:
+        source = f"the checkpoint of {exp_dir}"
+        learner.load_state_dict(resume_state, source)
+        for key in RUN_STATE_KEYS:
+            if key not in resume_state:
+                raise UserError(f"{source} is incomplete: it has no {key!r}")
+    if init_weights is not None:
+        learner.load_weights(*init_weights)
+
+
+def _free_old_name(exp_dir: Path) -> Path:
+    n = 1
+    while (candidate := exp_dir.with_name(f"{exp_dir.name}_old{n}")).exists():
+        n += 1
+    return candidate
+
+
+def load_experiment_for_eval(parsed: ParsedArgs) -> tuple[ConfigBase, Path, dict[str, Any]]:
+    """For asyncrl.enjoy: the stored config (CLI overrides applied) and the chosen checkpoint."""
+    cfg = parsed.config()
+    exp_dir = experiment_dir(cfg)
+    config_path = exp_dir / CONFIG_FILE
+    if not config_path.exists():
+        raise UserError(f"no experiment at {exp_dir} (no {CONFIG_FILE}); train it first with "
+                        f"python -m asyncrl.train --env={cfg.env} --experiment={cfg.experiment}")
+    cfg = parsed.config(read_stored_config(config_path))
+    state = CheckpointManager(exp_dir / CHECKPOINT_DIR, keep_checkpoints=1_000_000).load(
+        cfg.load_checkpoint_kind)
+    if state is None:
+        raise UserError(f"experiment {exp_dir} has no checkpoint yet")
+    return cfg, exp_dir, state

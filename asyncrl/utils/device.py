@@ -1,0 +1,17 @@
+"""--device=gpu|cpu -> a torch.device, falling back to the CPU (with one warning) without CUDA."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "gpu":
+        if torch.cuda.is_available():
+            return torch.device("cuda", 0)
+        log.warning("--device=gpu but CUDA is not available: running on the CPU")
+    return torch.device("cpu")

@@ -1,0 +1,38 @@
+"""The examples run as a user runs them, with their own parameters and components."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from asyncrl.experiment.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_example(name: str, tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, str(REPO / "examples" / name), f"--train_dir={tmp_path}",
+                           "--num_workers=1", "--num_envs_per_worker=4", "--rollout=16",
+                           "--batch_size=64", "--num_batches_per_epoch=1", *argv],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_custom_env_family_with_its_own_parameter(tmp_path):
+    result = run_example("custom_env.py", tmp_path, "--env=noisy_cartpole", "--noise_std=0.05",
+                         "--experiment=noisy", "--train_for_env_steps=256")
+    assert result.returncode == 0, result.stderr
+    params = json.loads((tmp_path / "noisy" / "config.json").read_text())["params"]
+    assert params["noise_std"] == 0.05
+    bad = run_example("custom_env.py", tmp_path, "--env=noisy_cartpole", "--noise_std=-1")
+    assert bad.returncode == 2 and "--noise_std=-1.0 is too small" in bad.stderr
+
+
+def test_custom_encoder(tmp_path):
+    result = run_example("custom_encoder.py", tmp_path, "--env=CartPole-v1", "--experiment=enc",
+                         "--train_for_env_steps=256")
+    assert result.returncode == 0, result.stderr
+    assert "Stopped: reached train_for_env_steps=256" in result.stdout
+    checkpoint = next((tmp_path / "enc" / "checkpoint_p0").glob("checkpoint_*.pth"))
+    assert "actor_trunk.encoder.hidden.weight" in load_checkpoint(checkpoint)["model"]

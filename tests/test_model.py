@@ -1,0 +1,98 @@
+"""Normalizers, the actor-critic's shapes and options, and encoder registration."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from asyncrl.config.parser import parse_args
+from asyncrl.model import encoders
+from asyncrl.model.actor_critic import ActorCritic
+from asyncrl.model.normalization import RunningMeanStd
+from asyncrl.utils.errors import UserError
+
+
+def cfg_of(*argv):
+    return parse_args(["--env=Pendulum-v1", *argv], scope="train", prog="test").config()
+
+
+def test_running_mean_std_matches_numpy_over_several_batches():
+    rms = RunningMeanStd((3,), clip=None)
+    data = np.random.default_rng(0).normal(2.0, 3.0, size=(1000, 3))
+    for chunk in np.array_split(data, 7):
+        rms.update(torch.from_numpy(chunk))
+    np.testing.assert_allclose(rms.mean.numpy(), data.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(rms.var.numpy(), data.var(0), rtol=1e-3)
+    x = torch.tensor([[5.0, -1.0, 2.0]])
+    assert torch.allclose(rms.denormalize(rms.normalize(x)), x, atol=1e-4)
+
+
+def test_normalize_clips_to_five_standard_deviations():
+    rms = RunningMeanStd((1,))
+    rms.update(torch.randn(1000, 1))
+    assert rms.normalize(torch.tensor([[1000.0]])).item() == pytest.approx(5.0)
+
+
+def test_discrete_model_shapes_shared_and_separate():
+    obs_space = gym.spaces.Box(-1, 1, (4,))
+    for share in ("true", "false"):
+        cfg = cfg_of("--encoder_mlp_layers", "16", "8", "--decoder_mlp_layers", "6",
+                     f"--actor_critic_share_weights={share}")
+        model = ActorCritic(cfg, obs_space, gym.spaces.Discrete(3))
+        params, values = model({"obs": torch.zeros(5, 4)})
+        assert params.shape == (5, 3) and values.shape == (5,)
+        out = model.policy_step({"obs": torch.randn(5, 4)})
+        assert out.actions.shape == (5,) and out.log_probs.shape == (5,)
+        assert (model.critic_trunk is None) == (share == "true")
+
+
+def test_continuous_parameterizations():
+    obs_space = gym.spaces.Box(-1, 1, (3,))
+    action_space = gym.spaces.Box(-2, 2, (2,))
+    cfg = cfg_of("--encoder_mlp_layers", "8", "--adaptive_stddev=false", "--initial_stddev=0.5",
+                 "--continuous_tanh_scale=1.5")
+    model = ActorCritic(cfg, obs_space, action_space)
+    params, _ = model({"obs": torch.randn(64, 3) * 100})
+    means, log_stds = params.chunk(2, dim=1)
+    assert means.abs().max() <= 1.5 + 1e-6
+    assert torch.allclose(log_stds, torch.full_like(log_stds, np.log(0.5)))
+    adaptive = ActorCritic(cfg_of("--initial_stddev=0.5", "--policy_initialization=xavier_uniform"),
+                           obs_space, action_space)
+    assert adaptive.policy_step({"obs": torch.randn(4, 3)}).actions.shape == (4, 2)
+
+
+def test_orthogonal_initialization_with_gain():
+    cfg = cfg_of("--encoder_mlp_layers", "16", "--policy_init_gain=2.0")
+    model = ActorCritic(cfg, gym.spaces.Box(-1, 1, (16,)), gym.spaces.Discrete(2))
+    weight = model.actor_trunk.encoder.net[0].weight
+    assert torch.allclose(weight @ weight.T, 4.0 * torch.eye(16), atol=1e-4)
+    assert torch.all(model.actor_trunk.encoder.net[0].bias == 0)
+
+
+def test_input_normalization_and_keys():
+    cfg = cfg_of("--obs_subtract_mean=1", "--obs_scale=2", "--normalize_input=false")
+    model = ActorCritic(cfg, gym.spaces.Box(-5, 5, (2,)), gym.spaces.Discrete(2))
+    x = model.preprocessor({"obs": torch.tensor([[3.0, 5.0]])})["obs"]
+    assert torch.equal(x, torch.tensor([[1.0, 2.0]]))
+    with pytest.raises(UserError, match="no observation key 'pixels'"):
+        ActorCritic(cfg_of("--normalize_input_keys", "pixels"), gym.spaces.Box(-1, 1, (2,)),
+                    gym.spaces.Discrete(2))
+
+
+def test_registered_encoder_factory_is_used():
+    class Tiny(encoders.Encoder):
+        def __init__(self, cfg, obs_space):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 7)
+            self.out_size = 7
+
+        def forward(self, obs):
+            return self.linear(obs["obs"])
+
+    encoders.register_encoder_factory(Tiny)
+    try:
+        model = ActorCritic(cfg_of(), gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+        assert isinstance(model.actor_trunk.encoder, Tiny)
+        assert model.critic_head.in_features == 7
+    finally:
+        encoders.register_encoder_factory(encoders.default_encoder_factory)
