@@ -112,7 +112,7 @@ class CheckpointManager:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.milestone_dir = self.checkpoint_dir / "milestones"
         self.keep_checkpoints = keep_checkpoints
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        # Only saving creates the folder: looking for checkpoints must not change the disk.
         self._remove_stale_temp_files()
 
     def _remove_stale_temp_files(self) -> None:
@@ -123,6 +123,7 @@ class CheckpointManager:
                 tmp.unlink(missing_ok=True)
 
     def save(self, state: dict, train_step: int, env_steps: int) -> Path:
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         path = self.checkpoint_dir / _checkpoint_name(train_step, env_steps)
         save_checkpoint_atomic(state, path)
         log.debug("saved checkpoint %s", path)
@@ -139,6 +140,7 @@ class CheckpointManager:
         safe_metric = re.sub(r"[^A-Za-z0-9_.-]", "_", metric_name)
         name = f"best_{train_step:09d}_{env_steps}_{safe_metric}_{metric_value:.3f}.pth"
         path = self.checkpoint_dir / name
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint_atomic(state, path)
         log.debug("saved best checkpoint %s", path)
         # Delete only after the new best is safely on disk, so one best file always exists.
@@ -148,7 +150,7 @@ class CheckpointManager:
         return path
 
     def save_milestone(self, state: dict, train_step: int, env_steps: int) -> Path:
-        self.milestone_dir.mkdir(exist_ok=True)
+        self.milestone_dir.mkdir(parents=True, exist_ok=True)
         path = self.milestone_dir / _checkpoint_name(train_step, env_steps)
         save_checkpoint_atomic(state, path)
         log.debug("saved milestone checkpoint %s", path)
@@ -156,10 +158,13 @@ class CheckpointManager:
 
     def all_checkpoints(self) -> list[Path]:
         """Regular checkpoints, oldest first."""
-        return _sorted_by_step(list(self.checkpoint_dir.iterdir()), _REGULAR_RE)
+        return _sorted_by_step(self._files(), _REGULAR_RE)
 
     def _best_files(self) -> list[Path]:
-        return _sorted_by_step(list(self.checkpoint_dir.iterdir()), _BEST_RE)
+        return _sorted_by_step(self._files(), _BEST_RE)
+
+    def _files(self) -> list[Path]:
+        return list(self.checkpoint_dir.iterdir()) if self.checkpoint_dir.is_dir() else []
 
     def latest(self) -> Path | None:
         regular = self.all_checkpoints()
