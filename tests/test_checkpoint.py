@@ -227,7 +227,7 @@ def test_corrupt_chosen_checkpoint_raises_instead_of_falling_back(tmp_path):
         assert "\n" not in message
 
 
-def test_stale_temp_files_are_removed_on_creation(tmp_path):
+def test_stale_temp_files_are_removed_by_the_owner(tmp_path):
     (tmp_path / "milestones").mkdir()
     stale = [
         tmp_path / ".checkpoint_000000003_30.pth.k2j4x9.tmp",
@@ -241,6 +241,8 @@ def test_stale_temp_files_are_removed_on_creation(tmp_path):
     save_checkpoint_atomic(_state(1), tmp_path / "checkpoint_000000001_10.pth")
 
     manager = CheckpointManager(tmp_path, keep_checkpoints=2)
+    assert all(path.exists() for path in stale)  # merely looking changes nothing
+    manager.remove_stale_temp_files()
 
     assert not any(path.exists() for path in stale)
     assert all(path.exists() for path in kept)

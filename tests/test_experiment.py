@@ -155,3 +155,32 @@ def test_continuous_actions_train(tmp_path):
                        "--train_for_env_steps=64", "--device=gpu"]) == 0
     state = load_checkpoint(latest_checkpoint(tmp_path, "pend"))
     assert state["env_steps"] >= 64 and "action_parameterization.log_std" in state["model"]
+
+
+def test_wandb_offline_logs_the_run_and_resume_continues_it(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")  # installed by the 'test' extra, so CI runs this
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert run(tmp_path, "--experiment=exp", "--train_for_env_steps=256", "--with_wandb=true") == 0
+    run_id = (tmp_path / "exp" / "wandb_run_id").read_text()
+    files = list((tmp_path / "exp" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 1 and run_id in files[0].name
+    assert b"episode/return_avg" in files[0].read_bytes()
+    assert run(tmp_path, "--experiment=exp", "--train_for_env_steps=512") == 0
+    assert (tmp_path / "exp" / "wandb_run_id").read_text() == run_id
+
+
+def test_same_seed_gives_the_same_run(tmp_path):
+    for name in ("a", "b"):
+        assert run(tmp_path, f"--experiment={name}", "--seed=7", "--train_for_env_steps=512") == 0
+    a = load_checkpoint(latest_checkpoint(tmp_path, "a"))["model"]
+    b = load_checkpoint(latest_checkpoint(tmp_path, "b"))["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_milestones_and_keep_checkpoints(tmp_path):
+    assert run(tmp_path, "--experiment=exp", "--train_for_seconds=3", "--save_every_sec=1",
+               "--save_milestones_sec=1", "--keep_checkpoints=1") == 0
+    folder = tmp_path / "exp" / "checkpoint_p0"
+    assert len(list(folder.glob("checkpoint_*.pth"))) == 1
+    assert len(list((folder / "milestones").glob("checkpoint_*.pth"))) >= 2

@@ -114,3 +114,29 @@ def test_vtrace_learner_runs_and_reports_lag():
     stats = learner.train(Trajectories.cat([old, new]))
     assert stats["policy_lag_max"] == 2.0 and stats["policy_lag_min"] == 0.0
     assert stats["policy_lag_avg"] == pytest.approx(1.0)
+
+
+def test_reward_scale_and_clip_apply_to_learning_rewards_only():
+    cfg = cfg_of("--reward_scale=2", "--reward_clip=1.5")
+    _, _, collector = collect(cfg)
+    traj, episodes = collector.collect(0)
+    assert torch.all(traj.rewards == 1.5)
+    assert all(e.episode_return == e.length for e in episodes)  # statistics keep raw rewards
+
+
+@pytest.mark.parametrize("options", [
+    ["--exploration_loss=symmetric_kl", "--exploration_loss_coeff=0.01"],
+    ["--kl_loss_coeff=0.5", "--optimizer=lamb"],
+    ["--shuffle_minibatches=true", "--num_epochs=2", "--normalize_returns=false"],
+    ["--actor_critic_share_weights=false", "--max_grad_norm=0", "--nonlinearity=tanh"],
+    ["--with_vtrace=true", "--vtrace_rho=0.5", "--vtrace_c=0.5", "--shuffle_minibatches=true"],
+])
+def test_learner_options_train_and_change_the_weights(options):
+    cfg = cfg_of(*options)
+    _, learner, collector = collect(cfg)
+    before = [p.detach().clone() for p in learner.model.parameters()]
+    traj, _ = collector.collect(0)
+    traj2, _ = collector.collect(0)
+    stats = learner.train(Trajectories.cat([traj, traj2]))
+    assert all(np.isfinite(v) for v in stats.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, learner.model.parameters()))

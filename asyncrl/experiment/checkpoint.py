@@ -113,10 +113,11 @@ class CheckpointManager:
         self.milestone_dir = self.checkpoint_dir / "milestones"
         self.keep_checkpoints = keep_checkpoints
         # Only saving creates the folder: looking for checkpoints must not change the disk.
-        self._remove_stale_temp_files()
 
-    def _remove_stale_temp_files(self) -> None:
-        # Left behind by a process killed mid-write; they can be as large as a checkpoint.
+    def remove_stale_temp_files(self) -> None:
+        """Removes temp files left by a process killed mid-write (they can be as large as a
+        checkpoint). Only the run that owns the folder may call this: in another run's folder it
+        would delete a write in progress."""
         for directory in (self.checkpoint_dir, self.milestone_dir):
             for tmp in directory.glob(_TMP_GLOB):
                 log.info("removing stale temporary checkpoint file %s", tmp)

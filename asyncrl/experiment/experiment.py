@@ -147,11 +147,30 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
         else:
             source = resolve_checkpoint_source(cfg.initialize_from, Path(cfg.train_dir),
                                                cfg.load_checkpoint_kind)
-            init_weights = (load_checkpoint(source)["model"], str(source))
+            weights = load_checkpoint(source).get("model")
+            if not isinstance(weights, dict):
+                raise UserError(f"--initialize_from: {source} holds no model weights")
+            init_weights = (weights, str(source))
 
     _check_against_env(cfg, resume_state, init_weights, str(exp_dir))
 
     # Every check has passed: only now is the disk changed.
+    try:
+        log_file = _apply_restart_behavior(cfg, exp_dir, exists, notes)
+    except OSError as e:
+        raise UserError(f"cannot prepare the experiment folder {exp_dir}: {e}") from None
+    for note in notes:
+        log.info(note)
+    previous = _stored_command_lines(config_path) if resume else []
+    write_config(config_path, cfg, previous + [parsed.command_line])
+    checkpoints = CheckpointManager(exp_dir / CHECKPOINT_DIR, cfg.keep_checkpoints)
+    checkpoints.remove_stale_temp_files()
+    return Experiment(cfg=cfg, dir=exp_dir, checkpoints=checkpoints, resume_state=resume_state,
+                      init_weights=init_weights, log_file=log_file)
+
+
+def _apply_restart_behavior(cfg: ConfigBase, exp_dir: Path, exists: bool,
+                            notes: list[str]) -> logging.Handler | None:
     if exists and cfg.restart_behavior == "restart":
         kept = _free_old_name(exp_dir)
         exp_dir.rename(kept)
@@ -160,14 +179,7 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
         shutil.rmtree(exp_dir)
         notes.append(f"Deleted the previous experiment folder {exp_dir}")
     exp_dir.mkdir(parents=True, exist_ok=True)
-    log_file = add_log_file(exp_dir / LOG_FILE) if cfg.log_to_file else None
-    for note in notes:
-        log.info(note)
-    previous = _stored_command_lines(config_path) if resume else []
-    write_config(config_path, cfg, previous + [parsed.command_line])
-    checkpoints = CheckpointManager(exp_dir / CHECKPOINT_DIR, cfg.keep_checkpoints)
-    return Experiment(cfg=cfg, dir=exp_dir, checkpoints=checkpoints, resume_state=resume_state,
-                      init_weights=init_weights, log_file=log_file)
+    return add_log_file(exp_dir / LOG_FILE) if cfg.log_to_file else None
 
 
 def _check_against_env(cfg: ConfigBase, resume_state: dict[str, Any] | None,
@@ -175,11 +187,15 @@ def _check_against_env(cfg: ConfigBase, resume_state: dict[str, Any] | None,
     """Builds one env and the learner on the CPU so that env-dependent errors (unsupported
     spaces, options that do not fit the action space, checkpoints of another architecture)
     surface before anything is written."""
+    import importlib.util
+
     import torch
 
     from asyncrl.algo.learner import Learner
     from asyncrl.envs.registry import find_env_family
 
+    if getattr(cfg, "with_wandb", False) and importlib.util.find_spec("wandb") is None:
+        raise UserError("--with_wandb=True needs wandb: pip install 'asyncrl[wandb]'")
     env = find_env_family(cfg.env).make_env(cfg.env, cfg, 0)
     try:
         learner = Learner(cfg, env.observation_space, env.action_space, torch.device("cpu"))

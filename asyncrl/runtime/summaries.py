@@ -53,4 +53,4 @@ def _init_wandb(cfg: Any, experiment_dir: Path, config_dict: dict[str, Any]):
     return wandb.init(id=run_id, resume="allow", entity=cfg.wandb_user, project=cfg.wandb_project,
                       group=cfg.wandb_group or cfg.env, job_type=cfg.wandb_job_type,
                       tags=list(cfg.wandb_tags), name=cfg.experiment, dir=str(wandb_dir),
-                      config=config_dict, reinit=True)
+                      config=config_dict)
