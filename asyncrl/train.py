@@ -21,9 +21,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parsed = parse_args(argv, scope="train", prog="python -m asyncrl.train")
         experiment = prepare_experiment(parsed)
-        from asyncrl.runtime.serial import SerialRunner
+        if experiment.cfg.serial_mode:
+            from asyncrl.runtime.serial import SerialRunner
 
-        return SerialRunner(experiment).run()
+            return SerialRunner(experiment).run()
+        from asyncrl.runtime.parallel import Runner
+
+        return Runner(experiment).run()
     except UserError as e:
         log.debug("user error", exc_info=True)
         print(f"asyncrl: error: {e}", file=sys.stderr)

@@ -84,8 +84,21 @@ PARAMS: tuple[Param, ...] = (
        optional=True, minimum=0),
     # runtime
     _p("serial_mode", bool, True,
-       "Run everything synchronously in one process. The parallel runtime (False) is not "
-       "available yet", _RUNTIME, scope="train"),
+       "Run everything synchronously in one process; False starts rollout workers, policy "
+       "workers and the learner as separate processes", _RUNTIME, scope="train"),
+    _p("policy_workers_per_policy", int, 1, "Number of policy (inference) worker processes per "
+       "policy; rollout workers are shared among them", _RUNTIME, minimum=1),
+    _p("num_batches_to_accumulate", int, 2, "The learner holds at most this many training "
+       "batches of unprocessed experience; beyond that, experience collection pauses", _RUNTIME,
+       minimum=1),
+    _p("max_policy_lag", int, 1000, "Discard experience older than this many policy versions",
+       _RUNTIME, minimum=0),
+    _p("heartbeat_interval", int, 20, "How often (seconds) components send a heartbeat", _RUNTIME,
+       minimum=1),
+    _p("heartbeat_reporting_interval", int, 180, "How often (seconds) the runner reports "
+       "components whose heartbeat is late", _RUNTIME, minimum=1),
+    _p("default_niceness", int, 0, "Niceness of the worker processes", _RUNTIME, minimum=-20,
+       maximum=19),
     _p("num_workers", int, 4, "Number of environment workers (in serial mode: groups of envs "
        "stepped in the main process)", _RUNTIME, minimum=1),
     _p("num_envs_per_worker", int, 2, "Number of envs on one worker; must be divisible by "

@@ -22,9 +22,9 @@ def validate_config(cfg: Any) -> None:
             f"--lr_adaptive_max={cfg.lr_adaptive_max}")
     if cfg.obs_scale == 0:
         raise UserError("--obs_scale must not be 0 (observations are divided by it)")
-    if hasattr(cfg, "serial_mode") and not cfg.serial_mode:
-        raise UserError("--serial_mode=False: the parallel runtime is not available yet; "
-                        "use --serial_mode=True")
+    if cfg.policy_workers_per_policy > cfg.num_workers:
+        raise UserError(f"--policy_workers_per_policy={cfg.policy_workers_per_policy} must not "
+                        f"exceed --num_workers={cfg.num_workers} (each serves whole workers)")
     if "/" in cfg.experiment or cfg.experiment in ("", ".", ".."):
         raise UserError(f"--experiment={cfg.experiment!r} must be a plain folder name "
                         "(no '/')")

@@ -1,0 +1,88 @@
+"""Shared-memory data of the parallel runtime: trajectory slots and the published policy weights.
+
+Everything here is allocated once, before the worker processes start, and shared with them; the
+queues between processes carry only slot indices and small messages.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from asyncrl.algo.trajectories import Trajectories
+from asyncrl.model.distributions import num_action_params
+
+
+def _torch_dtype(np_dtype: Any) -> torch.dtype:
+    return torch.from_numpy(np.zeros(1, dtype=np_dtype)).dtype
+
+
+class TrajectoryBuffers:
+    """`num_slots` trajectory slots of `rollout` steps: slot-major `[S, T(+1), ...]` tensors.
+
+    A rollout worker holds one slot per env while it fills it; `env_slots[e]` says which slot env
+    `e` writes into, so that policy workers know where to read observations and write actions."""
+
+    def __init__(self, obs_space: gym.spaces.Dict, action_space: gym.Space, rollout: int,
+                 num_slots: int, num_envs: int):
+        S, T = num_slots, rollout
+        self.num_slots = num_slots
+        self.obs = {k: torch.zeros((S, T + 1, *s.shape), dtype=_torch_dtype(s.dtype))
+                    for k, s in obs_space.spaces.items()}
+        action_shape = action_space.shape or ()
+        action_dtype = torch.float32 if action_shape else torch.int64
+        self.actions = torch.zeros((S, T, *action_shape), dtype=action_dtype)
+        self.log_probs = torch.zeros((S, T))
+        self.action_params = torch.zeros((S, T, num_action_params(action_space)))
+        self.values = torch.zeros((S, T))
+        self.rewards = torch.zeros((S, T))
+        self.dones = torch.zeros((S, T))
+        self.policy_versions = torch.zeros((S, T), dtype=torch.int64)
+        self.env_slots = torch.zeros(num_envs, dtype=torch.int64)
+        for tensor in self._tensors():
+            tensor.share_memory_()
+
+    def _tensors(self) -> list[Tensor]:
+        return [*self.obs.values(), self.actions, self.log_probs, self.action_params, self.values,
+                self.rewards, self.dones, self.policy_versions, self.env_slots]
+
+    def trajectories(self, slots: Tensor) -> Trajectories:
+        """Copies the slots out as time-major Trajectories `[T, B]` (the slots can be reused)."""
+        def take(t: Tensor) -> Tensor:
+            return t[slots].transpose(0, 1).contiguous()
+
+        return Trajectories(obs={k: take(v) for k, v in self.obs.items()}, actions=take(self.actions),
+                            log_probs=take(self.log_probs), action_params=take(self.action_params),
+                            values=take(self.values), rewards=take(self.rewards),
+                            dones=take(self.dones), policy_versions=take(self.policy_versions))
+
+
+class SharedWeights:
+    """The latest policy weights (and normalizer statistics) published by the learner.
+
+    The learner copies its state_dict in under a lock and bumps `version`; policy workers copy it
+    out when the version they hold is older."""
+
+    def __init__(self, model: nn.Module):
+        self.state = {k: v.detach().cpu().clone().share_memory_() for k, v in model.state_dict().items()}
+        self.version = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self.lock = mp.get_context("fork").Lock()
+
+    def publish(self, model: nn.Module, version: int) -> None:
+        with torch.no_grad(), self.lock:
+            for k, v in model.state_dict().items():
+                self.state[k].copy_(v)
+            self.version[0] = version
+
+    def load_into(self, model: nn.Module, current_version: int) -> int:
+        """Copies newer weights into `model`; returns the version `model` now holds."""
+        if int(self.version[0]) == current_version:
+            return current_version
+        with torch.no_grad(), self.lock:
+            model.load_state_dict(self.state)
+            return int(self.version[0])

@@ -1,0 +1,121 @@
+"""The learner worker: gathers finished trajectory slots into training batches, trains, publishes
+the new weights to the policy workers and saves checkpoints when the runner asks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from signal_slot.signal_slot import EventLoopObject, Timer, signal
+
+from asyncrl.algo.learner import Learner
+from asyncrl.experiment.checkpoint import CheckpointManager
+from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
+from asyncrl.utils.device import resolve_device
+
+log = logging.getLogger(__name__)
+
+
+class LearnerWorker(EventLoopObject):
+    def __init__(self, event_loop, cfg: Any, policy_id: int, obs_space: gym.Space,
+                 action_space: gym.Space, buffers: TrajectoryBuffers, weights: SharedWeights,
+                 free_slots: Any, checkpoints: CheckpointManager, initial: dict[str, Any]):
+        super().__init__(event_loop, object_id=f"learner_p{policy_id}")
+        self.cfg = cfg
+        self.obs_space = obs_space
+        self.action_space = action_space
+        self.buffers = buffers
+        self.weights = weights
+        self.free_slots = free_slots
+        self.checkpoints = checkpoints
+        self.initial = initial  # {"resume_state": ..., "init_weights": ...}
+        self.learner: Learner | None = None
+        self.env_steps = 0
+        self.pending: list[int] = []
+        self.batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
+        self.dropped_trajectories = 0
+        self.heartbeat_timer: Timer | None = None
+
+    @signal
+    def report(self): ...
+
+    @signal
+    def heartbeat(self): ...
+
+    @signal
+    def stopped(self): ...
+
+    def on_start(self) -> None:
+        cfg = self.cfg
+        self.learner = Learner(cfg, self.obs_space, self.action_space, resolve_device(cfg.device))
+        resume_state = self.initial.get("resume_state")
+        if resume_state is not None:
+            self.learner.load_state_dict(resume_state, "the checkpoint")
+            self.env_steps = int(resume_state["env_steps"])
+        elif self.initial.get("init_weights") is not None:
+            self.learner.load_weights(*self.initial["init_weights"])
+        self.initial = {}
+        self.weights.publish(self.learner.model, self.learner.policy_version)
+        self.heartbeat_timer = Timer(self.event_loop, cfg.heartbeat_interval)
+        self.heartbeat_timer.timeout.connect(self._send_heartbeat)
+        self._send_heartbeat()
+
+    def _send_heartbeat(self) -> None:
+        self.heartbeat.emit(self.object_id, time.time())
+
+    def on_trajectories(self, slots: list[int], truncations: list) -> None:
+        cfg = self.cfg
+        if truncations and cfg.value_bootstrap:
+            self._bootstrap_truncations(truncations)
+        self.pending += slots
+        self.env_steps += len(slots) * cfg.rollout
+        while len(self.pending) >= self.batch_trajectories:
+            batch_slots = torch.tensor(self.pending[:self.batch_trajectories])
+            self.pending = self.pending[self.batch_trajectories:]
+            batch = self.buffers.trajectories(batch_slots)
+            # The batch is copied out: the slots can take new experience while we train.
+            self.free_slots.put_many(batch_slots.tolist())
+            lag = self.learner.policy_version - batch.policy_versions.min(dim=0).values  # [B]
+            fresh = lag <= cfg.max_policy_lag
+            if not bool(fresh.all()):
+                self.dropped_trajectories += int((~fresh).sum())
+                if not bool(fresh.any()):
+                    continue
+                batch = batch.select(fresh.nonzero()[:, 0])
+            stats = self.learner.train(batch)
+            stats["dropped_trajectories"] = float(self.dropped_trajectories)
+            self.weights.publish(self.learner.model, self.learner.policy_version)
+            self.report.emit(stats, self.env_steps, self.learner.policy_version)
+
+    def _bootstrap_truncations(self, truncations: list) -> None:
+        """A time limit is not a real end: add gamma * V(final observation) to the last reward."""
+        keys = truncations[0][2].keys()
+        obs = {k: torch.as_tensor(np.stack([f[2][k] for f in truncations]))
+               .to(self.learner.device) for k in keys}
+        values = self.learner.model.values(obs).cpu()
+        for (slot, t, _), value in zip(truncations, values):
+            self.buffers.rewards[slot, t] += self.cfg.gamma * value
+
+    def checkpoint_state(self, run_state: dict[str, Any]) -> dict[str, Any]:
+        return {**self.learner.state_dict(), "env_steps": self.env_steps, **run_state}
+
+    def on_save(self, kind: str, run_state: dict[str, Any], metric: float | None) -> None:
+        state = self.checkpoint_state(run_state)
+        step, env_steps = self.learner.train_step, self.env_steps
+        if kind == "best":
+            self.checkpoints.save_best(state, step, env_steps, self.cfg.save_best_metric, metric)
+        elif kind == "milestone":
+            self.checkpoints.save_milestone(state, step, env_steps)
+        else:
+            path = self.checkpoints.save(state, step, env_steps)
+            log.info("Saved checkpoint %s", path.name)
+
+    def on_stop(self, run_state: dict[str, Any]) -> None:
+        if self.learner is not None:
+            self.on_save("regular", run_state, None)
+        self.stopped.emit(self.env_steps, self.learner.policy_version if self.learner else 0)
+        self.event_loop.stop()

@@ -1,0 +1,343 @@
+"""The parallel runtime: the runner (this process) starts rollout workers, policy workers and the
+learner as processes that talk over signal-slot event loops, watches their heartbeats and
+liveness, respawns dead rollout workers, and drives checkpoints, summaries and the stop."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing as mp
+import os
+import signal as signals
+import time
+from typing import Any
+
+import torch
+from faster_fifo import Queue
+from signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess, Timer, signal
+
+from asyncrl.envs.registry import find_env_family
+from asyncrl.envs.spaces import obs_dict_space
+from asyncrl.experiment.experiment import Experiment
+from asyncrl.model.actor_critic import ActorCritic
+from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
+from asyncrl.runtime.learner_worker import LearnerWorker
+from asyncrl.runtime.policy_worker import PolicyWorker
+from asyncrl.runtime.rollout_worker import RolloutWorker, actions_ready_signal
+from asyncrl.runtime.stats import EpisodeTracker, FpsMeter
+from asyncrl.runtime.summaries import Summaries
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL_SEC = 5.0
+_PR_SET_PDEATHSIG = 1
+
+
+def init_child_process(name: str, niceness: int) -> None:
+    """Runs first in every worker process."""
+    # Ctrl+C reaches the whole process group: only the runner decides how to stop.
+    signals.signal(signals.SIGINT, signals.SIG_IGN)
+    signals.signal(signals.SIGTERM, signals.SIG_DFL)
+    try:  # die with the runner, even if it is SIGKILLed
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signals.SIGKILL)
+    except OSError:
+        pass
+    if niceness:
+        os.nice(niceness)
+    torch.set_num_threads(1)
+
+
+class Runner(EventLoopObject):
+    def __init__(self, experiment: Experiment):
+        self.loop = EventLoop("runner_evt_loop")
+        super().__init__(self.loop, object_id="runner")
+        self.experiment = experiment
+        cfg = self.cfg = experiment.cfg
+        self.ctx = mp.get_context("fork")
+        torch.set_num_threads(1)
+
+        probe = find_env_family(cfg.env).make_env(cfg.env, cfg, 0)
+        self.obs_space, self.action_space = probe.observation_space, probe.action_space
+        probe.close()
+        num_envs = cfg.num_workers * cfg.num_envs_per_worker
+        batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
+        # Slots for every env's trajectory in flight plus the batches the learner may hold;
+        # with none free the workers pause, which bounds the policy lag.
+        num_slots = num_envs + cfg.num_batches_to_accumulate * batch_trajectories
+        self.buffers = TrajectoryBuffers(obs_dict_space(self.obs_space), self.action_space,
+                                         cfg.rollout, num_slots, num_envs)
+        self.free_slots = Queue(max_size_bytes=max(1_000_000, 64 * num_slots))
+        self.free_slots.put_many(list(range(num_slots)))
+        self.weights = SharedWeights(ActorCritic(cfg, self.obs_space, self.action_space))
+        self.stop_event = self.ctx.Event()
+
+        self.episodes = EpisodeTracker(cfg.stats_avg)
+        self.env_steps = 0
+        self.best_metric: float | None = None
+        state = experiment.resume_state
+        if state is not None:
+            self.episodes.load_state_dict(state["episode_stats"])
+            self.env_steps = int(state["env_steps"])
+            self.best_metric = state["best_metric"]
+        self.policy_version = 0
+        self.learner_stats: dict[str, float] = {}
+        self.last_heartbeat: dict[str, float] = {}
+        self.worker_restarts = 0
+        self.fps = FpsMeter()
+        self.start_time = time.monotonic()
+        self.stop_reason: str | None = None
+        self.stopping = False
+        self.failed: str | None = None
+        self._signal_received: str | None = None
+
+        self.learner_process = self._make_process("learner_p0")
+        self.learner = LearnerWorker(
+            self.learner_process.event_loop, cfg, 0, self.obs_space, self.action_space,
+            self.buffers, self.weights, self.free_slots, experiment.checkpoints,
+            {"resume_state": experiment.resume_state, "init_weights": experiment.init_weights})
+        self.policy_processes = []
+        self.policy_workers = []
+        for i in range(cfg.policy_workers_per_policy):
+            process = self._make_process(f"policy_worker_p0_{i}")
+            self.policy_processes.append(process)
+            self.policy_workers.append(PolicyWorker(
+                process.event_loop, cfg, 0, i, self.obs_space, self.action_space, self.buffers,
+                self.weights))
+        self.rollout_processes: list[EventLoopProcess] = []
+        self.rollout_workers: list[RolloutWorker] = []
+        for w in range(cfg.num_workers):
+            process, worker = self._make_rollout_worker(w)
+            self.rollout_processes.append(process)
+            self.rollout_workers.append(worker)
+        self._connect()
+
+    # -- wiring ---------------------------------------------------------------------------------
+    def _make_process(self, name: str) -> EventLoopProcess:
+        # The process object lives on its own loop too, so it needs a name apart from its component.
+        name = f"{name}_process"
+        return EventLoopProcess(name, multiprocessing_context=self.ctx, init_func=init_child_process,
+                                args=(name, self.cfg.default_niceness), daemon=True)
+
+    def _make_rollout_worker(self, w: int, queue: Any = None) -> tuple[EventLoopProcess, RolloutWorker]:
+        process = self._make_process(f"rollout_worker_{w}")
+        if queue is not None:
+            # A respawned worker reads the queue its predecessor used, so every connection made
+            # by the other processes still reaches it.
+            process.event_loop.signal_queue = queue
+        worker = RolloutWorker(process.event_loop, self.cfg, w, self.buffers, self.free_slots,
+                               self.stop_event)
+        return process, worker
+
+    def _policy_worker_for(self, w: int) -> PolicyWorker:
+        return self.policy_workers[w % len(self.policy_workers)]
+
+    def _connect_rollout_worker(self, w: int) -> None:
+        worker, process = self.rollout_workers[w], self.rollout_processes[w]
+        policy_worker = self._policy_worker_for(w)
+        process.event_loop.start.connect(worker.on_start)
+        worker.request_actions.connect(policy_worker.on_request)
+        policy_worker.connect(actions_ready_signal(w), worker.on_actions_ready)
+        worker.trajectories_ready.connect(self.learner.on_trajectories)
+        worker.episodes_finished.connect(self.on_episodes)
+        worker.heartbeat.connect(self.on_heartbeat)
+        self.connect("stop_workers", worker.on_stop)
+
+    def _connect(self) -> None:
+        self.learner_process.event_loop.start.connect(self.learner.on_start)
+        self.learner.report.connect(self.on_report)
+        self.learner.heartbeat.connect(self.on_heartbeat)
+        self.learner.stopped.connect(self.on_learner_stopped)
+        self.connect("save", self.learner.on_save)
+        self.connect("stop_learner", self.learner.on_stop)
+        for process, worker in zip(self.policy_processes, self.policy_workers):
+            process.event_loop.start.connect(worker.on_start)
+            worker.heartbeat.connect(self.on_heartbeat)
+            self.connect("stop_workers", worker.on_stop)
+        for w in range(len(self.rollout_workers)):
+            self._connect_rollout_worker(w)
+
+    def _timer(self, interval: float, slot) -> Timer:
+        timer = Timer(self.loop, interval)
+        timer.timeout.connect(slot)
+        return timer
+
+    # -- run ------------------------------------------------------------------------------------
+    def run(self) -> int:
+        cfg = self.cfg
+        self._timer(STATUS_INTERVAL_SEC, self._log_status)
+        self._timer(cfg.experiment_summaries_interval, self._write_summaries)
+        self._timer(cfg.save_every_sec, self._save_regular)
+        self._timer(cfg.save_best_every_sec, self._maybe_save_best)
+        if cfg.save_milestones_sec > 0:
+            self._timer(cfg.save_milestones_sec, self._save_milestone)
+        self._timer(cfg.heartbeat_reporting_interval, self._check_heartbeats)
+        self._timer(0.2, self._check_processes)
+        for process in [self.learner_process, *self.policy_processes, *self.rollout_processes]:
+            process.start()
+        # Created after the fork: the writer's threads and files stay in this process.
+        self.summaries = Summaries(cfg, self.experiment.dir, cfg.to_dict())
+        self.start_time = time.monotonic()
+        self.start_steps = self.env_steps
+        log.info("Training %s on %s: %d rollout workers x %d envs (%d splits), %d policy "
+                 "worker(s), batch %d, device %s", cfg.experiment, cfg.env, cfg.num_workers,
+                 cfg.num_envs_per_worker, cfg.worker_num_splits, cfg.policy_workers_per_policy,
+                 cfg.batch_size * cfg.num_batches_per_epoch, cfg.device)
+        previous = {s: signals.signal(s, self._on_signal) for s in (signals.SIGINT, signals.SIGTERM)}
+        try:
+            self.loop.exec()
+        finally:
+            for s, handler in previous.items():
+                signals.signal(s, handler)
+            self._shutdown()
+        elapsed = time.monotonic() - self.start_time
+        avg = self.episodes.average()
+        log.info("Stopped: %s. %d env steps in %.1f s (%.0f env steps/s this run), %d episodes, "
+                 "average return %s over the last %d, best %s, %d rollout worker restart(s); "
+                 "checkpoints in %s", self.stop_reason, self.env_steps, elapsed,
+                 (self.env_steps - self.start_steps) / max(elapsed, 1e-9), self.episodes.episodes,
+                 _fmt(avg), len(self.episodes.returns), _fmt(self.best_metric),
+                 self.worker_restarts, self.experiment.checkpoints.checkpoint_dir)
+        if self.failed:
+            log.error(self.failed)
+            return 1
+        return 0
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        name = signals.Signals(signum).name
+        if self.stopping and signum == signals.SIGINT:
+            raise KeyboardInterrupt
+        log.info("%s received: stopping and saving a checkpoint", name)
+        self._begin_stop(f"{name} received")
+
+    def _run_state(self) -> dict[str, Any]:
+        return {"episode_stats": self.episodes.state_dict(), "best_metric": self.best_metric}
+
+    def _begin_stop(self, reason: str) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_reason = reason
+        self.stop_event.set()
+        self.emit("stop_learner", self._run_state())
+
+    def on_learner_stopped(self, env_steps: int, policy_version: int) -> None:
+        self.env_steps = max(self.env_steps, env_steps)
+        self.emit("stop_workers")
+        self.loop.stop()
+
+    # -- slots ----------------------------------------------------------------------------------
+    def on_report(self, stats: dict[str, float], env_steps: int, policy_version: int) -> None:
+        self.learner_stats = stats
+        self.env_steps = env_steps
+        self.policy_version = policy_version
+        self.fps.record(env_steps)
+        if env_steps >= self.cfg.train_for_env_steps:
+            self._begin_stop(f"reached train_for_env_steps={self.cfg.train_for_env_steps}")
+
+    def on_episodes(self, episodes: list[tuple[float, int]]) -> None:
+        for episode_return, length in episodes:
+            self.episodes.returns.append(episode_return)
+            self.episodes.lengths.append(length)
+        self.episodes.episodes += len(episodes)
+
+    def on_heartbeat(self, name: str, timestamp: float) -> None:
+        self.last_heartbeat[name] = time.time()
+
+    # -- timers ---------------------------------------------------------------------------------
+    def _log_status(self) -> None:
+        log.info("env_steps=%d fps=%.0f avg_return=%s (last %d of %d episodes) policy_version=%d "
+                 "policy_lag=%s", self.env_steps, self.fps.fps(10),
+                 _fmt(self.episodes.average()), len(self.episodes.returns), self.episodes.episodes,
+                 self.policy_version, _fmt(self.learner_stats.get("policy_lag_avg")))
+
+    def _write_summaries(self) -> None:
+        scalars = {f"train/{k}": v for k, v in self.learner_stats.items()}
+        for window in self.fps.windows:
+            scalars[f"perf/fps_{window}s"] = self.fps.fps(window)
+        if self.episodes.returns:
+            scalars["episode/return_avg"] = self.episodes.average("reward")
+            scalars["episode/length_avg"] = self.episodes.average("len")
+        scalars["episode/count"] = self.episodes.episodes
+        scalars["train/policy_version"] = self.policy_version
+        scalars["perf/rollout_worker_restarts"] = self.worker_restarts
+        self.summaries.write(scalars, self.env_steps)
+
+    def _save_regular(self) -> None:
+        self.emit("save", "regular", self._run_state(), None)
+
+    def _save_milestone(self) -> None:
+        self.emit("save", "milestone", self._run_state(), None)
+
+    def _maybe_save_best(self) -> None:
+        cfg = self.cfg
+        metric = self.episodes.average(cfg.save_best_metric)
+        if metric is None or self.env_steps < cfg.save_best_after or self.stopping:
+            return
+        if self.best_metric is None or metric > self.best_metric:
+            self.best_metric = metric
+            self.emit("save", "best", self._run_state(), metric)
+
+    def _check_heartbeats(self) -> None:
+        now = time.time()
+        for name, last in self.last_heartbeat.items():
+            if now - last > 2 * self.cfg.heartbeat_interval:
+                log.warning("%s has not sent a heartbeat for %.0f s", name, now - last)
+
+    def _check_processes(self) -> None:
+        if time.monotonic() - self.start_time >= self.cfg.train_for_seconds:
+            self._begin_stop(f"reached train_for_seconds={self.cfg.train_for_seconds}")
+        if self.stopping:
+            return
+        for process in [self.learner_process, *self.policy_processes]:
+            if not process.is_alive():
+                self.failed = f"{process.name} died ({_exit_cause(process.exitcode)}): stopping the run"
+                log.error(self.failed)
+                self.stopping = True
+                self.stop_reason = f"{process.name} died"
+                self.stop_event.set()
+                self.emit("stop_workers")
+                self.loop.stop()
+                return
+        for w, process in enumerate(self.rollout_processes):
+            if not process.is_alive():
+                self._respawn_rollout_worker(w, _exit_cause(process.exitcode))
+
+    def _respawn_rollout_worker(self, w: int, cause: str) -> None:
+        log.warning("rollout_worker_%d died (%s): respawning it with fresh envs; its partial "
+                    "trajectories are dropped", w, cause)
+        old_process = self.rollout_processes[w]
+        old_process.join(timeout=1)
+        # The slots the dead worker was filling go back to the pool.
+        num_envs = self.cfg.num_envs_per_worker
+        held = self.buffers.env_slots[w * num_envs:(w + 1) * num_envs]
+        self.free_slots.put_many(held[held >= 0].tolist())
+        self.buffers.env_slots[w * num_envs:(w + 1) * num_envs] = -1
+        process, worker = self._make_rollout_worker(w, queue=old_process.event_loop.signal_queue)
+        self.rollout_processes[w], self.rollout_workers[w] = process, worker
+        self._connect_rollout_worker(w)
+        self.worker_restarts += 1
+        process.start()
+
+    def _shutdown(self) -> None:
+        processes = [self.learner_process, *self.policy_processes, *self.rollout_processes]
+        deadline = time.monotonic() + 10
+        for process in processes:
+            process.join(timeout=max(0.1, deadline - time.monotonic()))
+        for process in processes:
+            if process.is_alive():
+                log.warning("%s did not stop in time: killing it", process.name)
+                process.kill()
+                process.join(timeout=5)
+        self.summaries.close()
+
+
+def _exit_cause(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        return f"killed by {signals.Signals(-exitcode).name}"
+    return f"exit code {exitcode}"
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"

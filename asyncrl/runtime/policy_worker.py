@@ -1,0 +1,93 @@
+"""A policy (inference) worker: batches the action requests of all rollout workers that arrived
+since its last pass, computes actions in one forward pass and writes them into shared memory."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import gymnasium as gym
+import torch
+from signal_slot.signal_slot import EventLoopObject, Timer, signal
+
+from asyncrl.model.actor_critic import ActorCritic
+from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
+from asyncrl.runtime.rollout_worker import actions_ready_signal, worker_env_indices
+from asyncrl.utils.device import resolve_device
+
+log = logging.getLogger(__name__)
+
+
+class PolicyWorker(EventLoopObject):
+    def __init__(self, event_loop, cfg: Any, policy_id: int, worker_idx: int,
+                 obs_space: gym.Space, action_space: gym.Space, buffers: TrajectoryBuffers,
+                 weights: SharedWeights):
+        super().__init__(event_loop, object_id=f"policy_worker_p{policy_id}_{worker_idx}")
+        self.cfg = cfg
+        self.obs_space = obs_space
+        self.action_space = action_space
+        self.buffers = buffers
+        self.weights = weights
+        self.model: ActorCritic | None = None
+        self.device = torch.device("cpu")
+        self.version = -1
+        self.pending: list[tuple[int, int, int, int]] = []
+        self.scheduled = False
+        self.heartbeat_timer: Timer | None = None
+        # Env indices of each (worker, split), computed once.
+        self.split_envs = {(w, s): torch.from_numpy(worker_env_indices(cfg, w, s))
+                           for w in range(cfg.num_workers) for s in range(cfg.worker_num_splits)}
+
+    @signal
+    def heartbeat(self): ...
+
+    @signal
+    def _process_pending(self): ...
+
+    def on_start(self) -> None:
+        self.device = resolve_device(self.cfg.device)
+        self.model = ActorCritic(self.cfg, self.obs_space, self.action_space).to(self.device).eval()
+        self.version = self.weights.load_into(self.model, -1)
+        self._process_pending.connect(self._infer)
+        self.heartbeat_timer = Timer(self.event_loop, self.cfg.heartbeat_interval)
+        self.heartbeat_timer.timeout.connect(self._send_heartbeat)
+        self._send_heartbeat()
+
+    def _send_heartbeat(self) -> None:
+        self.heartbeat.emit(self.object_id, time.time())
+
+    def on_request(self, worker_idx: int, split_idx: int, step: int, token: int) -> None:
+        self.pending.append((worker_idx, split_idx, step, token))
+        if not self.scheduled:
+            # Handle every request already queued behind this one in the same forward pass.
+            self.scheduled = True
+            self._process_pending.emit()
+
+    def _infer(self) -> None:
+        self.scheduled = False
+        requests, self.pending = self.pending, []
+        if not requests:
+            return
+        buffers = self.buffers
+        self.version = self.weights.load_into(self.model, self.version)
+        # A request of a worker that died since it asked has no slots any more.
+        requests = [r for r in requests if bool((buffers.env_slots[self.split_envs[r[:2]]] >= 0).all())]
+        if not requests:
+            return
+        envs = [self.split_envs[(w, s)] for w, s, _, _ in requests]
+        slots = buffers.env_slots[torch.cat(envs)]
+        steps = torch.cat([torch.full((len(e),), t, dtype=torch.int64)
+                           for e, (_, _, t, _) in zip(envs, requests)])
+        obs = {k: v[slots, steps].to(self.device) for k, v in buffers.obs.items()}
+        out = self.model.policy_step(obs)
+        buffers.actions[slots, steps] = out.actions.cpu()
+        buffers.log_probs[slots, steps] = out.log_probs.cpu()
+        buffers.values[slots, steps] = out.values.cpu()
+        buffers.action_params[slots, steps] = out.action_params.cpu()
+        buffers.policy_versions[slots, steps] = self.version
+        for w, s, _, token in requests:
+            self.emit(actions_ready_signal(w), s, token)
+
+    def on_stop(self) -> None:
+        self.event_loop.stop()

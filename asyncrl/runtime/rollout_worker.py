@@ -1,0 +1,157 @@
+"""A rollout worker: owns `num_envs_per_worker` envs in `worker_num_splits` groups and steps a
+group whenever its actions arrive, so one group is stepped while the others wait for inference.
+
+Observations go straight into the trajectory slots in shared memory; messages carry only indices.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from signal_slot.signal_slot import EventLoopObject, Timer, signal
+
+from asyncrl.envs.registry import find_env_family
+from asyncrl.envs.vector import EnvVector
+from asyncrl.runtime.buffers import TrajectoryBuffers
+
+log = logging.getLogger(__name__)
+
+
+def actions_ready_signal(worker_idx: int) -> str:
+    return f"actions_ready_w{worker_idx}"
+
+
+def worker_env_indices(cfg: Any, worker_idx: int, split_idx: int) -> np.ndarray:
+    """Global indices of the envs of one split of one worker."""
+    per_split = cfg.num_envs_per_worker // cfg.worker_num_splits
+    start = worker_idx * cfg.num_envs_per_worker + split_idx * per_split
+    return np.arange(start, start + per_split)
+
+
+@dataclass
+class _Split:
+    env_indices: np.ndarray  # global env indices
+    local: np.ndarray  # indices into this worker's EnvVector
+    slots: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
+    step: int = 0
+    token: int = 0  # identifies the outstanding action request; stale replies are ignored
+    truncations: list = field(default_factory=list)
+
+
+class RolloutWorker(EventLoopObject):
+    def __init__(self, event_loop, cfg: Any, worker_idx: int, buffers: TrajectoryBuffers,
+                 free_slots: Any, stop_event: Any):
+        super().__init__(event_loop, object_id=f"rollout_worker_{worker_idx}")
+        self.cfg = cfg
+        self.worker_idx = worker_idx
+        self.buffers = buffers
+        self.free_slots = free_slots
+        self.stop_event = stop_event
+        self.envs: EnvVector | None = None
+        self.splits: list[_Split] = []
+        self.heartbeat_timer: Timer | None = None
+
+    @signal
+    def request_actions(self): ...
+
+    @signal
+    def trajectories_ready(self): ...
+
+    @signal
+    def episodes_finished(self): ...
+
+    @signal
+    def heartbeat(self): ...
+
+    def on_start(self) -> None:
+        cfg = self.cfg
+        family = find_env_family(cfg.env)
+        first = self.worker_idx * cfg.num_envs_per_worker
+        seed = None if cfg.seed is None else cfg.seed + first
+        self.envs = EnvVector(lambda i: family.make_env(cfg.env, cfg, first + i),
+                              cfg.num_envs_per_worker, seed)
+        per_split = cfg.num_envs_per_worker // cfg.worker_num_splits
+        for s in range(cfg.worker_num_splits):
+            self.splits.append(_Split(env_indices=worker_env_indices(cfg, self.worker_idx, s),
+                                      local=np.arange(s * per_split, (s + 1) * per_split)))
+        self.heartbeat_timer = Timer(self.event_loop, cfg.heartbeat_interval)
+        self.heartbeat_timer.timeout.connect(self._send_heartbeat)
+        self._send_heartbeat()
+        for s, split in enumerate(self.splits):
+            if not self._begin_trajectories(split):
+                return
+            self._request(s)
+
+    def _send_heartbeat(self) -> None:
+        self.heartbeat.emit(self.object_id, time.time())
+
+    def _take_slots(self, n: int) -> torch.Tensor | None:
+        """n free trajectory slots; waits while the learner is behind (backpressure)."""
+        got: list[int] = []
+        while len(got) < n:
+            if self.stop_event.is_set():
+                return None
+            try:
+                got += self.free_slots.get_many(max_messages_to_get=n - len(got), timeout=0.1)
+            except Exception:  # queue.Empty: the learner still holds every slot
+                continue
+        return torch.tensor(got, dtype=torch.int64)
+
+    def _begin_trajectories(self, split: _Split) -> bool:
+        slots = self._take_slots(len(split.local))
+        if slots is None:
+            return False
+        split.slots = slots
+        split.step = 0
+        self.buffers.env_slots[torch.from_numpy(split.env_indices)] = slots
+        self._write_obs(split, 0)
+        return True
+
+    def _write_obs(self, split: _Split, t: int) -> None:
+        for k, v in self.envs.obs.items():
+            self.buffers.obs[k][split.slots, t] = torch.from_numpy(v[split.local])
+
+    def _request(self, s: int) -> None:
+        split = self.splits[s]
+        split.token += 1
+        self.request_actions.emit(self.worker_idx, s, split.step, split.token)
+
+    def on_actions_ready(self, s: int, token: int) -> None:
+        split = self.splits[s]
+        if token != split.token:
+            return  # a reply to a request of a previous incarnation of this worker
+        cfg, buffers, t = self.cfg, self.buffers, split.step
+        actions = buffers.actions[split.slots, t].numpy()
+        result = self.envs.step(split.local, actions)
+        rewards = np.clip(self.envs.rewards[split.local] * cfg.reward_scale, -cfg.reward_clip,
+                          cfg.reward_clip)
+        buffers.rewards[split.slots, t] = torch.from_numpy(rewards.astype(np.float32))
+        done = self.envs.terminated[split.local] | self.envs.truncated[split.local]
+        buffers.dones[split.slots, t] = torch.from_numpy(done.astype(np.float32))
+        if cfg.value_bootstrap and len(result.truncated_indices):
+            positions = np.searchsorted(split.local, result.truncated_indices)
+            for j, pos in enumerate(positions):
+                final_obs = {k: v[j] for k, v in result.final_obs.items()}
+                split.truncations.append((int(split.slots[pos]), t, final_obs))
+        if result.episodes:
+            self.episodes_finished.emit([(e.episode_return, e.length) for e in result.episodes])
+        split.step = t + 1
+        self._write_obs(split, split.step)
+        if split.step == cfg.rollout:
+            self.trajectories_ready.emit(split.slots.tolist(), split.truncations)
+            split.truncations = []
+            # These slots are the learner's now: a respawn must not return them to the pool.
+            buffers.env_slots[torch.from_numpy(split.env_indices)] = -1
+            if not self._begin_trajectories(split):
+                return
+        self._request(s)
+
+    def on_stop(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+        self.event_loop.stop()
