@@ -9,7 +9,8 @@ import torch
 from asyncrl import enjoy, train
 from asyncrl.experiment.checkpoint import load_checkpoint
 
-TINY = ["--env=CartPole-v1", "--num_workers=1", "--num_envs_per_worker=4", "--worker_num_splits=2",
+TINY = ["--env=CartPole-v1", "--serial_mode=true", "--num_workers=1", "--num_envs_per_worker=4",
+        "--worker_num_splits=2",
         "--rollout=16", "--batch_size=64", "--num_batches_per_epoch=1",
         "--encoder_mlp_layers", "16", "--save_best_after=0"]
 

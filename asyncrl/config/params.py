@@ -83,9 +83,10 @@ PARAMS: tuple[Param, ...] = (
     _p("seed", int, None, "Fixed seed for torch, numpy and the envs (None: random)", _BASIC,
        optional=True, minimum=0),
     # runtime
-    _p("serial_mode", bool, True,
-       "Run everything synchronously in one process; False starts rollout workers, policy "
-       "workers and the learner as separate processes", _RUNTIME, scope="train"),
+    _p("serial_mode", bool, False,
+       "Run everything in one process, acting and learning in turn (simplest to debug); False "
+       "runs rollout workers, policy workers and the learner as parallel processes", _RUNTIME,
+       scope="train"),
     _p("policy_workers_per_policy", int, 1, "Number of policy (inference) worker processes per "
        "policy; rollout workers are shared among them", _RUNTIME, minimum=1),
     _p("num_batches_to_accumulate", int, 2, "The learner holds at most this many training "
@@ -97,6 +98,9 @@ PARAMS: tuple[Param, ...] = (
        minimum=1),
     _p("heartbeat_reporting_interval", int, 180, "How often (seconds) the runner reports "
        "components whose heartbeat is late", _RUNTIME, minimum=1),
+    _p("max_consecutive_env_failures", int, 10, "An env that raises in step or reset is logged "
+       "and recreated; after this many failures in a row of one env the run stops with an error",
+       _RUNTIME, minimum=1),
     _p("default_niceness", int, 0, "Niceness of the worker processes", _RUNTIME, minimum=-20,
        maximum=19),
     _p("num_workers", int, 4, "Number of environment workers (in serial mode: groups of envs "

@@ -8,6 +8,7 @@ last observation of a truncated episode is kept for value bootstrapping.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -15,6 +16,12 @@ import gymnasium as gym
 import numpy as np
 
 from asyncrl.envs.spaces import obs_dict_space
+
+log = logging.getLogger(__name__)
+
+
+class EnvFailureLimit(RuntimeError):
+    """An env kept raising after being recreated: the run must stop instead of looping."""
 
 
 @dataclass
@@ -33,7 +40,15 @@ class StepResult:
 
 
 class EnvVector:
-    def __init__(self, make_env: Callable[[int], gym.Env], num_envs: int, seed: int | None):
+    """`max_failures`: an env whose step/reset raises is recreated and its episode cut short;
+    after this many failures in a row of one env, EnvFailureLimit is raised."""
+
+    def __init__(self, make_env: Callable[[int], gym.Env], num_envs: int, seed: int | None,
+                 max_failures: int = 10):
+        self.make_env = make_env
+        self.max_failures = max_failures
+        self.failures = np.zeros(num_envs, dtype=np.int64)  # consecutive, per env
+        self.total_failures = 0
         self.envs = [make_env(i) for i in range(num_envs)]
         self.num_envs = num_envs
         self.observation_space = obs_dict_space(self.envs[0].observation_space)
@@ -71,7 +86,12 @@ class EnvVector:
         final_obs: dict[str, list[Any]] = {k: [] for k in self.obs}
         for i, action in zip(env_indices.tolist(), self.env_actions(actions)):
             env = self.envs[i]
-            obs, reward, terminated, truncated, _ = env.step(action)
+            try:
+                obs, reward, terminated, truncated, _ = env.step(action)
+            except Exception:
+                self._recreate(i, "step")
+                continue
+            self.failures[i] = 0
             self.rewards[i] = reward
             self.terminated[i] = terminated
             self.truncated[i] = truncated and not terminated
@@ -86,13 +106,42 @@ class EnvVector:
                     truncated_idx.append(i)
                     for k in final_obs:
                         final_obs[k].append(obs[k] if self._obs_is_dict else obs)
-                obs, _ = env.reset()
+                try:
+                    obs, _ = env.reset()
+                except Exception:
+                    self._recreate(i, "reset")
+                    continue
             self._write_obs(i, obs)
         return StepResult(
             env_indices=env_indices,
             truncated_indices=np.asarray(truncated_idx, dtype=np.int64),
             final_obs={k: np.asarray(v, dtype=self.obs[k].dtype) for k, v in final_obs.items()},
             episodes=episodes)
+
+    def _recreate(self, i: int, what: str) -> None:
+        """Env i raised: log it, replace it by a fresh env and end its episode here."""
+        self.failures[i] += 1
+        self.total_failures += 1
+        log.exception("env %d raised in %s (failure %d in a row): recreating it", i, what,
+                      self.failures[i])
+        if self.failures[i] > self.max_failures:
+            raise EnvFailureLimit(f"env {i} failed {self.failures[i]} times in a row in {what} "
+                                  f"(limit --max_consecutive_env_failures={self.max_failures})")
+        try:
+            self.envs[i].close()
+        except Exception:
+            log.warning("closing the failed env %d raised too", i, exc_info=True)
+        self.rewards[i] = 0.0
+        self.terminated[i] = True  # the episode cannot continue: learn nothing past this step
+        self.truncated[i] = False
+        self._episode_return[i] = 0.0
+        self._episode_length[i] = 0
+        try:
+            self.envs[i] = self.make_env(i)
+            obs, _ = self.envs[i].reset()
+        except Exception:
+            return self._recreate(i, "creation")
+        self._write_obs(i, obs)
 
     def close(self) -> None:
         for env in self.envs:

@@ -30,18 +30,23 @@ from asyncrl.runtime.summaries import Summaries
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_SEC = 5.0
+STOP_TIMEOUT_SEC = 60.0
 _PR_SET_PDEATHSIG = 1
+
+
+_PR_SET_NAME = 15
 
 
 def init_child_process(name: str, niceness: int) -> None:
     """Runs first in every worker process."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    # The name shows in ps and top (15 characters at most), e.g. "asyncrl-rw0".
+    libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
     # Ctrl+C reaches the whole process group: only the runner decides how to stop.
     signals.signal(signals.SIGINT, signals.SIG_IGN)
     signals.signal(signals.SIGTERM, signals.SIG_DFL)
-    try:  # die with the runner, even if it is SIGKILLed
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signals.SIGKILL)
-    except OSError:
-        pass
+    # Die with the runner, even if it is SIGKILLed.
+    libc.prctl(_PR_SET_PDEATHSIG, signals.SIGKILL, 0, 0, 0)
     if niceness:
         os.nice(niceness)
     torch.set_num_threads(1)
@@ -70,6 +75,7 @@ class Runner(EventLoopObject):
         self.free_slots.put_many(list(range(num_slots)))
         self.weights = SharedWeights(ActorCritic(cfg, self.obs_space, self.action_space))
         self.stop_event = self.ctx.Event()
+        self.wakeups = [self.ctx.Semaphore(0) for _ in range(cfg.num_workers)]
 
         self.episodes = EpisodeTracker(cfg.stats_avg)
         self.env_steps = 0
@@ -79,6 +85,10 @@ class Runner(EventLoopObject):
             self.episodes.load_state_dict(state["episode_stats"])
             self.env_steps = int(state["env_steps"])
             self.best_metric = state["best_metric"]
+            log.info("Resumed from env_steps=%d, policy_version=%d", self.env_steps,
+                     state["policy_version"])
+        elif experiment.init_weights is not None:
+            log.info("Initialized the model from %s", experiment.init_weights[1])
         self.policy_version = 0
         self.learner_stats: dict[str, float] = {}
         self.last_heartbeat: dict[str, float] = {}
@@ -90,7 +100,7 @@ class Runner(EventLoopObject):
         self.failed: str | None = None
         self._signal_received: str | None = None
 
-        self.learner_process = self._make_process("learner_p0")
+        self.learner_process = self._make_process("learner_p0", "asyncrl-learner")
         self.learner = LearnerWorker(
             self.learner_process.event_loop, cfg, 0, self.obs_space, self.action_space,
             self.buffers, self.weights, self.free_slots, experiment.checkpoints,
@@ -98,11 +108,11 @@ class Runner(EventLoopObject):
         self.policy_processes = []
         self.policy_workers = []
         for i in range(cfg.policy_workers_per_policy):
-            process = self._make_process(f"policy_worker_p0_{i}")
+            process = self._make_process(f"policy_worker_p0_{i}", f"asyncrl-pw{i}")
             self.policy_processes.append(process)
             self.policy_workers.append(PolicyWorker(
                 process.event_loop, cfg, 0, i, self.obs_space, self.action_space, self.buffers,
-                self.weights))
+                self.weights, self.wakeups))
         self.rollout_processes: list[EventLoopProcess] = []
         self.rollout_workers: list[RolloutWorker] = []
         for w in range(cfg.num_workers):
@@ -112,20 +122,16 @@ class Runner(EventLoopObject):
         self._connect()
 
     # -- wiring ---------------------------------------------------------------------------------
-    def _make_process(self, name: str) -> EventLoopProcess:
+    def _make_process(self, name: str, title: str) -> EventLoopProcess:
         # The process object lives on its own loop too, so it needs a name apart from its component.
-        name = f"{name}_process"
-        return EventLoopProcess(name, multiprocessing_context=self.ctx, init_func=init_child_process,
-                                args=(name, self.cfg.default_niceness), daemon=True)
+        return EventLoopProcess(f"{name}_process", multiprocessing_context=self.ctx,
+                                init_func=init_child_process,
+                                args=(title, self.cfg.default_niceness), daemon=True)
 
-    def _make_rollout_worker(self, w: int, queue: Any = None) -> tuple[EventLoopProcess, RolloutWorker]:
-        process = self._make_process(f"rollout_worker_{w}")
-        if queue is not None:
-            # A respawned worker reads the queue its predecessor used, so every connection made
-            # by the other processes still reaches it.
-            process.event_loop.signal_queue = queue
+    def _make_rollout_worker(self, w: int) -> tuple[EventLoopProcess, RolloutWorker]:
+        process = self._make_process(f"rollout_worker_{w}", f"asyncrl-rw{w}")
         worker = RolloutWorker(process.event_loop, self.cfg, w, self.buffers, self.free_slots,
-                               self.stop_event)
+                               self.stop_event, self.wakeups[w])
         return process, worker
 
     def _policy_worker_for(self, w: int) -> PolicyWorker:
@@ -140,6 +146,7 @@ class Runner(EventLoopObject):
         worker.trajectories_ready.connect(self.learner.on_trajectories)
         worker.episodes_finished.connect(self.on_episodes)
         worker.heartbeat.connect(self.on_heartbeat)
+        worker.fatal_error.connect(self.on_fatal_error)
         self.connect("stop_workers", worker.on_stop)
 
     def _connect(self) -> None:
@@ -192,11 +199,13 @@ class Runner(EventLoopObject):
         elapsed = time.monotonic() - self.start_time
         avg = self.episodes.average()
         log.info("Stopped: %s. %d env steps in %.1f s (%.0f env steps/s this run), %d episodes, "
-                 "average return %s over the last %d, best %s, %d rollout worker restart(s); "
-                 "checkpoints in %s", self.stop_reason, self.env_steps, elapsed,
-                 (self.env_steps - self.start_steps) / max(elapsed, 1e-9), self.episodes.episodes,
-                 _fmt(avg), len(self.episodes.returns), _fmt(self.best_metric),
-                 self.worker_restarts, self.experiment.checkpoints.checkpoint_dir)
+                 "average return %s over the last %d, best %s, %d rollout worker restart(s), %d "
+                 "trajectories dropped for policy lag; checkpoints in %s", self.stop_reason,
+                 self.env_steps, elapsed, (self.env_steps - self.start_steps) / max(elapsed, 1e-9),
+                 self.episodes.episodes, _fmt(avg), len(self.episodes.returns),
+                 _fmt(self.best_metric), self.worker_restarts,
+                 int(self.learner_stats.get("dropped_trajectories", 0)),
+                 self.experiment.checkpoints.checkpoint_dir)
         if self.failed:
             log.error(self.failed)
             return 1
@@ -219,6 +228,14 @@ class Runner(EventLoopObject):
         self.stop_reason = reason
         self.stop_event.set()
         self.emit("stop_learner", self._run_state())
+        deadline = Timer(self.loop, STOP_TIMEOUT_SEC, single_shot=True)
+        deadline.timeout.connect(self._stop_timed_out)
+
+    def _stop_timed_out(self) -> None:
+        self.failed = (f"the learner did not confirm its final checkpoint within "
+                       f"{STOP_TIMEOUT_SEC:.0f} s: stopping without it")
+        self.emit("stop_workers")
+        self.loop.stop()
 
     def on_learner_stopped(self, env_steps: int, policy_version: int) -> None:
         self.env_steps = max(self.env_steps, env_steps)
@@ -239,6 +256,10 @@ class Runner(EventLoopObject):
             self.episodes.returns.append(episode_return)
             self.episodes.lengths.append(length)
         self.episodes.episodes += len(episodes)
+
+    def on_fatal_error(self, message: str) -> None:
+        self.failed = message
+        self._begin_stop(f"error: {message}")
 
     def on_heartbeat(self, name: str, timestamp: float) -> None:
         self.last_heartbeat[name] = time.time()
@@ -303,23 +324,25 @@ class Runner(EventLoopObject):
                 self._respawn_rollout_worker(w, _exit_cause(process.exitcode))
 
     def _respawn_rollout_worker(self, w: int, cause: str) -> None:
-        log.warning("rollout_worker_%d died (%s): respawning it with fresh envs; its partial "
-                    "trajectories are dropped", w, cause)
-        old_process = self.rollout_processes[w]
-        old_process.join(timeout=1)
+        log.warning("rollout_worker_%d died (%s) at policy_version=%d: respawning it with fresh "
+                    "envs; its partial trajectories are dropped", w, cause, self.policy_version)
+        process = self.rollout_processes[w]
+        process.join(timeout=1)
         # The slots the dead worker was filling go back to the pool.
-        num_envs = self.cfg.num_envs_per_worker
-        held = self.buffers.env_slots[w * num_envs:(w + 1) * num_envs]
+        envs = slice(w * self.cfg.num_envs_per_worker, (w + 1) * self.cfg.num_envs_per_worker)
+        held = self.buffers.env_slots[envs]
         self.free_slots.put_many(held[held >= 0].tolist())
-        self.buffers.env_slots[w * num_envs:(w + 1) * num_envs] = -1
-        process, worker = self._make_rollout_worker(w, queue=old_process.event_loop.signal_queue)
-        self.rollout_processes[w], self.rollout_workers[w] = process, worker
-        self._connect_rollout_worker(w)
-        self.worker_restarts += 1
+        self.buffers.env_slots[envs] = -1
+        # This process still holds the worker as it was before its first start, wired to the
+        # same queues: a new OS process running the same event loop is a fresh worker that every
+        # other component already reaches. (Replies meant for the dead one carry stale tokens.)
+        process._process = self.ctx.Process(target=process._target, name=process.name, daemon=True)
         process.start()
+        self.worker_restarts += 1
 
     def _shutdown(self) -> None:
         processes = [self.learner_process, *self.policy_processes, *self.rollout_processes]
+        processes = [p for p in processes if p.pid is not None]  # started ones
         deadline = time.monotonic() + 10
         for process in processes:
             process.join(timeout=max(0.1, deadline - time.monotonic()))

@@ -22,13 +22,14 @@ log = logging.getLogger(__name__)
 class PolicyWorker(EventLoopObject):
     def __init__(self, event_loop, cfg: Any, policy_id: int, worker_idx: int,
                  obs_space: gym.Space, action_space: gym.Space, buffers: TrajectoryBuffers,
-                 weights: SharedWeights):
+                 weights: SharedWeights, wakeups: list[Any]):
         super().__init__(event_loop, object_id=f"policy_worker_p{policy_id}_{worker_idx}")
         self.cfg = cfg
         self.obs_space = obs_space
         self.action_space = action_space
         self.buffers = buffers
         self.weights = weights
+        self.wakeups = wakeups  # one semaphore per rollout worker, posted with its actions
         self.model: ActorCritic | None = None
         self.device = torch.device("cpu")
         self.version = -1
@@ -88,6 +89,7 @@ class PolicyWorker(EventLoopObject):
         buffers.policy_versions[slots, steps] = self.version
         for w, s, _, token in requests:
             self.emit(actions_ready_signal(w), s, token)
+            self.wakeups[w].release()
 
     def on_stop(self) -> None:
         self.event_loop.stop()

@@ -2,21 +2,27 @@
 group whenever its actions arrive, so one group is stepped while the others wait for inference.
 
 Observations go straight into the trajectory slots in shared memory; messages carry only indices.
+
+A worker must survive being killed at any moment without breaking the others, so it never blocks
+inside a shared queue: a process killed while waiting on a process-shared condition variable can
+hang every later writer of that queue (glibc). It polls its queues without blocking and sleeps
+on its `wakeup` semaphore instead, which policy workers post after writing its actions.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from queue import Empty
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from signal_slot.signal_slot import EventLoopObject, Timer, signal
+from signal_slot.signal_slot import EventLoopObject, TightLoop, Timer, signal
 
 from asyncrl.envs.registry import find_env_family
-from asyncrl.envs.vector import EnvVector
+from asyncrl.envs.vector import EnvFailureLimit, EnvVector
 from asyncrl.runtime.buffers import TrajectoryBuffers
 
 log = logging.getLogger(__name__)
@@ -45,13 +51,14 @@ class _Split:
 
 class RolloutWorker(EventLoopObject):
     def __init__(self, event_loop, cfg: Any, worker_idx: int, buffers: TrajectoryBuffers,
-                 free_slots: Any, stop_event: Any):
+                 free_slots: Any, stop_event: Any, wakeup: Any):
         super().__init__(event_loop, object_id=f"rollout_worker_{worker_idx}")
         self.cfg = cfg
         self.worker_idx = worker_idx
         self.buffers = buffers
         self.free_slots = free_slots
         self.stop_event = stop_event
+        self.wakeup = wakeup
         self.envs: EnvVector | None = None
         self.splits: list[_Split] = []
         self.heartbeat_timer: Timer | None = None
@@ -68,19 +75,25 @@ class RolloutWorker(EventLoopObject):
     @signal
     def heartbeat(self): ...
 
+    @signal
+    def fatal_error(self): ...
+
     def on_start(self) -> None:
         cfg = self.cfg
         family = find_env_family(cfg.env)
         first = self.worker_idx * cfg.num_envs_per_worker
         seed = None if cfg.seed is None else cfg.seed + first
         self.envs = EnvVector(lambda i: family.make_env(cfg.env, cfg, first + i),
-                              cfg.num_envs_per_worker, seed)
+                              cfg.num_envs_per_worker, seed, cfg.max_consecutive_env_failures)
         per_split = cfg.num_envs_per_worker // cfg.worker_num_splits
         for s in range(cfg.worker_num_splits):
             self.splits.append(_Split(env_indices=worker_env_indices(cfg, self.worker_idx, s),
                                       local=np.arange(s * per_split, (s + 1) * per_split)))
         self.heartbeat_timer = Timer(self.event_loop, cfg.heartbeat_interval)
         self.heartbeat_timer.timeout.connect(self._send_heartbeat)
+        # Every loop iteration polls the queue without blocking, then sleeps here.
+        self.idle_loop = TightLoop(self.event_loop)
+        self.idle_loop.iteration.connect(self._wait_for_work)
         self._send_heartbeat()
         for s, split in enumerate(self.splits):
             if not self._begin_trajectories(split):
@@ -90,6 +103,12 @@ class RolloutWorker(EventLoopObject):
     def _send_heartbeat(self) -> None:
         self.heartbeat.emit(self.object_id, time.time())
 
+    def _wait_for_work(self) -> None:
+        # Waits until some actions are ready without consuming the post: the message that goes
+        # with it may sit behind this one in the batch being processed.
+        if self.wakeup.acquire(timeout=0.01):
+            self.wakeup.release()
+
     def _take_slots(self, n: int) -> torch.Tensor | None:
         """n free trajectory slots; waits while the learner is behind (backpressure)."""
         got: list[int] = []
@@ -97,9 +116,9 @@ class RolloutWorker(EventLoopObject):
             if self.stop_event.is_set():
                 return None
             try:
-                got += self.free_slots.get_many(max_messages_to_get=n - len(got), timeout=0.1)
-            except Exception:  # queue.Empty: the learner still holds every slot
-                continue
+                got += self.free_slots.get_many(block=False, max_messages_to_get=n - len(got))
+            except Empty:  # the learner still holds every slot
+                time.sleep(0.001)
         return torch.tensor(got, dtype=torch.int64)
 
     def _begin_trajectories(self, split: _Split) -> bool:
@@ -122,12 +141,18 @@ class RolloutWorker(EventLoopObject):
         self.request_actions.emit(self.worker_idx, s, split.step, split.token)
 
     def on_actions_ready(self, s: int, token: int) -> None:
-        split = self.splits[s]
-        if token != split.token:
+        self.wakeup.acquire(block=False)  # the post that came with this message
+        if s >= len(self.splits) or token != self.splits[s].token:
             return  # a reply to a request of a previous incarnation of this worker
+        split = self.splits[s]
         cfg, buffers, t = self.cfg, self.buffers, split.step
         actions = buffers.actions[split.slots, t].numpy()
-        result = self.envs.step(split.local, actions)
+        try:
+            result = self.envs.step(split.local, actions)
+        except EnvFailureLimit as e:
+            log.error("rollout_worker_%d: %s", self.worker_idx, e)
+            self.fatal_error.emit(f"rollout_worker_{self.worker_idx}: {e}")
+            return
         rewards = np.clip(self.envs.rewards[split.local] * cfg.reward_scale, -cfg.reward_clip,
                           cfg.reward_clip)
         buffers.rewards[split.slots, t] = torch.from_numpy(rewards.astype(np.float32))

@@ -18,7 +18,7 @@ import torch
 from asyncrl.algo.learner import Learner
 from asyncrl.algo.trajectories import TrajectoryAccumulator
 from asyncrl.envs.registry import find_env_family
-from asyncrl.envs.vector import EnvVector
+from asyncrl.envs.vector import EnvFailureLimit, EnvVector
 from asyncrl.experiment.experiment import Experiment
 from asyncrl.runtime.collector import RolloutCollector
 from asyncrl.runtime.stats import EpisodeTracker, FpsMeter
@@ -71,7 +71,8 @@ class SerialRunner:
         self.device = resolve_device(cfg.device)
         family = find_env_family(cfg.env)
         num_envs = cfg.num_workers * cfg.num_envs_per_worker
-        self.envs = EnvVector(lambda i: family.make_env(cfg.env, cfg, i), num_envs, cfg.seed)
+        self.envs = EnvVector(lambda i: family.make_env(cfg.env, cfg, i), num_envs, cfg.seed,
+                              cfg.max_consecutive_env_failures)
         self.learner = Learner(cfg, self.envs.envs[0].observation_space, self.envs.action_space,
                                self.device)
         self.episodes = EpisodeTracker(cfg.stats_avg)
@@ -121,12 +122,18 @@ class SerialRunner:
         last = dict(status=start, summary=start, save=start, best=start, milestone=start)
         learner_stats: dict[str, float] = {}
         stop_reason = None
+        failed = None
         log.info("Training %s on %s: %d envs, batch %d, device %s", cfg.experiment, cfg.env,
                  self.envs.num_envs, cfg.batch_size * cfg.num_batches_per_epoch, self.device)
         try:
             with StopSignals() as signals:
                 while stop_reason is None:
-                    trajectories, episodes = self.collector.collect(self.learner.policy_version)
+                    try:
+                        trajectories, episodes = self.collector.collect(self.learner.policy_version)
+                    except EnvFailureLimit as e:
+                        failed = str(e)
+                        stop_reason = f"error: {e}"
+                        break
                     self.env_steps += trajectories.rollout * trajectories.num_trajectories
                     self.episodes.add(episodes)
                     self.accumulator.add(trajectories)
@@ -171,6 +178,9 @@ class SerialRunner:
                  self.env_steps, elapsed, (self.env_steps - start_steps) / max(elapsed, 1e-9),
                  self.episodes.episodes, _fmt(avg), len(self.episodes.returns),
                  _fmt(self.best_metric), self.experiment.checkpoints.checkpoint_dir)
+        if failed:
+            log.error(failed)
+            return 1
         return 0
 
     def _log_status(self, fps: FpsMeter, learner_stats: dict[str, float]) -> None:

@@ -1,0 +1,33 @@
+"""`python tests/helpers/flaky_env_train.py --env=flaky_cartpole --fail_every=N ...`: asyncrl.train
+with an env family whose envs raise in step every N steps (never, if N is 0) or always (N=1)."""
+
+import sys
+
+import gymnasium as gym
+
+from asyncrl import train
+from asyncrl.config.params import Param
+from asyncrl.envs.registry import EnvFamily, register_env_family
+
+
+class Flaky(gym.Wrapper):
+    def __init__(self, env, fail_every: int):
+        super().__init__(env)
+        self.fail_every = fail_every
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.fail_every and self.steps % self.fail_every == 0:
+            raise RuntimeError(f"simulated env crash at step {self.steps}")
+        return self.env.step(action)
+
+
+register_env_family(EnvFamily(
+    name="flaky", matches=lambda name: name == "flaky_cartpole",
+    make_env=lambda name, cfg, i: Flaky(gym.make("CartPole-v1"), cfg.fail_every),
+    extra_params=(Param("fail_every", int, 0, "Raise in step every this many steps", "flaky",
+                        minimum=0),)))
+
+if __name__ == "__main__":
+    sys.exit(train.main())

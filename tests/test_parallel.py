@@ -1,0 +1,143 @@
+"""The parallel runtime as users run it: learning, worker crashes, env crashes, signals, cleanup."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from asyncrl.experiment.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--num_workers=2", "--num_envs_per_worker=4", "--rollout=16", "--batch_size=64",
+        "--num_batches_per_epoch=1", "--encoder_mlp_layers", "16"]
+
+
+def start(tmp_path: Path, *argv: str, script: list[str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    command = script or ["-m", "asyncrl.train", "--env=CartPole-v1"]
+    return subprocess.Popen([sys.executable, *command, "--serial_mode=false",
+                             f"--train_dir={tmp_path}", "--experiment=exp", *argv],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail(f"did not finish in {timeout}s:\n{out}")
+    return proc.returncode, out
+
+
+def workers_of(proc: subprocess.Popen) -> dict[str, psutil.Process]:
+    return {p.name(): p for p in psutil.Process(proc.pid).children()}
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"condition not reached:\n{proc.communicate()[0]}")
+        time.sleep(0.1)
+
+
+def shm_entries() -> set[str]:
+    return set(os.listdir("/dev/shm"))
+
+
+def final_return(tmp_path: Path) -> float:
+    checkpoint = sorted((tmp_path / "exp" / "checkpoint_p0").glob("checkpoint_*.pth"))[-1]
+    returns = load_checkpoint(checkpoint)["episode_stats"]["returns"]
+    return sum(returns) / len(returns)
+
+
+@pytest.mark.parametrize("layout", [
+    ["--worker_num_splits=1"],
+    ["--worker_num_splits=2", "--policy_workers_per_policy=2", "--with_vtrace=true"],
+])
+def test_parallel_cartpole_learns(tmp_path, layout):
+    code, out = finish(start(tmp_path, "--train_for_env_steps=150000", "--seed=3", *layout))
+    assert code == 0, out
+    assert final_return(tmp_path) > 150, out
+    assert "Stopped: reached train_for_env_steps=150000" in out
+
+
+def test_killed_rollout_worker_is_respawned_and_training_continues(tmp_path):
+    proc = start(tmp_path, *TINY, "--train_for_seconds=1000000")
+    wait_for(lambda: "asyncrl-rw1" in workers_of(proc), proc)
+    time.sleep(2)
+    victim = workers_of(proc)["asyncrl-rw1"]
+    victim.kill()
+    wait_for(lambda: "asyncrl-rw1" in workers_of(proc) and workers_of(proc)["asyncrl-rw1"].pid != victim.pid, proc)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    code, out = finish(proc)
+    assert code == 0, out
+    died = re.search(r"rollout_worker_1 died \(killed by SIGKILL\) at policy_version=(\d+): "
+                     r"respawning it", out)
+    assert died, out
+    assert "1 rollout worker restart(s)" in out
+    # Training went on after the restart: the learner kept producing versions.
+    checkpoint = sorted((tmp_path / "exp" / "checkpoint_p0").glob("checkpoint_*.pth"))[-1]
+    assert load_checkpoint(checkpoint)["policy_version"] > int(died.group(1)) + 10
+
+
+def test_env_exception_is_contained_and_the_env_recreated(tmp_path):
+    script = [str(REPO / "tests" / "helpers" / "flaky_env_train.py"), "--env=flaky_cartpole"]
+    code, out = finish(start(tmp_path, *TINY, "--fail_every=30", "--train_for_env_steps=4000",
+                             script=script))
+    assert code == 0, out
+    assert "raised in step (failure 1 in a row): recreating it" in out
+    assert "RuntimeError: simulated env crash" in out  # the traceback is logged
+    assert "Stopped: reached train_for_env_steps=4000" in out
+
+
+def test_env_that_always_fails_stops_the_run_with_a_clear_error(tmp_path):
+    script = [str(REPO / "tests" / "helpers" / "flaky_env_train.py"), "--env=flaky_cartpole"]
+    code, out = finish(start(tmp_path, *TINY, "--fail_every=1", "--max_consecutive_env_failures=3",
+                             script=script))
+    assert code == 1, out
+    assert "failed 4 times in a row in step (limit --max_consecutive_env_failures=3)" in out
+
+
+def test_sigint_leaves_no_child_process_and_no_shared_memory(tmp_path):
+    before = shm_entries()
+    proc = start(tmp_path, *TINY, "--train_for_seconds=1000000")
+    wait_for(lambda: len(workers_of(proc)) == 4, proc)
+    children = list(workers_of(proc).values())
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    code, out = finish(proc, timeout=30)
+    assert code == 0, out
+    assert "SIGINT received" in out and "Saved checkpoint" in out
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert shm_entries() <= before
+
+
+def test_sigkill_of_the_runner_ends_every_child(tmp_path):
+    proc = start(tmp_path, *TINY, "--train_for_seconds=1000000")
+    wait_for(lambda: len(workers_of(proc)) == 4, proc)
+    children = list(workers_of(proc).values())
+    proc.kill()
+    proc.communicate()
+    _, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive
+
+
+def test_experience_older_than_max_policy_lag_is_dropped(tmp_path):
+    code, out = finish(start(tmp_path, *TINY, "--max_policy_lag=0", "--num_batches_to_accumulate=4",
+                             "--train_for_env_steps=20000"))
+    assert code == 0, out
+    dropped = int(re.search(r"(\d+) trajectories dropped for policy lag", out).group(1))
+    assert dropped > 0
