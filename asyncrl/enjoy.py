@@ -26,7 +26,7 @@ def evaluate(argv: Sequence[str] | None = None) -> list[float]:
     from asyncrl.envs.registry import find_env_family
     from asyncrl.envs.vector import EnvVector
     from asyncrl.experiment.experiment import load_experiment_for_eval
-    from asyncrl.runtime.serial import seed_everything
+    from asyncrl.utils.seeding import seed_everything
     from asyncrl.utils.device import resolve_device
 
     parsed = parse_args(argv, scope="enjoy", prog="python -m asyncrl.enjoy")

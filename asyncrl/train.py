@@ -21,11 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parsed = parse_args(argv, scope="train", prog="python -m asyncrl.train")
         experiment = prepare_experiment(parsed)
-        if experiment.cfg.serial_mode:
-            from asyncrl.runtime.serial import SerialRunner
-
-            return SerialRunner(experiment).run()
-        from asyncrl.runtime.parallel import Runner
+        from asyncrl.runtime.runner import Runner
 
         return Runner(experiment).run()
     except UserError as e:

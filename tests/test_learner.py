@@ -1,77 +1,96 @@
-"""The learner on synthetic trajectories, and acting into trajectories (collector, accumulator)."""
+"""Acting (the real rollout and policy workers on one loop) and the learner on what they collect."""
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
+from harness import collect
+
 from asyncrl.algo.learner import Learner
-from asyncrl.algo.trajectories import Trajectories, TrajectoryAccumulator
+from asyncrl.algo.trajectories import Trajectories
 from asyncrl.config.parser import parse_args
-from asyncrl.envs.gym_envs import make_gym_env
-from asyncrl.envs.vector import EnvVector
-from asyncrl.runtime.collector import RolloutCollector, split_indices
+from asyncrl.model.actor_critic import ActorCritic
+from asyncrl.runtime.learner_worker import add_truncation_bootstrap
+from asyncrl.runtime.rollout_worker import worker_env_indices
 
 
 def cfg_of(*argv, env="CartPole-v1"):
-    return parse_args([f"--env={env}", "--num_workers=2", "--num_envs_per_worker=4",
-                       "--worker_num_splits=2", "--rollout=8", "--batch_size=32",
-                       "--num_batches_per_epoch=2", "--encoder_mlp_layers", "16", *argv],
-                      scope="train", prog="test").config()
+    return parse_args([f"--env={env}", "--serial_mode=true", "--num_workers=2",
+                       "--num_envs_per_worker=4", "--worker_num_splits=2", "--rollout=8",
+                       "--batch_size=32", "--num_batches_per_epoch=2", "--encoder_mlp_layers", "16",
+                       *argv], scope="train", prog="test").config()
 
 
-def collect(cfg, seed=0):
-    torch.manual_seed(seed)
-    envs = EnvVector(lambda i: make_gym_env(cfg.env, cfg, i), cfg.num_workers * cfg.num_envs_per_worker, seed)
-    learner = Learner(cfg, envs.envs[0].observation_space, envs.action_space, torch.device("cpu"))
-    return envs, learner, RolloutCollector(cfg, envs, learner.model, torch.device("cpu"))
+def spaces(cfg):
+    env = gym.make(cfg.env)
+    return env.observation_space, env.action_space
 
 
-def test_split_indices_take_each_workers_group():
+def new_learner(cfg):
+    return Learner(cfg, *spaces(cfg), torch.device("cpu"))
+
+
+def test_worker_env_indices_split_each_workers_envs():
     cfg = cfg_of()
-    assert [s.tolist() for s in split_indices(cfg)] == [[0, 1, 4, 5], [2, 3, 6, 7]]
+    assert [worker_env_indices(cfg, w, s).tolist() for w in range(2) for s in range(2)] == \
+        [[0, 1], [2, 3], [4, 5], [6, 7]]
 
 
-def test_collector_fills_time_major_trajectories():
+def test_workers_fill_time_major_trajectories():
     cfg = cfg_of()
-    envs, learner, collector = collect(cfg)
-    traj, episodes = collector.collect(policy_version=3)
+    got = collect(cfg, rollouts=1, policy_version=3)
+    traj = got.trajectories
     assert traj.obs["obs"].shape == (9, 8, 4) and traj.rewards.shape == (8, 8)
     assert traj.actions.dtype == torch.int64 and traj.action_params.shape == (8, 8, 2)
     assert torch.all(traj.policy_versions == 3)
-    # obs[T] is where the envs are now: the next rollout starts from it.
-    assert torch.equal(traj.obs["obs"][-1], torch.from_numpy(envs.obs["obs"]))
     # Behaviour log-probs are those of the stored actions under the stored parameters.
     logp = torch.log_softmax(traj.action_params, -1).gather(-1, traj.actions[..., None])[..., 0]
     assert torch.allclose(logp, traj.log_probs, atol=1e-5)
     assert traj.rewards.sum() == 64  # CartPole pays 1 per step
+    # An episode end is marked where the episode statistics say one happened.
+    assert traj.dones.sum() == len(got.episodes)
+
+
+def test_obs_of_the_last_step_continue_in_the_next_trajectory():
+    got = collect(cfg_of(), rollouts=2)
+    traj = got.trajectories  # [T, 16]: 8 envs, two consecutive rollouts each
+    first, second = traj.columns(0, 8), traj.columns(8, 16)
+    # Messages arrive per (worker, split); match trajectories by their first observation.
+    continued = sum(bool((first.obs["obs"][-1, i] == second.obs["obs"][0]).all(-1).any())
+                    for i in range(8))
+    assert continued == 8
+
+
+def test_reward_scale_and_clip_apply_to_learning_rewards_only():
+    got = collect(cfg_of("--reward_scale=2", "--reward_clip=1.5"), rollouts=2)
+    assert torch.all(got.trajectories.rewards == 1.5)
+    assert all(ret == length for ret, length in got.episodes)  # statistics keep raw rewards
 
 
 @pytest.mark.parametrize("bootstrap", [True, False])
 def test_value_bootstrap_adds_discounted_value_on_truncation(bootstrap):
-    cfg = cfg_of(f"--value_bootstrap={bootstrap}", "--gamma=0.5", env="MountainCar-v0")
-    envs, learner, collector = collect(cfg)
-    with torch.no_grad():  # a value head that predicts exactly 10 (raw units) everywhere
-        learner.model.critic_head.weight.zero_()
-        learner.model.critic_head.bias.fill_(10.0)
-    learner.model.returns_normalizer = None
-    for _ in range(25):  # a random MountainCar episode ends by its 200-step time limit
-        traj, _ = collector.collect(0)
-        if traj.dones.any():
-            break
-    t, b = (traj.dones == 1).nonzero()[0].tolist()
-    assert traj.rewards[t, b].item() == pytest.approx(-1.0 + 0.5 * 10.0 if bootstrap else -1.0)
+    cfg = cfg_of(f"--value_bootstrap={bootstrap}", "--gamma=0.5", "--normalize_returns=false",
+                 "--rollout=50", "--batch_size=50", env="MountainCar-v0")
+    model = ActorCritic(cfg, *spaces(cfg))
+    with torch.no_grad():  # a value head that predicts exactly 10 everywhere
+        model.critic_head.weight.zero_()
+        model.critic_head.bias.fill_(10.0)
+    got = collect(cfg, rollouts=4, model=model)  # a random MountainCar episode ends at 200 steps
+    assert len(got.truncations) == (8 if bootstrap else 0)
+    if bootstrap:
+        add_truncation_bootstrap(got.buffers, got.truncations, model, cfg.gamma)
+    traj = got.buffers.trajectories(torch.tensor(got.slots))
+    assert traj.dones.sum() == 8
+    assert torch.allclose(traj.rewards[traj.dones == 1],
+                          torch.tensor(-1.0 + 0.5 * 10.0 if bootstrap else -1.0))
     assert torch.all(traj.rewards[traj.dones == 0] == -1.0)
 
 
-def test_learner_iteration_improves_the_surrogate_and_counts_versions():
+def test_learner_iteration_counts_versions_and_lag():
     cfg = cfg_of("--num_epochs=4", "--learning_rate=0.01")
-    _, learner, collector = collect(cfg)
-    acc = TrajectoryAccumulator(cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout)
-    traj, _ = collector.collect(learner.policy_version)
-    acc.add(traj)
-    assert acc.ready()
-    stats = learner.train(acc.pop_batch())
+    learner = new_learner(cfg)
+    stats = learner.train(collect(cfg).trajectories)
     assert learner.policy_version == 1 and learner.train_step == 4 * 2
     assert stats["policy_lag_max"] == 0.0 and stats["kl_divergence"] > 0.0
     assert np.isfinite(stats["loss"]) and stats["grad_norm"] > 0.0
@@ -83,45 +102,20 @@ def test_kl_adaptive_learning_rate_moves(schedule):
     for threshold, direction in ((1e-9, -1), (1e3, +1)):
         cfg = cfg_of(f"--lr_schedule={schedule}", f"--lr_schedule_kl_threshold={threshold}",
                      "--learning_rate=0.001", "--num_epochs=2")
-        _, learner, collector = collect(cfg)
-        traj, _ = collector.collect(0)
-        traj2, _ = collector.collect(0)
-        learner.train(Trajectories.cat([traj, traj2]))
+        learner = new_learner(cfg)
+        learner.train(collect(cfg, rollouts=2).trajectories)
         assert np.sign(learner.learning_rate - 0.001) == direction
 
 
-def test_accumulator_keeps_leftover_trajectories_for_the_next_batch():
-    cfg = cfg_of()
-    _, learner, collector = collect(cfg)
-    acc = TrajectoryAccumulator(5)
-    first, _ = collector.collect(0)
-    acc.add(first)  # 8 trajectories: one batch of 5, 3 left
-    batch = acc.pop_batch()
-    assert batch.num_trajectories == 5 and not acc.ready()
-    second, _ = collector.collect(1)
-    acc.add(second)
-    batch = acc.pop_batch()
-    assert batch.policy_versions[0].tolist() == [0, 0, 0, 1, 1]
-    assert torch.equal(batch.rewards[:, :3], first.rewards[:, 5:])
-
-
-def test_vtrace_learner_runs_and_reports_lag():
+def test_vtrace_learner_reports_lag_of_older_experience():
     cfg = cfg_of("--with_vtrace=true")
-    _, learner, collector = collect(cfg)
-    old, _ = collector.collect(0)
+    learner = new_learner(cfg)
+    old = collect(cfg, policy_version=0).trajectories
+    new = collect(cfg, policy_version=2).trajectories
     learner.policy_version = 2
-    new, _ = collector.collect(2)
     stats = learner.train(Trajectories.cat([old, new]))
     assert stats["policy_lag_max"] == 2.0 and stats["policy_lag_min"] == 0.0
     assert stats["policy_lag_avg"] == pytest.approx(1.0)
-
-
-def test_reward_scale_and_clip_apply_to_learning_rewards_only():
-    cfg = cfg_of("--reward_scale=2", "--reward_clip=1.5")
-    _, _, collector = collect(cfg)
-    traj, episodes = collector.collect(0)
-    assert torch.all(traj.rewards == 1.5)
-    assert all(e.episode_return == e.length for e in episodes)  # statistics keep raw rewards
 
 
 @pytest.mark.parametrize("options", [
@@ -133,10 +127,8 @@ def test_reward_scale_and_clip_apply_to_learning_rewards_only():
 ])
 def test_learner_options_train_and_change_the_weights(options):
     cfg = cfg_of(*options)
-    _, learner, collector = collect(cfg)
+    learner = new_learner(cfg)
     before = [p.detach().clone() for p in learner.model.parameters()]
-    traj, _ = collector.collect(0)
-    traj2, _ = collector.collect(0)
-    stats = learner.train(Trajectories.cat([traj, traj2]))
+    stats = learner.train(collect(cfg, rollouts=2).trajectories)
     assert all(np.isfinite(v) for v in stats.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, learner.model.parameters()))

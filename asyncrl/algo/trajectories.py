@@ -57,36 +57,3 @@ class Trajectories:
             else:
                 values[f.name] = torch.cat([getattr(p, f.name) for p in parts], dim=1)
         return Trajectories(**values)
-
-
-class TrajectoryAccumulator:
-    """Collects trajectories until a training batch of `count` trajectories is complete.
-
-    Trajectories beyond a full batch wait for the next one, so no experience is thrown away."""
-
-    def __init__(self, count: int):
-        self.count = count
-        self._parts: list[Trajectories] = []
-        self._have = 0
-
-    def add(self, trajectories: Trajectories) -> None:
-        self._parts.append(trajectories)
-        self._have += trajectories.num_trajectories
-
-    def ready(self) -> bool:
-        return self._have >= self.count
-
-    def pop_batch(self) -> Trajectories:
-        taken: list[Trajectories] = []
-        need = self.count
-        while need > 0:
-            part = self._parts[0]
-            if part.num_trajectories <= need:
-                taken.append(self._parts.pop(0))
-                need -= part.num_trajectories
-            else:
-                taken.append(part.columns(0, need))
-                self._parts[0] = part.columns(need, part.num_trajectories)
-                need = 0
-        self._have -= self.count
-        return Trajectories.cat(taken)

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 LOG_FILE = "asyncrl_log.txt"
 CHECKPOINT_DIR = "checkpoint_p0"
-# What a checkpoint holds beside the learner's state (see SerialRunner.checkpoint_state).
+# What a checkpoint holds beside the learner's state (see Runner._run_state and LearnerWorker.checkpoint_state).
 RUN_STATE_KEYS = ("env_steps", "episode_stats", "best_metric")
 
 

@@ -68,9 +68,9 @@ class SharedWeights:
     The learner copies its state_dict in under a lock and bumps `version`; policy workers copy it
     out when the version they hold is older."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, version: int):
         self.state = {k: v.detach().cpu().clone().share_memory_() for k, v in model.state_dict().items()}
-        self.version = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self.version = torch.full((1,), version, dtype=torch.int64).share_memory_()
         self.lock = mp.get_context("fork").Lock()
 
     def publish(self, model: nn.Module, version: int) -> None:

@@ -14,10 +14,23 @@ from signal_slot.signal_slot import EventLoopObject, Timer, signal
 
 from asyncrl.algo.learner import Learner
 from asyncrl.experiment.checkpoint import CheckpointManager
+from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
 from asyncrl.utils.device import resolve_device
 
 log = logging.getLogger(__name__)
+
+
+def add_truncation_bootstrap(buffers: TrajectoryBuffers, truncations: list, model: ActorCritic,
+                             gamma: float) -> None:
+    """A time limit is not a real end: adds gamma * V(final observation) to the reward of each
+    truncated step. `truncations`: (slot, step, final observation dict) as the workers send them."""
+    device = next(model.parameters()).device
+    obs = {k: torch.as_tensor(np.stack([f[2][k] for f in truncations])).to(device)
+           for k in truncations[0][2]}
+    values = model.values(obs).cpu()
+    for (slot, t, _), value in zip(truncations, values):
+        buffers.rewards[slot, t] += gamma * value
 
 
 class LearnerWorker(EventLoopObject):
@@ -50,6 +63,9 @@ class LearnerWorker(EventLoopObject):
     def stopped(self): ...
 
     def on_start(self) -> None:
+        # Other processes may message us before our loop's start signal comes round.
+        if self.learner is not None:
+            return
         cfg = self.cfg
         self.learner = Learner(cfg, self.obs_space, self.action_space, resolve_device(cfg.device))
         resume_state = self.initial.get("resume_state")
@@ -68,9 +84,10 @@ class LearnerWorker(EventLoopObject):
         self.heartbeat.emit(self.object_id, time.time())
 
     def on_trajectories(self, slots: list[int], truncations: list) -> None:
+        self.on_start()
         cfg = self.cfg
         if truncations and cfg.value_bootstrap:
-            self._bootstrap_truncations(truncations)
+            add_truncation_bootstrap(self.buffers, truncations, self.learner.model, cfg.gamma)
         self.pending += slots
         self.env_steps += len(slots) * cfg.rollout
         while len(self.pending) >= self.batch_trajectories:
@@ -91,19 +108,11 @@ class LearnerWorker(EventLoopObject):
             self.weights.publish(self.learner.model, self.learner.policy_version)
             self.report.emit(stats, self.env_steps, self.learner.policy_version)
 
-    def _bootstrap_truncations(self, truncations: list) -> None:
-        """A time limit is not a real end: add gamma * V(final observation) to the last reward."""
-        keys = truncations[0][2].keys()
-        obs = {k: torch.as_tensor(np.stack([f[2][k] for f in truncations]))
-               .to(self.learner.device) for k in keys}
-        values = self.learner.model.values(obs).cpu()
-        for (slot, t, _), value in zip(truncations, values):
-            self.buffers.rewards[slot, t] += self.cfg.gamma * value
-
     def checkpoint_state(self, run_state: dict[str, Any]) -> dict[str, Any]:
         return {**self.learner.state_dict(), "env_steps": self.env_steps, **run_state}
 
     def on_save(self, kind: str, run_state: dict[str, Any], metric: float | None) -> None:
+        self.on_start()
         state = self.checkpoint_state(run_state)
         step, env_steps = self.learner.train_step, self.env_steps
         if kind == "best":
@@ -115,7 +124,6 @@ class LearnerWorker(EventLoopObject):
             log.info("Saved checkpoint %s", path.name)
 
     def on_stop(self, run_state: dict[str, Any]) -> None:
-        if self.learner is not None:
-            self.on_save("regular", run_state, None)
-        self.stopped.emit(self.env_steps, self.learner.policy_version if self.learner else 0)
+        self.on_save("regular", run_state, None)
+        self.stopped.emit(self.env_steps, self.learner.policy_version)
         self.event_loop.stop()

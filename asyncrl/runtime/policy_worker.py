@@ -22,14 +22,15 @@ log = logging.getLogger(__name__)
 class PolicyWorker(EventLoopObject):
     def __init__(self, event_loop, cfg: Any, policy_id: int, worker_idx: int,
                  obs_space: gym.Space, action_space: gym.Space, buffers: TrajectoryBuffers,
-                 weights: SharedWeights, wakeups: list[Any]):
+                 weights: SharedWeights, wakeups: list[Any] | None):
         super().__init__(event_loop, object_id=f"policy_worker_p{policy_id}_{worker_idx}")
         self.cfg = cfg
         self.obs_space = obs_space
         self.action_space = action_space
         self.buffers = buffers
         self.weights = weights
-        self.wakeups = wakeups  # one semaphore per rollout worker, posted with its actions
+        # One semaphore per rollout worker, posted with its actions (None in serial mode).
+        self.wakeups = wakeups
         self.model: ActorCritic | None = None
         self.device = torch.device("cpu")
         self.version = -1
@@ -47,6 +48,9 @@ class PolicyWorker(EventLoopObject):
     def _process_pending(self): ...
 
     def on_start(self) -> None:
+        # Rollout workers may ask for actions before our loop's start signal comes round.
+        if self.model is not None:
+            return
         self.device = resolve_device(self.cfg.device)
         self.model = ActorCritic(self.cfg, self.obs_space, self.action_space).to(self.device).eval()
         self.version = self.weights.load_into(self.model, -1)
@@ -59,6 +63,7 @@ class PolicyWorker(EventLoopObject):
         self.heartbeat.emit(self.object_id, time.time())
 
     def on_request(self, worker_idx: int, split_idx: int, step: int, token: int) -> None:
+        self.on_start()
         self.pending.append((worker_idx, split_idx, step, token))
         if not self.scheduled:
             # Handle every request already queued behind this one in the same forward pass.
@@ -89,7 +94,8 @@ class PolicyWorker(EventLoopObject):
         buffers.policy_versions[slots, steps] = self.version
         for w, s, _, token in requests:
             self.emit(actions_ready_signal(w), s, token)
-            self.wakeups[w].release()
+            if self.wakeups is not None:
+                self.wakeups[w].release()
 
     def on_stop(self) -> None:
         self.event_loop.stop()

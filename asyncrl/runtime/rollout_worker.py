@@ -27,6 +27,9 @@ from asyncrl.runtime.buffers import TrajectoryBuffers
 
 log = logging.getLogger(__name__)
 
+SLOT_RETRY_SEC = 0.001
+IDLE_WAIT_SEC = 0.01
+
 
 def actions_ready_signal(worker_idx: int) -> str:
     return f"actions_ready_w{worker_idx}"
@@ -47,21 +50,26 @@ class _Split:
     step: int = 0
     token: int = 0  # identifies the outstanding action request; stale replies are ignored
     truncations: list = field(default_factory=list)
+    new_slots: list = field(default_factory=list)  # taken so far for the next trajectories
 
 
 class RolloutWorker(EventLoopObject):
     def __init__(self, event_loop, cfg: Any, worker_idx: int, buffers: TrajectoryBuffers,
-                 free_slots: Any, stop_event: Any, wakeup: Any):
+                 free_slots: Any, wakeup: Any | None):
+        """`wakeup`: the semaphore policy workers post, or None when every component shares one
+        event loop (serial mode), whose own wait then does the sleeping."""
         super().__init__(event_loop, object_id=f"rollout_worker_{worker_idx}")
         self.cfg = cfg
         self.worker_idx = worker_idx
         self.buffers = buffers
         self.free_slots = free_slots
-        self.stop_event = stop_event
         self.wakeup = wakeup
         self.envs: EnvVector | None = None
         self.splits: list[_Split] = []
+        self.waiting_for_slots: list[int] = []  # splits that wait for free trajectory slots
+        self.slot_retry_timer: Timer | None = None
         self.heartbeat_timer: Timer | None = None
+        self.idle_loop: TightLoop | None = None
 
     @signal
     def request_actions(self): ...
@@ -91,14 +99,16 @@ class RolloutWorker(EventLoopObject):
                                       local=np.arange(s * per_split, (s + 1) * per_split)))
         self.heartbeat_timer = Timer(self.event_loop, cfg.heartbeat_interval)
         self.heartbeat_timer.timeout.connect(self._send_heartbeat)
-        # Every loop iteration polls the queue without blocking, then sleeps here.
-        self.idle_loop = TightLoop(self.event_loop)
-        self.idle_loop.iteration.connect(self._wait_for_work)
+        self.slot_retry_timer = Timer(self.event_loop, SLOT_RETRY_SEC)
+        self.slot_retry_timer.timeout.connect(self._retry_waiting_splits)
+        self.slot_retry_timer.stop()
+        if self.wakeup is not None:
+            # Every loop iteration polls the queue without blocking, then sleeps here.
+            self.idle_loop = TightLoop(self.event_loop)
+            self.idle_loop.iteration.connect(self._wait_for_work)
         self._send_heartbeat()
-        for s, split in enumerate(self.splits):
-            if not self._begin_trajectories(split):
-                return
-            self._request(s)
+        for s in range(len(self.splits)):
+            self._begin_trajectories(s)
 
     def _send_heartbeat(self) -> None:
         self.heartbeat.emit(self.object_id, time.time())
@@ -106,30 +116,37 @@ class RolloutWorker(EventLoopObject):
     def _wait_for_work(self) -> None:
         # Waits until some actions are ready without consuming the post: the message that goes
         # with it may sit behind this one in the batch being processed.
-        if self.wakeup.acquire(timeout=0.01):
+        # While a split waits for free slots, wake up soon to retry.
+        timeout = SLOT_RETRY_SEC if self.waiting_for_slots else IDLE_WAIT_SEC
+        if self.wakeup.acquire(timeout=timeout):
             self.wakeup.release()
 
-    def _take_slots(self, n: int) -> torch.Tensor | None:
-        """n free trajectory slots; waits while the learner is behind (backpressure)."""
-        got: list[int] = []
-        while len(got) < n:
-            if self.stop_event.is_set():
-                return None
-            try:
-                got += self.free_slots.get_many(block=False, max_messages_to_get=n - len(got))
-            except Empty:  # the learner still holds every slot
-                time.sleep(0.001)
-        return torch.tensor(got, dtype=torch.int64)
-
-    def _begin_trajectories(self, split: _Split) -> bool:
-        slots = self._take_slots(len(split.local))
-        if slots is None:
-            return False
-        split.slots = slots
+    def _begin_trajectories(self, s: int) -> None:
+        """Takes a free slot for each env of split s and asks for its first actions; while the
+        learner holds every slot (backpressure), the split waits and is retried."""
+        split = self.splits[s]
+        need = len(split.local) - len(split.new_slots)
+        try:
+            split.new_slots += self.free_slots.get_many(block=False, max_messages_to_get=need)
+        except Empty:
+            pass
+        if len(split.new_slots) < len(split.local):
+            if s not in self.waiting_for_slots:
+                self.waiting_for_slots.append(s)
+            self.slot_retry_timer.start()
+            return
+        split.slots = torch.tensor(split.new_slots, dtype=torch.int64)
+        split.new_slots = []
         split.step = 0
-        self.buffers.env_slots[torch.from_numpy(split.env_indices)] = slots
+        self.buffers.env_slots[torch.from_numpy(split.env_indices)] = split.slots
         self._write_obs(split, 0)
-        return True
+        self._request(s)
+
+    def _retry_waiting_splits(self) -> None:
+        waiting, self.waiting_for_slots = self.waiting_for_slots, []
+        self.slot_retry_timer.stop()
+        for s in waiting:
+            self._begin_trajectories(s)
 
     def _write_obs(self, split: _Split, t: int) -> None:
         for k, v in self.envs.obs.items():
@@ -141,7 +158,8 @@ class RolloutWorker(EventLoopObject):
         self.request_actions.emit(self.worker_idx, s, split.step, split.token)
 
     def on_actions_ready(self, s: int, token: int) -> None:
-        self.wakeup.acquire(block=False)  # the post that came with this message
+        if self.wakeup is not None:
+            self.wakeup.acquire(block=False)  # the post that came with this message
         if s >= len(self.splits) or token != self.splits[s].token:
             return  # a reply to a request of a previous incarnation of this worker
         split = self.splits[s]
@@ -172,9 +190,9 @@ class RolloutWorker(EventLoopObject):
             split.truncations = []
             # These slots are the learner's now: a respawn must not return them to the pool.
             buffers.env_slots[torch.from_numpy(split.env_indices)] = -1
-            if not self._begin_trajectories(split):
-                return
-        self._request(s)
+            self._begin_trajectories(s)
+        else:
+            self._request(s)
 
     def on_stop(self) -> None:
         if self.envs is not None:

@@ -1,6 +1,6 @@
-"""The parallel runtime: the runner (this process) starts rollout workers, policy workers and the
-learner as processes that talk over signal-slot event loops, watches their heartbeats and
-liveness, respawns dead rollout workers, and drives checkpoints, summaries and the stop."""
+"""The runner: builds rollout workers, policy workers and the learner (as processes that talk
+over signal-slot event loops, or all on one loop in serial mode), watches their heartbeats and
+liveness, respawns dead rollout workers, and drives status, summaries, checkpoints and the stop."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from asyncrl.runtime.policy_worker import PolicyWorker
 from asyncrl.runtime.rollout_worker import RolloutWorker, actions_ready_signal
 from asyncrl.runtime.stats import EpisodeTracker, FpsMeter
 from asyncrl.runtime.summaries import Summaries
+from asyncrl.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,18 @@ def init_child_process(name: str, niceness: int) -> None:
 
 
 class Runner(EventLoopObject):
+    """Builds the components and drives the run. Parallel: each component on an event loop in
+    its own process. Serial (`--serial_mode`): the very same components on this process's loop."""
+
     def __init__(self, experiment: Experiment):
-        self.loop = EventLoop("runner_evt_loop")
+        cfg = self.cfg = experiment.cfg
+        self.serial = cfg.serial_mode
+        self.loop = EventLoop("runner_evt_loop", serial_mode=self.serial)
         super().__init__(self.loop, object_id="runner")
         self.experiment = experiment
-        cfg = self.cfg = experiment.cfg
         self.ctx = mp.get_context("fork")
         torch.set_num_threads(1)
+        seed_everything(cfg.seed)
 
         probe = find_env_family(cfg.env).make_env(cfg.env, cfg, 0)
         self.obs_space, self.action_space = probe.observation_space, probe.action_space
@@ -73,9 +79,8 @@ class Runner(EventLoopObject):
                                          cfg.rollout, num_slots, num_envs)
         self.free_slots = Queue(max_size_bytes=max(1_000_000, 64 * num_slots))
         self.free_slots.put_many(list(range(num_slots)))
-        self.weights = SharedWeights(ActorCritic(cfg, self.obs_space, self.action_space))
-        self.stop_event = self.ctx.Event()
-        self.wakeups = [self.ctx.Semaphore(0) for _ in range(cfg.num_workers)]
+        self.weights = SharedWeights(self._initial_model(), self._initial_version())
+        self.wakeups = None if self.serial else [self.ctx.Semaphore(0) for _ in range(cfg.num_workers)]
 
         self.episodes = EpisodeTracker(cfg.stats_avg)
         self.env_steps = 0
@@ -89,7 +94,7 @@ class Runner(EventLoopObject):
                      state["policy_version"])
         elif experiment.init_weights is not None:
             log.info("Initialized the model from %s", experiment.init_weights[1])
-        self.policy_version = 0
+        self.policy_version = self._initial_version()
         self.learner_stats: dict[str, float] = {}
         self.last_heartbeat: dict[str, float] = {}
         self.worker_restarts = 0
@@ -98,70 +103,69 @@ class Runner(EventLoopObject):
         self.stop_reason: str | None = None
         self.stopping = False
         self.failed: str | None = None
-        self._signal_received: str | None = None
 
-        self.learner_process = self._make_process("learner_p0", "asyncrl-learner")
+        self.processes: dict[str, EventLoopProcess] = {}
         self.learner = LearnerWorker(
-            self.learner_process.event_loop, cfg, 0, self.obs_space, self.action_space,
-            self.buffers, self.weights, self.free_slots, experiment.checkpoints,
+            self._loop_for("learner_p0", "asyncrl-learner"), cfg, 0, self.obs_space,
+            self.action_space, self.buffers, self.weights, self.free_slots, experiment.checkpoints,
             {"resume_state": experiment.resume_state, "init_weights": experiment.init_weights})
-        self.policy_processes = []
-        self.policy_workers = []
-        for i in range(cfg.policy_workers_per_policy):
-            process = self._make_process(f"policy_worker_p0_{i}", f"asyncrl-pw{i}")
-            self.policy_processes.append(process)
-            self.policy_workers.append(PolicyWorker(
-                process.event_loop, cfg, 0, i, self.obs_space, self.action_space, self.buffers,
-                self.weights, self.wakeups))
-        self.rollout_processes: list[EventLoopProcess] = []
-        self.rollout_workers: list[RolloutWorker] = []
-        for w in range(cfg.num_workers):
-            process, worker = self._make_rollout_worker(w)
-            self.rollout_processes.append(process)
-            self.rollout_workers.append(worker)
+        self.policy_workers = [
+            PolicyWorker(self._loop_for(f"policy_worker_p0_{i}", f"asyncrl-pw{i}"), cfg, 0, i,
+                         self.obs_space, self.action_space, self.buffers, self.weights,
+                         self.wakeups)
+            for i in range(cfg.policy_workers_per_policy)]
+        self.rollout_workers = [
+            RolloutWorker(self._loop_for(f"rollout_worker_{w}", f"asyncrl-rw{w}"), cfg, w,
+                          self.buffers, self.free_slots, None if self.serial else self.wakeups[w])
+            for w in range(cfg.num_workers)]
         self._connect()
 
+    def _initial_model(self) -> ActorCritic:
+        model = ActorCritic(self.cfg, self.obs_space, self.action_space)
+        if self.experiment.resume_state is not None:
+            model.load_state_dict(self.experiment.resume_state["model"])
+        elif self.experiment.init_weights is not None:
+            model.load_state_dict(self.experiment.init_weights[0])
+        return model
+
+    def _initial_version(self) -> int:
+        state = self.experiment.resume_state
+        return int(state["policy_version"]) if state is not None else 0
+
     # -- wiring ---------------------------------------------------------------------------------
-    def _make_process(self, name: str, title: str) -> EventLoopProcess:
+    def _loop_for(self, name: str, title: str) -> EventLoop:
+        """The event loop a component lives on: this one (serial) or its own process's."""
+        if self.serial:
+            return self.loop
         # The process object lives on its own loop too, so it needs a name apart from its component.
-        return EventLoopProcess(f"{name}_process", multiprocessing_context=self.ctx,
-                                init_func=init_child_process,
-                                args=(title, self.cfg.default_niceness), daemon=True)
-
-    def _make_rollout_worker(self, w: int) -> tuple[EventLoopProcess, RolloutWorker]:
-        process = self._make_process(f"rollout_worker_{w}", f"asyncrl-rw{w}")
-        worker = RolloutWorker(process.event_loop, self.cfg, w, self.buffers, self.free_slots,
-                               self.stop_event, self.wakeups[w])
-        return process, worker
-
-    def _policy_worker_for(self, w: int) -> PolicyWorker:
-        return self.policy_workers[w % len(self.policy_workers)]
-
-    def _connect_rollout_worker(self, w: int) -> None:
-        worker, process = self.rollout_workers[w], self.rollout_processes[w]
-        policy_worker = self._policy_worker_for(w)
-        process.event_loop.start.connect(worker.on_start)
-        worker.request_actions.connect(policy_worker.on_request)
-        policy_worker.connect(actions_ready_signal(w), worker.on_actions_ready)
-        worker.trajectories_ready.connect(self.learner.on_trajectories)
-        worker.episodes_finished.connect(self.on_episodes)
-        worker.heartbeat.connect(self.on_heartbeat)
-        worker.fatal_error.connect(self.on_fatal_error)
-        self.connect("stop_workers", worker.on_stop)
+        process = EventLoopProcess(f"{name}_process", multiprocessing_context=self.ctx,
+                                   init_func=init_child_process,
+                                   args=(title, self.cfg.default_niceness), daemon=True)
+        self.processes[name] = process
+        return process.event_loop
 
     def _connect(self) -> None:
-        self.learner_process.event_loop.start.connect(self.learner.on_start)
-        self.learner.report.connect(self.on_report)
-        self.learner.heartbeat.connect(self.on_heartbeat)
-        self.learner.stopped.connect(self.on_learner_stopped)
-        self.connect("save", self.learner.on_save)
-        self.connect("stop_learner", self.learner.on_stop)
-        for process, worker in zip(self.policy_processes, self.policy_workers):
-            process.event_loop.start.connect(worker.on_start)
+        learner = self.learner
+        learner.event_loop.start.connect(learner.on_start)
+        learner.report.connect(self.on_report)
+        learner.heartbeat.connect(self.on_heartbeat)
+        learner.stopped.connect(self.on_learner_stopped)
+        self.connect("save", learner.on_save)
+        self.connect("stop_learner", learner.on_stop)
+        for worker in self.policy_workers:
+            worker.event_loop.start.connect(worker.on_start)
             worker.heartbeat.connect(self.on_heartbeat)
             self.connect("stop_workers", worker.on_stop)
-        for w in range(len(self.rollout_workers)):
-            self._connect_rollout_worker(w)
+        for w, worker in enumerate(self.rollout_workers):
+            policy_worker = self.policy_workers[w % len(self.policy_workers)]
+            worker.event_loop.start.connect(worker.on_start)
+            worker.request_actions.connect(policy_worker.on_request)
+            policy_worker.connect(actions_ready_signal(w), worker.on_actions_ready)
+            worker.trajectories_ready.connect(learner.on_trajectories)
+            worker.episodes_finished.connect(self.on_episodes)
+            worker.heartbeat.connect(self.on_heartbeat)
+            worker.fatal_error.connect(self.on_fatal_error)
+            self.connect("stop_workers", worker.on_stop)
 
     def _timer(self, interval: float, slot) -> Timer:
         timer = Timer(self.loop, interval)
@@ -179,7 +183,7 @@ class Runner(EventLoopObject):
             self._timer(cfg.save_milestones_sec, self._save_milestone)
         self._timer(cfg.heartbeat_reporting_interval, self._check_heartbeats)
         self._timer(0.2, self._check_processes)
-        for process in [self.learner_process, *self.policy_processes, *self.rollout_processes]:
+        for process in self.processes.values():
             process.start()
         # Created after the fork: the writer's threads and files stay in this process.
         self.summaries = Summaries(cfg, self.experiment.dir, cfg.to_dict())
@@ -224,9 +228,9 @@ class Runner(EventLoopObject):
     def _begin_stop(self, reason: str) -> None:
         if self.stopping:
             return
+        self._maybe_save_best()
         self.stopping = True
         self.stop_reason = reason
-        self.stop_event.set()
         self.emit("stop_learner", self._run_state())
         deadline = Timer(self.loop, STOP_TIMEOUT_SEC, single_shot=True)
         deadline.timeout.connect(self._stop_timed_out)
@@ -309,24 +313,24 @@ class Runner(EventLoopObject):
             self._begin_stop(f"reached train_for_seconds={self.cfg.train_for_seconds}")
         if self.stopping:
             return
-        for process in [self.learner_process, *self.policy_processes]:
-            if not process.is_alive():
-                self.failed = f"{process.name} died ({_exit_cause(process.exitcode)}): stopping the run"
-                log.error(self.failed)
-                self.stopping = True
-                self.stop_reason = f"{process.name} died"
-                self.stop_event.set()
-                self.emit("stop_workers")
-                self.loop.stop()
-                return
-        for w, process in enumerate(self.rollout_processes):
-            if not process.is_alive():
-                self._respawn_rollout_worker(w, _exit_cause(process.exitcode))
+        for name, process in self.processes.items():
+            if process.is_alive():
+                continue
+            if name.startswith("rollout_worker_"):
+                self._respawn_rollout_worker(int(name.rsplit("_", 1)[1]), _exit_cause(process.exitcode))
+                continue
+            self.failed = f"{name} died ({_exit_cause(process.exitcode)}): stopping the run"
+            log.error(self.failed)
+            self.stopping = True
+            self.stop_reason = f"{name} died"
+            self.emit("stop_workers")
+            self.loop.stop()
+            return
 
     def _respawn_rollout_worker(self, w: int, cause: str) -> None:
         log.warning("rollout_worker_%d died (%s) at policy_version=%d: respawning it with fresh "
                     "envs; its partial trajectories are dropped", w, cause, self.policy_version)
-        process = self.rollout_processes[w]
+        process = self.processes[f"rollout_worker_{w}"]
         process.join(timeout=1)
         # The slots the dead worker was filling go back to the pool.
         envs = slice(w * self.cfg.num_envs_per_worker, (w + 1) * self.cfg.num_envs_per_worker)
@@ -341,8 +345,7 @@ class Runner(EventLoopObject):
         self.worker_restarts += 1
 
     def _shutdown(self) -> None:
-        processes = [self.learner_process, *self.policy_processes, *self.rollout_processes]
-        processes = [p for p in processes if p.pid is not None]  # started ones
+        processes = [p for p in self.processes.values() if p.pid is not None]  # started ones
         deadline = time.monotonic() + 10
         for process in processes:
             process.join(timeout=max(0.1, deadline - time.monotonic()))
@@ -351,6 +354,11 @@ class Runner(EventLoopObject):
                 log.warning("%s did not stop in time: killing it", process.name)
                 process.kill()
                 process.join(timeout=5)
+        if self.serial:  # the workers' own stop slot may not have run before the loop ended
+            for worker in self.rollout_workers:
+                if worker.envs is not None:
+                    worker.envs.close()
+        self._write_summaries()
         self.summaries.close()
 
 

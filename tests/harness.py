@@ -1,0 +1,81 @@
+"""Runs the real rollout and policy workers on one event loop (as serial mode does) and captures
+what they hand to the learner, so tests can check acting without a full training run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from faster_fifo import Queue
+from signal_slot.signal_slot import EventLoop, EventLoopObject
+
+from asyncrl.algo.trajectories import Trajectories
+from asyncrl.envs.registry import find_env_family
+from asyncrl.envs.spaces import obs_dict_space
+from asyncrl.model.actor_critic import ActorCritic
+from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
+from asyncrl.runtime.policy_worker import PolicyWorker
+from asyncrl.runtime.rollout_worker import RolloutWorker, actions_ready_signal
+
+
+class _Sink(EventLoopObject):
+    def __init__(self, loop: EventLoop, messages_wanted: int):
+        super().__init__(loop, object_id="sink")
+        self.messages_wanted = messages_wanted
+        self.slots: list[int] = []
+        self.truncations: list = []
+        self.episodes: list = []
+        self.messages = 0
+
+    def on_trajectories(self, slots, truncations):
+        self.slots += slots
+        self.truncations += truncations
+        self.messages += 1
+        if self.messages == self.messages_wanted:
+            self.event_loop.stop()
+
+    def on_episodes(self, episodes):
+        self.episodes += episodes
+
+
+@dataclass
+class Collected:
+    trajectories: Trajectories  # [T, B], B = every env once per rollout
+    truncations: list  # (slot, t, final obs) of time-limit ends
+    episodes: list  # (return, length)
+    buffers: TrajectoryBuffers
+    slots: list[int]
+
+
+def collect(cfg, rollouts: int = 1, model: ActorCritic | None = None,
+            policy_version: int = 0) -> Collected:
+    probe = find_env_family(cfg.env).make_env(cfg.env, cfg, 0)
+    obs_space, action_space = probe.observation_space, probe.action_space
+    probe.close()
+    num_envs = cfg.num_workers * cfg.num_envs_per_worker
+    num_slots = num_envs * (rollouts + 1)
+    buffers = TrajectoryBuffers(obs_dict_space(obs_space), action_space, cfg.rollout, num_slots,
+                                num_envs)
+    free_slots = Queue(1_000_000)
+    free_slots.put_many(list(range(num_slots)))
+    model = model or ActorCritic(cfg, obs_space, action_space)
+    loop = EventLoop("test_loop", serial_mode=True)
+    policy = PolicyWorker(loop, cfg, 0, 0, obs_space, action_space, buffers,
+                          SharedWeights(model, policy_version), None)
+    sink = _Sink(loop, rollouts * cfg.num_workers * cfg.worker_num_splits)
+    loop.start.connect(policy.on_start)
+    workers = []
+    for w in range(cfg.num_workers):
+        worker = RolloutWorker(loop, cfg, w, buffers, free_slots, None)
+        loop.start.connect(worker.on_start)
+        worker.request_actions.connect(policy.on_request)
+        policy.connect(actions_ready_signal(w), worker.on_actions_ready)
+        worker.trajectories_ready.connect(sink.on_trajectories)
+        worker.episodes_finished.connect(sink.on_episodes)
+        workers.append(worker)
+    loop.exec()
+    for worker in workers:
+        worker.envs.close()
+    return Collected(trajectories=buffers.trajectories(torch.tensor(sink.slots)),
+                     truncations=sink.truncations, episodes=sink.episodes, buffers=buffers,
+                     slots=sink.slots)
