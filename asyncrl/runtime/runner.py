@@ -4,10 +4,8 @@ liveness, respawns dead rollout workers, and drives status, summaries, checkpoin
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing as mp
-import os
 import signal as signals
 import time
 from typing import Any
@@ -26,30 +24,18 @@ from asyncrl.runtime.policy_worker import PolicyWorker
 from asyncrl.runtime.rollout_worker import RolloutWorker, actions_ready_signal
 from asyncrl.runtime.stats import EpisodeTracker, FpsMeter
 from asyncrl.runtime.summaries import Summaries
+from asyncrl.utils.processes import prepare_child_process
 from asyncrl.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_SEC = 5.0
 STOP_TIMEOUT_SEC = 60.0
-_PR_SET_PDEATHSIG = 1
-
-
-_PR_SET_NAME = 15
 
 
 def init_child_process(name: str, niceness: int) -> None:
     """Runs first in every worker process."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    # The name shows in ps and top (15 characters at most), e.g. "asyncrl-rw0".
-    libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
-    # Ctrl+C reaches the whole process group: only the runner decides how to stop.
-    signals.signal(signals.SIGINT, signals.SIG_IGN)
-    signals.signal(signals.SIGTERM, signals.SIG_DFL)
-    # Die with the runner, even if it is SIGKILLed.
-    libc.prctl(_PR_SET_PDEATHSIG, signals.SIGKILL, 0, 0, 0)
-    if niceness:
-        os.nice(niceness)
+    prepare_child_process(name, niceness)
     torch.set_num_threads(1)
 
 

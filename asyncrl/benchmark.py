@@ -1,0 +1,686 @@
+"""`python -m asyncrl.benchmark [--env=CartPole-v1] [--seconds=30] [options] [-- asyncrl params]`
+
+Measures, one after another on the same cores, how many env frames per second
+  (a) raw stepping reaches: worker processes stepping their envs with random actions, nothing else;
+  (b) asyncrl training reaches: `python -m asyncrl.train` in a subprocess, plus its policy lag and
+      the peak RSS of its process tree;
+  (c) optionally (`--sample_factory`) Sample Factory 2.1.1 with the same configuration, installed
+      once into a cached virtual environment.
+and prints a table (and `--json PATH`). The parameters after `--` go to asyncrl (and to Sample
+Factory where it has a parameter of that name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import shutil
+import signal as signals
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import gymnasium as gym
+import numpy as np
+import psutil
+
+from asyncrl.config.parser import _FALSE, _TRUE, _Parser, parse_args
+from asyncrl.envs.registry import find_env_family
+from asyncrl.utils.errors import UserError
+from asyncrl.utils.processes import die_with_parent, prepare_child_process
+
+SF_VERSION = "2.1.1"
+# The CPU build on this machine's disk; any other version makes pip download a CUDA build.
+SF_TORCH = "torch==2.13.0"
+SF_ENVS = ("CartPole-v1",)  # what sf_examples.train_gym_env registers
+RSS_POLL_SEC = 0.5
+START_ALLOWANCE_SEC = 180.0  # process start and stop, beyond --seconds
+STOP_GRACE_SEC = 30.0
+
+# Parameters the benchmark sets itself (and how), not accepted after `--`.
+_OWN = {"env": "give --env before --", "experiment": "it uses a temporary name",
+        "train_dir": "it uses a temporary folder", "train_for_seconds": "use --seconds"}
+# asyncrl parameters that are not passed to Sample Factory although it has one of the same name.
+_NOT_FOR_SF = {"env", "experiment", "train_dir", "train_for_seconds", "restart_behavior",
+               "device", "with_wandb"}
+
+
+@dataclass
+class Result:
+    system: str
+    env_frames_per_sec: float | None = None  # over the whole run, as the system reports it
+    last_10s_frames_per_sec: float | None = None  # from its last status line: without start-up
+    env_steps: int | None = None
+    seconds: float | None = None
+    policy_lag: float | None = None
+    peak_rss_mib: float | None = None
+    error: str | None = None
+    command: list[str] | None = None
+
+
+# -- the command line -------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not >= 1")
+    return value
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (use true/false or 1/0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m asyncrl.benchmark", allow_abbrev=False,
+        usage="python -m asyncrl.benchmark [options] [-- asyncrl train parameters]",
+        description="Env frames per second of raw env stepping, asyncrl training and optionally "
+                    "Sample Factory, one after another on the same cores.")
+    parser.add_argument("--env", default="CartPole-v1",
+                        help="Env id or env family name, as for asyncrl.train "
+                             "(default: %(default)s)")
+    parser.add_argument("--seconds", type=_positive_int, default=30,
+                        help="Length of each measurement in seconds (default: %(default)s)")
+    parser.add_argument("--num_workers", type=_positive_int, default=None,
+                        help="Processes, for every system (default: the value after --, else 2)")
+    parser.add_argument("--num_envs_per_worker", type=_positive_int, default=None,
+                        help="Envs per process, for every system (default: the value after --, "
+                             "else 32)")
+    parser.add_argument("--sample_factory", action="store_true",
+                        help=f"Also run Sample Factory {SF_VERSION} (installed once into "
+                             f"{_sf_venv_dir()})")
+    parser.add_argument("--sf_batched_sampling", type=_bool, default=True, metavar="BOOL",
+                        help="Sample Factory's --batched_sampling (default: %(default)s)")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="Also write the figures to this JSON file")
+    return parser
+
+
+@dataclass(frozen=True)
+class Plan:
+    env: str
+    seconds: int
+    num_workers: int
+    num_envs_per_worker: int
+    train_args: list[str]  # asyncrl.train arguments, without env, experiment, folder and time
+    cfg: Any  # the resolved asyncrl Config of the training run
+    sample_factory: bool
+    sf_batched_sampling: bool
+    json_path: Path | None
+
+
+def make_plan(argv: Sequence[str]) -> Plan:
+    argv = list(argv)
+    extras: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extras = argv[:cut], argv[cut + 1:]
+    args = build_parser().parse_args(argv)
+    given = {a[2:].split("=", 1)[0] for a in extras if a.startswith("--")}
+    for name, instead in _OWN.items():
+        if name in given:
+            raise UserError(f"--{name} cannot be given after --: the benchmark sets it ({instead})")
+    parsed = parse_args(["--env", args.env, *extras], scope="train",
+                        prog="python -m asyncrl.train")
+    layout = {}
+    for name, default in (("num_workers", 2), ("num_envs_per_worker", 32)):
+        ours, theirs = getattr(args, name), parsed.explicit.get(name)
+        if ours is not None and theirs is not None and ours != theirs:
+            raise UserError(f"--{name}={ours} and --{name}={theirs} after -- disagree: give it "
+                            f"once (it applies to every system)")
+        layout[name] = next(v for v in (ours, theirs, default) if v is not None)
+    # The layout goes to asyncrl.train unless the parameters after -- already say it.
+    layout_args = [f"--{name}={value}" for name, value in layout.items()
+                   if name not in parsed.explicit]
+    cfg = parse_args(["--env", args.env, *layout_args, *extras], scope="train",
+                     prog="python -m asyncrl.train").config()
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None and not json_path.parent.is_dir():
+        raise UserError(f"--json={args.json}: folder {json_path.parent} does not exist")
+    return Plan(env=args.env, seconds=args.seconds, train_args=[*layout_args, *extras], cfg=cfg,
+                sample_factory=args.sample_factory, sf_batched_sampling=args.sf_batched_sampling,
+                json_path=json_path, **layout)
+
+
+# -- (a) raw env stepping ---------------------------------------------------------------------
+def action_sampler(space: Any, num_envs: int, rng: np.random.Generator) -> Callable[[], list]:
+    """Random actions for all `num_envs` envs at once, drawn by numpy in one call per step."""
+    if isinstance(space, gym.spaces.Discrete):
+        low, high = int(space.start), int(space.start + space.n)
+        return lambda: rng.integers(low, high, size=num_envs).tolist()
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        low, high = space.start, space.start + space.nvec
+        return lambda: list(rng.integers(low, high, size=(num_envs, *space.shape),
+                                         dtype=space.dtype))
+    if isinstance(space, gym.spaces.MultiBinary):
+        return lambda: list(rng.integers(0, 2, size=(num_envs, *space.shape), dtype=space.dtype))
+    if isinstance(space, gym.spaces.Box):
+        low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+        if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):
+            return lambda: list(rng.uniform(low, high, size=(num_envs, *space.shape))
+                                .astype(space.dtype))
+        return lambda: list(np.clip(rng.standard_normal((num_envs, *space.shape)), low, high)
+                            .astype(space.dtype))
+    return lambda: [space.sample() for _ in range(num_envs)]  # any other space, env by env
+
+
+def _raw_worker(index: int, plan: Plan, messages: Any, go: Any, stop: Any) -> None:
+    prepare_child_process(f"asyncrl-bench{index}")
+    try:
+        family = find_env_family(plan.env)
+        n = plan.num_envs_per_worker
+        envs = [family.make_env(plan.env, plan.cfg, index * n + i) for i in range(n)]
+        for env in envs:
+            env.reset()
+        sample = action_sampler(envs[0].action_space, n, np.random.default_rng())
+        messages.put(("ready", index, None))
+        go.wait()
+        steps = 0
+        start = time.monotonic()
+        deadline = start + plan.seconds
+        while not stop.value and time.monotonic() < deadline:
+            for env, action in zip(envs, sample()):
+                _, _, terminated, truncated, _ = env.step(action)
+                if terminated or truncated:
+                    env.reset()
+            steps += n
+        elapsed = time.monotonic() - start
+        for env in envs:
+            env.close()
+        messages.put(("done", index, (steps, elapsed)))
+    except Exception as e:
+        messages.put(("error", index, f"{type(e).__name__}: {e}"))
+        raise
+
+
+def run_raw(plan: Plan) -> Result:
+    """Raw stepping in `num_workers` processes; they start stepping together once all are ready."""
+    ctx = mp.get_context("fork")
+    messages, go, stop = ctx.SimpleQueue(), ctx.Event(), ctx.RawValue("b", 0)
+    processes = [ctx.Process(target=_raw_worker, args=(i, plan, messages, go, stop),
+                             name=f"raw_worker_{i}", daemon=True)
+                 for i in range(plan.num_workers)]
+    ready: set[int] = set()
+    done: dict[int, tuple[int, float]] = {}
+    rss = PeakRss()
+    deadline = time.monotonic() + plan.seconds + START_ALLOWANCE_SEC
+
+    def drain() -> None:
+        while not messages.empty():
+            kind, index, payload = messages.get()
+            if kind == "error":
+                raise RuntimeError(f"raw stepping worker {index} failed: {payload}")
+            if kind == "ready":
+                ready.add(index)
+            else:
+                done[index] = payload
+
+    try:
+        for p in processes:
+            p.start()
+        watched = [psutil.Process(p.pid) for p in processes]
+        while len(done) < len(processes):
+            drain()
+            if len(ready) == len(processes) and not go.is_set():
+                go.set()
+            for i, p in enumerate(processes):
+                if not p.is_alive() and i not in done:
+                    drain()  # its last message may have come in since
+                    if i not in done:
+                        raise RuntimeError(f"raw stepping worker {i} exited with code "
+                                           f"{p.exitcode} before reporting")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"raw stepping did not finish within "
+                                   f"{plan.seconds + START_ALLOWANCE_SEC:.0f} s")
+            if rss.due():
+                rss.poll(watched)
+            time.sleep(0.05)
+    finally:
+        stop.value = 1
+        go.set()  # workers still waiting to start see the stop flag at once
+        for p in processes:
+            if p.pid is not None:
+                p.join(timeout=5)
+                if p.is_alive():
+                    p.terminate()
+                    p.join(timeout=5)
+    steps = sum(s for s, _ in done.values())
+    return Result(system="raw stepping",
+                  env_frames_per_sec=sum(s / max(t, 1e-9) for s, t in done.values()),
+                  env_steps=steps, seconds=max(t for _, t in done.values()),
+                  peak_rss_mib=rss.peak_mib())
+
+
+# -- a training process, watched --------------------------------------------------------------
+class PeakRss:
+    """Peak of the summed RSS of a set of processes, sampled every RSS_POLL_SEC. Pages shared
+    between processes count once per process, as `ps` shows them."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._last = -math.inf
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= RSS_POLL_SEC
+
+    def poll(self, processes: Iterable[psutil.Process]) -> None:
+        self._last = time.monotonic()
+        total = 0
+        for p in processes:
+            try:
+                total += p.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        self.peak = max(self.peak, total)
+
+    def peak_mib(self) -> float | None:
+        return self.peak / 2**20 if self.peak else None
+
+
+@dataclass
+class Finished:
+    returncode: int
+    lines: list[str]
+    peak_rss_mib: float | None
+
+
+def _die_with_benchmark() -> None:
+    # If the benchmark is killed, the run stops as on Ctrl+C (and stops its own workers).
+    die_with_parent(signals.SIGINT)
+
+
+def run_watched(command: list[str], env: dict[str, str], cwd: Path, time_limit: float,
+                stop_after: tuple[re.Pattern, float] | None = None) -> Finished:
+    """Runs `command` in its own session, collects its output and the peak RSS of its process
+    tree, and leaves no process behind. It gets one SIGINT (a clean stop) on Ctrl+C here, after
+    `time_limit`, and, with `stop_after=(pattern, seconds)`, `seconds` after its first output
+    line that matches `pattern` (for programs whose own time limit does not work)."""
+    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            errors="replace", start_new_session=True,
+                            preexec_fn=_die_with_benchmark)
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    root = psutil.Process(proc.pid)
+    tree: dict[int, psutil.Process] = {proc.pid: root}
+    rss = PeakRss()
+    deadline = time.monotonic() + time_limit
+    stop_at, scanned = math.inf, 0
+    try:
+        while proc.poll() is None:
+            now = time.monotonic()
+            if rss.due():
+                try:
+                    for child in root.children(recursive=True):
+                        tree.setdefault(child.pid, child)
+                except psutil.NoSuchProcess:
+                    pass
+                rss.poll(tree.values())
+            while stop_after is not None and scanned < len(lines):
+                if stop_after[0].search(lines[scanned]):
+                    stop_at = now + stop_after[1]
+                    stop_after = None
+                scanned += 1
+            if now >= stop_at:
+                proc.send_signal(signals.SIGINT)
+                stop_at = math.inf
+            if now > deadline:
+                lines.append(f"(the benchmark stopped it after {time_limit:.0f} s)")
+                break
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
+        _reap([p for pid, p in tree.items() if pid != proc.pid])
+        reader.join(timeout=5)
+    return Finished(proc.returncode, lines, rss.peak_mib())
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGINT (the run saves and exits), then SIGKILL if it takes longer than STOP_GRACE_SEC."""
+    proc.send_signal(signals.SIGINT)
+    try:
+        proc.wait(timeout=STOP_GRACE_SEC)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _reap(processes: list[psutil.Process]) -> None:
+    """Children that outlived their parent get a moment to finish their own cleanup (shared
+    memory), then SIGTERM, then SIGKILL."""
+    _, alive = psutil.wait_procs(processes, timeout=5)
+    for send in (psutil.Process.terminate, psutil.Process.kill):
+        for p in alive:
+            try:
+                send(p)
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(alive, timeout=5)
+
+
+def _tail(lines: Sequence[str], n: int = 1) -> str:
+    useful = [_strip_ansi(line).strip() for line in lines if line.strip()]
+    return " | ".join(useful[-n:]) if useful else "no output"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def _last_match(pattern: re.Pattern, lines: Sequence[str]) -> re.Match | None:
+    for line in reversed(lines):
+        match = pattern.search(_strip_ansi(line))
+        if match:
+            return match
+    return None
+
+
+def _float_or_none(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
+
+
+# -- (b) asyncrl ------------------------------------------------------------------------------
+_ASYNCRL_SUMMARY = re.compile(r"Stopped: .*?(\d+) env steps in ([\d.]+) s \(([\d.]+) env steps/s "
+                              r"this run\)")
+_ASYNCRL_STATUS = re.compile(r"env_steps=\d+ fps=(\S+) .* policy_lag=(\S+)")
+
+
+def run_asyncrl(plan: Plan, workdir: Path) -> Result:
+    command = [sys.executable, "-m", "asyncrl.train", f"--env={plan.env}",
+               "--experiment=asyncrl_benchmark", f"--train_dir={workdir}",
+               f"--train_for_seconds={plan.seconds}", *plan.train_args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    finished = run_watched(command, env, Path.cwd(), plan.seconds + START_ALLOWANCE_SEC)
+    result = asyncrl_result(finished.lines, finished.returncode)
+    result.command, result.peak_rss_mib = command, finished.peak_rss_mib
+    return result
+
+
+def asyncrl_result(lines: Sequence[str], returncode: int) -> Result:
+    """The figures in the output of `python -m asyncrl.train`."""
+    result = Result(system="asyncrl")
+    summary = _last_match(_ASYNCRL_SUMMARY, lines)
+    if returncode != 0 or summary is None:
+        result.error = f"asyncrl.train exited with code {returncode}: {_tail(lines)}"
+        return result
+    result.env_steps, result.seconds = int(summary.group(1)), float(summary.group(2))
+    result.env_frames_per_sec = float(summary.group(3))
+    status = _last_match(_ASYNCRL_STATUS, lines)
+    if status:
+        result.last_10s_frames_per_sec = _float_or_none(status.group(1))
+        result.policy_lag = _float_or_none(status.group(2))
+    return result
+
+
+# -- (c) Sample Factory -----------------------------------------------------------------------
+def _sf_venv_dir() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "asyncrl-bench" / "sf-venv"
+
+
+class SfUnavailable(Exception):
+    """Sample Factory cannot be installed or run here; the message says why, in one line."""
+
+
+def ensure_sf_venv(venv: Path) -> Path:
+    """The Python of a virtual environment with Sample Factory, created on first use."""
+    python = venv / "bin" / "python"
+    marker = venv / "asyncrl-bench-ready"
+    if marker.exists() and python.exists():
+        return python
+    install_log = venv.parent / "sf-install.log"
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    print(f"Installing Sample Factory {SF_VERSION} into {venv} (once; log in {install_log})",
+          flush=True)
+    steps = [
+        # torch first, pinned again below so that resolving Sample Factory cannot replace it.
+        [str(python), "-m", "pip", "install", SF_TORCH],
+        [str(python), "-m", "pip", "install", f"sample-factory=={SF_VERSION}", SF_TORCH],
+    ]
+    if not python.exists():
+        steps.insert(0, [sys.executable, "-m", "venv", str(venv)])
+    with open(install_log, "a") as out:
+        for step in steps:
+            out.write(f"$ {' '.join(step)}\n")
+            out.flush()
+            code = subprocess.call(step, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+            if code != 0:
+                raise SfUnavailable(f"'{' '.join(step[1:])}' failed with exit code {code} "
+                                    f"(see {install_log})")
+    check = subprocess.run(
+        [str(python), "-c", "import sample_factory, torch, gymnasium; "
+         "print(torch.__version__, gymnasium.__version__)"],
+        capture_output=True, text=True, timeout=120)
+    versions = check.stdout.split()
+    if check.returncode != 0 or not versions or not versions[0].startswith("2.13.0"):
+        raise SfUnavailable(f"the installed Sample Factory does not import with torch 2.13.0: "
+                            f"{_tail((check.stdout + check.stderr).splitlines())}")
+    marker.write_text(f"sample-factory {SF_VERSION}, torch {versions[0]}, "
+                      f"gymnasium {versions[1]}\n")
+    return python
+
+
+_SF_PARAM = re.compile(r"^\s+--([a-z][a-z0-9_]*)", re.MULTILINE)
+_SF_SUMMARY = re.compile(r"Collected \{(?:0: (\d+))?\}, FPS: ([\d.]+)")
+_SF_STATUS = re.compile(r"Fps is \(10 sec: (\S+), .* Policy #0 lag: \(min: \S+, avg: ([-\d.]+)")
+# Logged when its main loop starts, which is when its FPS clock starts.
+_SF_START = re.compile(r"Starting all processes")
+
+
+def sf_arguments(cfg: Any, sf_params: set[str]) -> list[str]:
+    """The asyncrl configuration as Sample Factory arguments, for the parameters it knows."""
+    args = []
+    for name, value in cfg.to_dict().items():
+        if name not in sf_params or name in _NOT_FOR_SF or name.startswith("wandb_"):
+            continue
+        if value is None:
+            continue
+        if isinstance(value, list):
+            args += [f"--{name}", *map(str, value)]
+        else:
+            args.append(f"--{name}={value}")
+    return args
+
+
+def run_sample_factory(plan: Plan, workdir: Path) -> Result:
+    if plan.env not in SF_ENVS:
+        raise SfUnavailable(f"sf_examples.train_gym_env only registers {', '.join(SF_ENVS)}, "
+                            f"not {plan.env}")
+    python = ensure_sf_venv(_sf_venv_dir())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PYTHONUNBUFFERED="1", WANDB_MODE="disabled")
+    help_text = subprocess.run([str(python), "-m", "sf_examples.train_gym_env", f"--env={plan.env}",
+                                "--help"], capture_output=True, text=True, env=env, cwd=workdir,
+                               timeout=120)
+    sf_params = set(_SF_PARAM.findall(help_text.stdout))
+    if help_text.returncode != 0 or not sf_params:
+        raise SfUnavailable(f"sf_examples.train_gym_env --help failed: "
+                            f"{_tail((help_text.stdout + help_text.stderr).splitlines())}")
+    command = [str(python), "-m", "sf_examples.train_gym_env", f"--env={plan.env}",
+               "--experiment=sf_benchmark", f"--train_dir={workdir}",
+               f"--train_for_seconds={plan.seconds}", "--device=cpu",
+               "--use_rnn=False",  # asyncrl's model has no recurrent core
+               f"--batched_sampling={plan.sf_batched_sampling}",
+               *sf_arguments(plan.cfg, sf_params)]
+    # Its --train_for_seconds never fires (2.1.1 does not advance the clock it checks): the
+    # benchmark stops it with SIGINT (a clean stop) `seconds` after its main loop started.
+    finished = run_watched(command, env, workdir, plan.seconds + START_ALLOWANCE_SEC,
+                           stop_after=(_SF_START, plan.seconds))
+    result = sf_result(finished.lines, finished.returncode)
+    result.command, result.peak_rss_mib = command, finished.peak_rss_mib
+    return result
+
+
+def sf_result(lines: Sequence[str], returncode: int) -> Result:
+    """The figures in the output of a Sample Factory run."""
+    result = Result(system=f"Sample Factory {SF_VERSION}")
+    summary = _last_match(_SF_SUMMARY, lines)
+    # It exits with 2 (ExperimentStatus.INTERRUPTED) after the SIGINT that ends the run.
+    if returncode not in (0, 2) or summary is None:
+        result.error = f"Sample Factory exited with code {returncode}: {_tail(lines)}"
+        return result
+    if summary.group(1) is None:
+        result.error = ("Sample Factory collected no env steps (its workers take several seconds "
+                        "to start: give a longer --seconds)")
+        return result
+    result.env_steps, result.env_frames_per_sec = int(summary.group(1)), float(summary.group(2))
+    if result.env_frames_per_sec > 0:
+        result.seconds = result.env_steps / result.env_frames_per_sec
+    status = _last_match(_SF_STATUS, lines)
+    if status:
+        result.last_10s_frames_per_sec = _float_or_none(status.group(1))
+        result.policy_lag = _float_or_none(status.group(2))
+    return result
+
+
+# -- report -----------------------------------------------------------------------------------
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def report(plan: Plan, results: list[Result]) -> dict[str, Any]:
+    by_system = {r.system: r for r in results}
+    raw = by_system.get("raw stepping")
+    ours = by_system.get("asyncrl")
+    sf = next((r for r in results if r.system.startswith("Sample Factory")), None)
+    raw_fps = raw.env_frames_per_sec if raw else None
+    sf_fps = sf.env_frames_per_sec if sf else None
+    rows = []
+    for r in results:
+        rows.append({
+            **asdict(r),
+            "ratio_to_raw": _ratio(r.env_frames_per_sec, raw_fps),
+            "ratio_to_sample_factory": (_ratio(r.env_frames_per_sec, sf_fps)
+                                        if r is ours and sf is not None else None),
+        })
+    return {
+        "env": plan.env, "seconds": plan.seconds, "num_workers": plan.num_workers,
+        "num_envs_per_worker": plan.num_envs_per_worker, "asyncrl_args": plan.train_args,
+        "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+        "results": {r["system"]: r for r in rows},
+    }
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    def num(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    header = ("system", "env frames/s", "x raw", "asyncrl/SF", "last 10 s", "policy lag",
+              "peak RSS (MiB)")
+    body = []
+    for r in summary["results"].values():
+        if r["error"]:
+            body.append((r["system"], "failed", "", "", "", "", num(r["peak_rss_mib"], ".0f")))
+            continue
+        body.append((r["system"], num(r["env_frames_per_sec"], ",.0f"),
+                     num(r["ratio_to_raw"], ".2f"), num(r["ratio_to_sample_factory"], ".2f"),
+                     num(r["last_10s_frames_per_sec"], ",.0f"), num(r["policy_lag"], ".1f"),
+                     num(r["peak_rss_mib"], ".0f")))
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                       enumerate(zip(row, widths))) for row in (header, *body)]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        plan = make_plan(sys.argv[1:] if argv is None else argv)
+    except UserError as e:
+        print(f"asyncrl: error: {e}", file=sys.stderr)
+        return 2
+    previous = signals.signal(signals.SIGTERM, _interrupt)  # cleans up as on Ctrl+C
+    workdir = Path(tempfile.mkdtemp(prefix="asyncrl-bench-"))
+    try:
+        results = run_all(plan, workdir)
+    except KeyboardInterrupt:
+        print("asyncrl.benchmark: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        signals.signal(signals.SIGTERM, previous)
+    summary = report(plan, results)
+    print()
+    print(format_table(summary))
+    if plan.json_path is not None:
+        plan.json_path.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"Figures written to {plan.json_path}")
+    return 1 if any(r.error for r in results if not r.system.startswith("Sample")) else 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run_all(plan: Plan, workdir: Path) -> list[Result]:
+    layout = f"{plan.num_workers} worker(s) x {plan.num_envs_per_worker} envs of {plan.env}"
+    parts = 3 if plan.sample_factory else 2
+    results: list[Result] = []
+    print(f"[1/{parts}] raw stepping, random actions: {layout}, {plan.seconds} s", flush=True)
+    try:
+        results.append(run_raw(plan))
+    except RuntimeError as e:
+        results.append(Result(system="raw stepping", error=str(e)))
+    _print_result(results[-1])
+
+    print(f"[2/{parts}] asyncrl training: {layout}, {plan.seconds} s; asyncrl.train "
+          f"{' '.join(plan.train_args)}", flush=True)
+    (workdir / "asyncrl").mkdir()
+    results.append(run_asyncrl(plan, workdir / "asyncrl"))
+    _print_result(results[-1])
+
+    if plan.sample_factory:
+        print(f"[3/3] Sample Factory {SF_VERSION} training: {layout}, {plan.seconds} s",
+              flush=True)
+        (workdir / "sf").mkdir()
+        try:
+            results.append(run_sample_factory(plan, workdir / "sf"))
+            _print_result(results[-1])
+        except (SfUnavailable, OSError, subprocess.SubprocessError) as e:
+            print(f"    Sample Factory: not run: {e}", flush=True)
+    return results
+
+
+def _print_result(r: Result) -> None:
+    if r.error:
+        print(f"    {r.system}: failed: {r.error}", flush=True)
+        return
+    detail = ""
+    if r.env_steps is not None and r.seconds is not None:
+        detail = f" ({r.env_steps} env steps in {r.seconds:.1f} s)"
+    print(f"    {r.system}: {r.env_frames_per_sec:,.0f} env frames/s{detail}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

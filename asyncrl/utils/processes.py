@@ -1,0 +1,32 @@
+"""Set-up shared by every child process asyncrl starts (no torch here: light to import)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal as signals
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+
+
+def _prctl(option: int, value: int | bytes) -> None:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+def prepare_child_process(name: str, niceness: int = 0) -> None:
+    """Names the process, leaves Ctrl+C to the parent, ties its life to the parent's."""
+    # The name shows in ps and top (15 characters at most), e.g. "asyncrl-rw0".
+    _prctl(_PR_SET_NAME, name.encode()[:15])
+    # Ctrl+C reaches the whole process group: only the parent decides how to stop.
+    signals.signal(signals.SIGINT, signals.SIG_IGN)
+    signals.signal(signals.SIGTERM, signals.SIG_DFL)
+    # Die with the parent, even if it is SIGKILLed.
+    die_with_parent(signals.SIGKILL)
+    if niceness:
+        os.nice(niceness)
+
+
+def die_with_parent(signum: int) -> None:
+    """The kernel sends `signum` to this process when the thread that started it exits."""
+    _prctl(_PR_SET_PDEATHSIG, signum)

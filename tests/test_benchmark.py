@@ -1,0 +1,122 @@
+"""`python -m asyncrl.benchmark`: a short real run (raw stepping and asyncrl, no Sample Factory),
+bad input, and the parsing of each system's output."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from asyncrl.benchmark import (action_sampler, asyncrl_result, main, make_plan, sf_arguments,
+                               sf_result)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_short_run_reports_raw_and_asyncrl_frames_per_second(tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(temp)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "asyncrl.benchmark", "--seconds=3", "--json", "out.json", "--",
+         "--num_workers=1", "--num_envs_per_worker=4", "--batch_size=64", "--rollout=16"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    figures = json.loads((tmp_path / "out.json").read_text())
+    raw, ours = figures["results"]["raw stepping"], figures["results"]["asyncrl"]
+    assert raw["env_frames_per_sec"] > 0 and ours["env_frames_per_sec"] > 0
+    assert ours["peak_rss_mib"] > 0
+    assert ours["ratio_to_raw"] == pytest.approx(ours["env_frames_per_sec"] /
+                                                 raw["env_frames_per_sec"])
+    assert (figures["num_workers"], figures["num_envs_per_worker"]) == (1, 4)
+    assert "raw stepping" in proc.stdout and "peak RSS (MiB)" in proc.stdout
+    assert not list(temp.glob("asyncrl-bench-*"))  # the temporary train dir is gone
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seconds=0"], "--seconds"),
+    (["--env=CartPol-v1"], "unknown environment"),
+    (["--", "--lerning_rate=0.01"], "did you mean --learning_rate"),
+    (["--", "--experiment=mine"], "--experiment cannot be given after --"),
+    (["--", "--train_for_seconds=5"], "use --seconds"),
+    (["--num_workers=3", "--", "--num_workers=2"], "disagree"),
+    (["--", "--batch_size=100"], "multiple of --rollout"),
+    (["--json", "/no/such/folder/out.json"], "does not exist"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("asyncrl: error: ") and message in err and err.count("\n") == 1
+
+
+def test_bad_input_from_the_command_line_exits_2():
+    proc = subprocess.run([sys.executable, "-m", "asyncrl.benchmark", "--seconds=-1"],
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("asyncrl: error: argument --seconds")
+
+
+def test_layout_applies_to_every_system():
+    plan = make_plan(["--seconds=5", "--", "--num_workers=3", "--num_envs_per_worker=8",
+                      "--batch_size=4096", "--encoder_mlp_layers", "64", "64"])
+    assert (plan.num_workers, plan.num_envs_per_worker) == (3, 8)
+    assert plan.train_args.count("--num_workers=3") == 1
+    default = make_plan([])
+    assert (default.num_workers, default.num_envs_per_worker) == (2, 32)
+    assert default.train_args == ["--num_workers=2", "--num_envs_per_worker=32"]
+
+    args = sf_arguments(plan.cfg, {"num_workers", "num_envs_per_worker", "batch_size",
+                                   "encoder_mlp_layers", "learning_rate", "device", "seed"})
+    assert "--num_workers=3" in args and "--batch_size=4096" in args
+    i = args.index("--encoder_mlp_layers")
+    assert args[i + 1:i + 3] == ["64", "64"]
+    # The CartPole preset's learning rate goes too; the device is the benchmark's to set; None
+    # values (seed) are left to Sample Factory's defaults; parameters it lacks are not passed.
+    assert "--learning_rate=0.003" in args
+    assert not any(a.startswith(("--device", "--seed", "--gamma")) for a in args)
+
+
+def test_parses_asyncrl_output():
+    lines = [
+        "[10:00:05] I env_steps=100000 fps=31000 avg_return=50.0 (last 100 of 900 episodes) "
+        "policy_version=40 policy_lag=1.7\n",
+        "[10:00:10] I Stopped: reached train_for_seconds=10. 300000 env steps in 10.1 s "
+        "(29703 env steps/s this run), 1000 episodes, average return 60.0 over the last 100\n",
+    ]
+    r = asyncrl_result(lines, 0)
+    assert (r.env_frames_per_sec, r.env_steps, r.seconds) == (29703, 300000, 10.1)
+    assert (r.last_10s_frames_per_sec, r.policy_lag) == (31000, 1.7)
+    failed = asyncrl_result(["Traceback ...\n", "RuntimeError: boom\n"], 1)
+    assert failed.env_frames_per_sec is None and "code 1: RuntimeError: boom" in failed.error
+
+
+def test_parses_sample_factory_output():
+    lines = [
+        "\x1b[36m[2026-11-25 16:14:43,887][13048] Fps is (10 sec: 10649.7, 60 sec: 10485.8, 300 "
+        "sec: 10485.8). Total num frames: 262144. Throughput: 0: 10316.8. Samples: 257920. "
+        "Policy #0 lag: (min: 7.0, avg: 8.3, max: 15.0)\x1b[0m\n",
+        "[2026-11-25 16:14:51,540][13048] Collected {0: 360448}, FPS: 8891.5\n",
+    ]
+    r = sf_result(lines, 2)
+    assert (r.env_frames_per_sec, r.env_steps) == (8891.5, 360448)
+    assert (r.last_10s_frames_per_sec, r.policy_lag) == (10649.7, 8.3)
+    assert "no env steps" in sf_result(["[...] Collected {}, FPS: 0.0\n"], 2).error
+    assert "code 1" in sf_result(["ImportError: no module\n"], 1).error
+
+
+@pytest.mark.parametrize("space", [
+    gym.spaces.Discrete(3, start=-1),
+    gym.spaces.Box(-2.0, 2.0, shape=(2,), dtype=np.float32),
+    gym.spaces.Box(np.array([0.0, -np.inf]), np.array([1.0, np.inf]), dtype=np.float64),
+    gym.spaces.MultiDiscrete([2, 5]),
+    gym.spaces.MultiBinary(3),
+    gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3))),
+])
+def test_random_actions_are_valid_for_every_env(space):
+    actions = action_sampler(space, 7, np.random.default_rng(0))()
+    assert len(actions) == 7 and all(space.contains(a) for a in actions)
