@@ -95,6 +95,9 @@ def test_scope_separates_train_and_enjoy_parameters():
      "--policy_workers_per_policy=3 must not exceed --num_workers=2"),
     (["--env=CartPole-v1", "--lr_adaptive_min=0.1", "--lr_adaptive_max=0.01"], "must not exceed"),
     (["--env=CartPole-v1", "--experiment=a/b"], "must be a plain folder name"),
+    (["--env=CartPole-v1", "--async_rl=false", "--num_envs_per_worker=6", "--worker_num_splits=1",
+      "--batch_size=64", "--rollout=32", "--num_batches_per_epoch=1"],
+     "--async_rl=False needs each training batch to hold whole splits of envs"),
     (["--env=CartPole-v1", "stray"], "unexpected argument 'stray'"),
 ])
 def test_bad_input_is_one_clear_error(argv, message):

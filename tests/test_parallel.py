@@ -1,5 +1,6 @@
 """The parallel runtime as users run it: learning, worker crashes, env crashes, signals, cleanup."""
 
+import json
 import os
 import re
 import signal
@@ -141,3 +142,19 @@ def test_experience_older_than_max_policy_lag_is_dropped(tmp_path):
     assert code == 0, out
     dropped = int(re.search(r"(\d+) trajectories dropped for policy lag", out).group(1))
     assert dropped > 0
+
+
+@pytest.mark.parametrize("serial", ["false", "true"])
+def test_sync_mode_has_exactly_zero_policy_lag(tmp_path, serial):
+    code, out = finish(start(tmp_path, *TINY, "--async_rl=false", f"--serial_mode={serial}",
+                             "--train_for_env_steps=4000"))
+    assert code == 0, out
+    assert "policy lag 0.0 (max 0.0) in the last batch" in out
+
+
+def test_timings_are_reported_and_kept(tmp_path):
+    code, out = finish(start(tmp_path, *TINY, "--train_for_seconds=6"))
+    assert code == 0, out
+    assert re.search(r"Time of rollout_worker_0 over \d+ s: env_step \d+%", out)
+    timings = json.loads((tmp_path / "exp" / "timings.json").read_text())
+    assert timings["learner_p0"]["train"] > 0 and timings["policy_worker_p0_0"]["inference"] > 0

@@ -89,6 +89,9 @@ PARAMS: tuple[Param, ...] = (
        scope="train"),
     _p("policy_workers_per_policy", int, 1, "Number of policy (inference) worker processes per "
        "policy; rollout workers are shared among them", _RUNTIME, minimum=1),
+    _p("async_rl", bool, True, "Collect experience while the learner trains on the previous batch "
+       "(some experience then comes from an older policy: policy lag). False alternates: collect "
+       "one batch with the current policy, train on it, repeat (policy lag 0)", _RUNTIME),
     _p("num_batches_to_accumulate", int, 2, "The learner holds at most this many training "
        "batches of unprocessed experience; beyond that, experience collection pauses", _RUNTIME,
        minimum=1),

@@ -16,6 +16,13 @@ def validate_config(cfg: Any) -> None:
     if cfg.batch_size % cfg.rollout != 0:
         raise UserError(
             f"--batch_size={cfg.batch_size} must be a multiple of --rollout={cfg.rollout}")
+    envs_per_split = cfg.num_envs_per_worker // cfg.worker_num_splits
+    batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
+    if not cfg.async_rl and batch_trajectories % envs_per_split != 0:
+        raise UserError(
+            f"--async_rl=False needs each training batch to hold whole splits of envs: "
+            f"batch_size*num_batches_per_epoch/rollout = {batch_trajectories} trajectories must be "
+            f"a multiple of num_envs_per_worker/worker_num_splits = {envs_per_split}")
     if cfg.lr_adaptive_min > cfg.lr_adaptive_max:
         raise UserError(
             f"--lr_adaptive_min={cfg.lr_adaptive_min} must not exceed "

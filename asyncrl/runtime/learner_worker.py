@@ -4,18 +4,18 @@ the new weights to the policy workers and saves checkpoints when the runner asks
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from signal_slot.signal_slot import EventLoopObject, Timer, signal
+from signal_slot.signal_slot import signal
 
 from asyncrl.algo.learner import Learner
 from asyncrl.experiment.checkpoint import CheckpointManager
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
+from asyncrl.runtime.component import Component
 from asyncrl.utils.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,11 @@ def add_truncation_bootstrap(buffers: TrajectoryBuffers, truncations: list, mode
         buffers.rewards[slot, t] += gamma * value
 
 
-class LearnerWorker(EventLoopObject):
+class LearnerWorker(Component):
     def __init__(self, event_loop, cfg: Any, policy_id: int, obs_space: gym.Space,
                  action_space: gym.Space, buffers: TrajectoryBuffers, weights: SharedWeights,
                  free_slots: Any, checkpoints: CheckpointManager, initial: dict[str, Any]):
-        super().__init__(event_loop, object_id=f"learner_p{policy_id}")
-        self.cfg = cfg
+        super().__init__(event_loop, f"learner_p{policy_id}", cfg)
         self.obs_space = obs_space
         self.action_space = action_space
         self.buffers = buffers
@@ -51,13 +50,10 @@ class LearnerWorker(EventLoopObject):
         self.pending: list[int] = []
         self.batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
         self.dropped_trajectories = 0
-        self.heartbeat_timer: Timer | None = None
+        self.trained_samples = 0
 
     @signal
     def report(self): ...
-
-    @signal
-    def heartbeat(self): ...
 
     @signal
     def stopped(self): ...
@@ -76,12 +72,7 @@ class LearnerWorker(EventLoopObject):
             self.learner.load_weights(*self.initial["init_weights"])
         self.initial = {}
         self.weights.publish(self.learner.model, self.learner.policy_version)
-        self.heartbeat_timer = Timer(self.event_loop, cfg.heartbeat_interval)
-        self.heartbeat_timer.timeout.connect(self._send_heartbeat)
-        self._send_heartbeat()
-
-    def _send_heartbeat(self) -> None:
-        self.heartbeat.emit(self.object_id, time.time())
+        self.start_reporting()
 
     def on_trajectories(self, slots: list[int], truncations: list) -> None:
         self.on_start()
@@ -93,20 +84,31 @@ class LearnerWorker(EventLoopObject):
         while len(self.pending) >= self.batch_trajectories:
             batch_slots = torch.tensor(self.pending[:self.batch_trajectories])
             self.pending = self.pending[self.batch_trajectories:]
-            batch = self.buffers.trajectories(batch_slots)
-            # The batch is copied out: the slots can take new experience while we train.
-            self.free_slots.put_many(batch_slots.tolist())
+            with self.timings.timeit("batch_copy"):
+                batch = self.buffers.trajectories(batch_slots)
+            if cfg.async_rl:
+                # The batch is copied out: the slots can take new experience while we train.
+                self.free_slots.put_many(batch_slots.tolist())
             lag = self.learner.policy_version - batch.policy_versions.min(dim=0).values  # [B]
             fresh = lag <= cfg.max_policy_lag
             if not bool(fresh.all()):
                 self.dropped_trajectories += int((~fresh).sum())
                 if not bool(fresh.any()):
+                    self._release_after_training(batch_slots)
                     continue
                 batch = batch.select(fresh.nonzero()[:, 0])
-            stats = self.learner.train(batch)
+            with self.timings.timeit("train"):
+                stats = self.learner.train(batch)
+            self.trained_samples += batch.rollout * batch.num_trajectories
+            stats["samples_per_sec"] = self.trained_samples / max(self.timings.seconds["train"], 1e-9)
             stats["dropped_trajectories"] = float(self.dropped_trajectories)
             self.weights.publish(self.learner.model, self.learner.policy_version)
+            self._release_after_training(batch_slots)
             self.report.emit(stats, self.env_steps, self.learner.policy_version)
+
+    def _release_after_training(self, batch_slots: torch.Tensor) -> None:
+        if not self.cfg.async_rl:  # only now may collection go on, with the new weights
+            self.free_slots.put_many(batch_slots.tolist())
 
     def checkpoint_state(self, run_state: dict[str, Any]) -> dict[str, Any]:
         return {**self.learner.state_dict(), "env_steps": self.env_steps, **run_state}

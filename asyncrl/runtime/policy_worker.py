@@ -4,27 +4,26 @@ since its last pass, computes actions in one forward pass and writes them into s
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import gymnasium as gym
 import torch
-from signal_slot.signal_slot import EventLoopObject, Timer, signal
+from signal_slot.signal_slot import signal
 
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
+from asyncrl.runtime.component import Component
 from asyncrl.runtime.rollout_worker import actions_ready_signal, worker_env_indices
 from asyncrl.utils.device import resolve_device
 
 log = logging.getLogger(__name__)
 
 
-class PolicyWorker(EventLoopObject):
+class PolicyWorker(Component):
     def __init__(self, event_loop, cfg: Any, policy_id: int, worker_idx: int,
                  obs_space: gym.Space, action_space: gym.Space, buffers: TrajectoryBuffers,
                  weights: SharedWeights, wakeups: list[Any] | None):
-        super().__init__(event_loop, object_id=f"policy_worker_p{policy_id}_{worker_idx}")
-        self.cfg = cfg
+        super().__init__(event_loop, f"policy_worker_p{policy_id}_{worker_idx}", cfg)
         self.obs_space = obs_space
         self.action_space = action_space
         self.buffers = buffers
@@ -36,13 +35,9 @@ class PolicyWorker(EventLoopObject):
         self.version = -1
         self.pending: list[tuple[int, int, int, int]] = []
         self.scheduled = False
-        self.heartbeat_timer: Timer | None = None
         # Env indices of each (worker, split), computed once.
         self.split_envs = {(w, s): torch.from_numpy(worker_env_indices(cfg, w, s))
                            for w in range(cfg.num_workers) for s in range(cfg.worker_num_splits)}
-
-    @signal
-    def heartbeat(self): ...
 
     @signal
     def _process_pending(self): ...
@@ -55,12 +50,7 @@ class PolicyWorker(EventLoopObject):
         self.model = ActorCritic(self.cfg, self.obs_space, self.action_space).to(self.device).eval()
         self.version = self.weights.load_into(self.model, -1)
         self._process_pending.connect(self._infer)
-        self.heartbeat_timer = Timer(self.event_loop, self.cfg.heartbeat_interval)
-        self.heartbeat_timer.timeout.connect(self._send_heartbeat)
-        self._send_heartbeat()
-
-    def _send_heartbeat(self) -> None:
-        self.heartbeat.emit(self.object_id, time.time())
+        self.start_reporting()
 
     def on_request(self, worker_idx: int, split_idx: int, step: int, token: int) -> None:
         self.on_start()
@@ -71,6 +61,10 @@ class PolicyWorker(EventLoopObject):
             self._process_pending.emit()
 
     def _infer(self) -> None:
+        with self.timings.timeit("inference"):
+            self._infer_pending()
+
+    def _infer_pending(self) -> None:
         self.scheduled = False
         requests, self.pending = self.pending, []
         if not requests:

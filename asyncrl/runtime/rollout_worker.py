@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from signal_slot.signal_slot import EventLoopObject, TightLoop, Timer, signal
+from signal_slot.signal_slot import TightLoop, Timer, signal
 
 from asyncrl.envs.registry import find_env_family
 from asyncrl.envs.vector import EnvFailureLimit, EnvVector
 from asyncrl.runtime.buffers import TrajectoryBuffers
+from asyncrl.runtime.component import Component
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,12 @@ class _Split:
     new_slots: list = field(default_factory=list)  # taken so far for the next trajectories
 
 
-class RolloutWorker(EventLoopObject):
+class RolloutWorker(Component):
     def __init__(self, event_loop, cfg: Any, worker_idx: int, buffers: TrajectoryBuffers,
                  free_slots: Any, wakeup: Any | None):
         """`wakeup`: the semaphore policy workers post, or None when every component shares one
         event loop (serial mode), whose own wait then does the sleeping."""
-        super().__init__(event_loop, object_id=f"rollout_worker_{worker_idx}")
-        self.cfg = cfg
+        super().__init__(event_loop, f"rollout_worker_{worker_idx}", cfg)
         self.worker_idx = worker_idx
         self.buffers = buffers
         self.free_slots = free_slots
@@ -68,7 +68,6 @@ class RolloutWorker(EventLoopObject):
         self.splits: list[_Split] = []
         self.waiting_for_slots: list[int] = []  # splits that wait for free trajectory slots
         self.slot_retry_timer: Timer | None = None
-        self.heartbeat_timer: Timer | None = None
         self.idle_loop: TightLoop | None = None
 
     @signal
@@ -79,9 +78,6 @@ class RolloutWorker(EventLoopObject):
 
     @signal
     def episodes_finished(self): ...
-
-    @signal
-    def heartbeat(self): ...
 
     @signal
     def fatal_error(self): ...
@@ -97,8 +93,6 @@ class RolloutWorker(EventLoopObject):
         for s in range(cfg.worker_num_splits):
             self.splits.append(_Split(env_indices=worker_env_indices(cfg, self.worker_idx, s),
                                       local=np.arange(s * per_split, (s + 1) * per_split)))
-        self.heartbeat_timer = Timer(self.event_loop, cfg.heartbeat_interval)
-        self.heartbeat_timer.timeout.connect(self._send_heartbeat)
         self.slot_retry_timer = Timer(self.event_loop, SLOT_RETRY_SEC)
         self.slot_retry_timer.timeout.connect(self._retry_waiting_splits)
         self.slot_retry_timer.stop()
@@ -106,20 +100,18 @@ class RolloutWorker(EventLoopObject):
             # Every loop iteration polls the queue without blocking, then sleeps here.
             self.idle_loop = TightLoop(self.event_loop)
             self.idle_loop.iteration.connect(self._wait_for_work)
-        self._send_heartbeat()
+        self.start_reporting()
         for s in range(len(self.splits)):
             self._begin_trajectories(s)
-
-    def _send_heartbeat(self) -> None:
-        self.heartbeat.emit(self.object_id, time.time())
 
     def _wait_for_work(self) -> None:
         # Waits until some actions are ready without consuming the post: the message that goes
         # with it may sit behind this one in the batch being processed.
         # While a split waits for free slots, wake up soon to retry.
         timeout = SLOT_RETRY_SEC if self.waiting_for_slots else IDLE_WAIT_SEC
-        if self.wakeup.acquire(timeout=timeout):
-            self.wakeup.release()
+        with self.timings.timeit("wait_for_slots" if self.waiting_for_slots else "wait_for_actions"):
+            if self.wakeup.acquire(timeout=timeout):
+                self.wakeup.release()
 
     def _begin_trajectories(self, s: int) -> None:
         """Takes a free slot for each env of split s and asks for its first actions; while the
@@ -166,7 +158,8 @@ class RolloutWorker(EventLoopObject):
         cfg, buffers, t = self.cfg, self.buffers, split.step
         actions = buffers.actions[split.slots, t].numpy()
         try:
-            result = self.envs.step(split.local, actions)
+            with self.timings.timeit("env_step"):
+                result = self.envs.step(split.local, actions)
         except EnvFailureLimit as e:
             log.error("rollout_worker_%d: %s", self.worker_idx, e)
             self.fatal_error.emit(f"rollout_worker_{self.worker_idx}: {e}")

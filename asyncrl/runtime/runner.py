@@ -4,6 +4,7 @@ liveness, respawns dead rollout workers, and drives status, summaries, checkpoin
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing as mp
 import signal as signals
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_SEC = 5.0
 STOP_TIMEOUT_SEC = 60.0
+TIMINGS_FILE = "timings.json"
 
 
 def init_child_process(name: str, niceness: int) -> None:
@@ -58,9 +60,14 @@ class Runner(EventLoopObject):
         probe.close()
         num_envs = cfg.num_workers * cfg.num_envs_per_worker
         batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
-        # Slots for every env's trajectory in flight plus the batches the learner may hold;
-        # with none free the workers pause, which bounds the policy lag.
-        num_slots = num_envs + cfg.num_batches_to_accumulate * batch_trajectories
+        if cfg.async_rl:
+            # Slots for every env's trajectory in flight plus the batches the learner may hold;
+            # with none free the workers pause, which bounds the policy lag.
+            num_slots = num_envs + cfg.num_batches_to_accumulate * batch_trajectories
+        else:
+            # Exactly one batch: collection stops until the learner has trained on it and
+            # published the new weights, so every transition comes from the current policy.
+            num_slots = batch_trajectories
         self.buffers = TrajectoryBuffers(obs_dict_space(self.obs_space), self.action_space,
                                          cfg.rollout, num_slots, num_envs)
         self.free_slots = Queue(max_size_bytes=max(1_000_000, 64 * num_slots))
@@ -83,6 +90,7 @@ class Runner(EventLoopObject):
         self.policy_version = self._initial_version()
         self.learner_stats: dict[str, float] = {}
         self.last_heartbeat: dict[str, float] = {}
+        self.timings: dict[str, dict[str, float]] = {}  # component -> activity -> seconds
         self.worker_restarts = 0
         self.fps = FpsMeter()
         self.start_time = time.monotonic()
@@ -134,13 +142,14 @@ class Runner(EventLoopObject):
         learner = self.learner
         learner.event_loop.start.connect(learner.on_start)
         learner.report.connect(self.on_report)
-        learner.heartbeat.connect(self.on_heartbeat)
         learner.stopped.connect(self.on_learner_stopped)
         self.connect("save", learner.on_save)
         self.connect("stop_learner", learner.on_stop)
+        for component in (learner, *self.policy_workers, *self.rollout_workers):
+            component.heartbeat.connect(self.on_heartbeat)
+            component.timings_report.connect(self.on_timings)
         for worker in self.policy_workers:
             worker.event_loop.start.connect(worker.on_start)
-            worker.heartbeat.connect(self.on_heartbeat)
             self.connect("stop_workers", worker.on_stop)
         for w, worker in enumerate(self.rollout_workers):
             policy_worker = self.policy_workers[w % len(self.policy_workers)]
@@ -149,7 +158,6 @@ class Runner(EventLoopObject):
             policy_worker.connect(actions_ready_signal(w), worker.on_actions_ready)
             worker.trajectories_ready.connect(learner.on_trajectories)
             worker.episodes_finished.connect(self.on_episodes)
-            worker.heartbeat.connect(self.on_heartbeat)
             worker.fatal_error.connect(self.on_fatal_error)
             self.connect("stop_workers", worker.on_stop)
 
@@ -189,11 +197,14 @@ class Runner(EventLoopObject):
         elapsed = time.monotonic() - self.start_time
         avg = self.episodes.average()
         log.info("Stopped: %s. %d env steps in %.1f s (%.0f env steps/s this run), %d episodes, "
-                 "average return %s over the last %d, best %s, %d rollout worker restart(s), %d "
-                 "trajectories dropped for policy lag; checkpoints in %s", self.stop_reason,
+                 "average return %s over the last %d, best %s, %d rollout worker restart(s), "
+                 "policy lag %s (max %s) in the last batch, %d trajectories dropped for policy "
+                 "lag; checkpoints in %s", self.stop_reason,
                  self.env_steps, elapsed, (self.env_steps - self.start_steps) / max(elapsed, 1e-9),
                  self.episodes.episodes, _fmt(avg), len(self.episodes.returns),
                  _fmt(self.best_metric), self.worker_restarts,
+                 _fmt(self.learner_stats.get("policy_lag_avg")),
+                 _fmt(self.learner_stats.get("policy_lag_max")),
                  int(self.learner_stats.get("dropped_trajectories", 0)),
                  self.experiment.checkpoints.checkpoint_dir)
         if self.failed:
@@ -250,6 +261,9 @@ class Runner(EventLoopObject):
     def on_fatal_error(self, message: str) -> None:
         self.failed = message
         self._begin_stop(f"error: {message}")
+
+    def on_timings(self, name: str, seconds: dict[str, float]) -> None:
+        self.timings[name] = seconds
 
     def on_heartbeat(self, name: str, timestamp: float) -> None:
         self.last_heartbeat[name] = time.time()
@@ -346,6 +360,19 @@ class Runner(EventLoopObject):
                     worker.envs.close()
         self._write_summaries()
         self.summaries.close()
+        self._report_timings()
+
+    def _report_timings(self) -> None:
+        """Where each component's time went: logged, and kept in the experiment folder."""
+        if not self.timings:
+            return
+        path = self.experiment.dir / TIMINGS_FILE
+        path.write_text(json.dumps(self.timings, indent=2, sort_keys=True))
+        for name, seconds in sorted(self.timings.items()):
+            total = max(seconds.get("total", 0.0), 1e-9)
+            parts = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(seconds.items())
+                              if k != "total")
+            log.info("Time of %s over %.0f s: %s", name, total, parts or "n/a")
 
 
 def _exit_cause(exitcode: int | None) -> str:
