@@ -3,6 +3,7 @@ what they hand to the learner, so tests can check acting without a full training
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -19,19 +20,30 @@ from asyncrl.runtime.rollout_worker import RolloutWorker, actions_ready_signal
 
 
 class _Sink(EventLoopObject):
-    def __init__(self, loop: EventLoop, messages_wanted: int):
+    """Plays the learner: keeps what arrives; with `recycle`, frees the slots at once (their data
+    is then overwritten) and waits until every worker has delivered."""
+
+    def __init__(self, loop: EventLoop, messages_wanted: int, free_slots, recycle_for: int):
         super().__init__(loop, object_id="sink")
         self.messages_wanted = messages_wanted
+        self.free_slots = free_slots
+        self.recycle_for = recycle_for  # number of workers to wait for; 0: no recycling
         self.slots: list[int] = []
         self.truncations: list = []
         self.episodes: list = []
         self.messages = 0
+        self.first_arrival: dict[str, float] = {}  # rollout worker -> monotonic time
 
     def on_trajectories(self, slots, truncations):
+        self.first_arrival.setdefault(self.event_loop.curr_emitter.object_id, time.monotonic())
         self.slots += slots
         self.truncations += truncations
         self.messages += 1
-        if self.messages == self.messages_wanted:
+        if self.recycle_for:
+            self.free_slots.put_many(slots)
+            if len(self.first_arrival) == self.recycle_for and self.messages >= self.messages_wanted:
+                self.event_loop.stop()
+        elif self.messages == self.messages_wanted:
             self.event_loop.stop()
 
     def on_episodes(self, episodes):
@@ -45,10 +57,12 @@ class Collected:
     episodes: list  # (return, length)
     buffers: TrajectoryBuffers
     slots: list[int]
+    first_arrival: dict[str, float]
+    workers: list[RolloutWorker]
 
 
 def collect(cfg, rollouts: int = 1, model: ActorCritic | None = None,
-            policy_version: int = 0) -> Collected:
+            policy_version: int = 0, recycle_slots: bool = False) -> Collected:
     probe = find_env_family(cfg.env).make_env(cfg.env, cfg, 0)
     obs_space, action_space = probe.observation_space, probe.action_space
     probe.close()
@@ -62,7 +76,8 @@ def collect(cfg, rollouts: int = 1, model: ActorCritic | None = None,
     loop = EventLoop("test_loop", serial_mode=True)
     policy = PolicyWorker(loop, cfg, 0, 0, obs_space, action_space, buffers,
                           SharedWeights(model, policy_version), None)
-    sink = _Sink(loop, rollouts * cfg.num_workers * cfg.worker_num_splits)
+    sink = _Sink(loop, rollouts * cfg.num_workers * cfg.worker_num_splits, free_slots,
+                 cfg.num_workers if recycle_slots else 0)
     loop.start.connect(policy.on_start)
     workers = []
     for w in range(cfg.num_workers):
@@ -78,4 +93,4 @@ def collect(cfg, rollouts: int = 1, model: ActorCritic | None = None,
         worker.envs.close()
     return Collected(trajectories=buffers.trajectories(torch.tensor(sink.slots)),
                      truncations=sink.truncations, episodes=sink.episodes, buffers=buffers,
-                     slots=sink.slots)
+                     slots=sink.slots, first_arrival=sink.first_arrival, workers=workers)

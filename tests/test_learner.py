@@ -132,3 +132,21 @@ def test_learner_options_train_and_change_the_weights(options):
     stats = learner.train(collect(cfg, rollouts=2).trajectories)
     assert all(np.isfinite(v) for v in stats.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, learner.model.parameters()))
+
+
+def test_decorrelate_experience_delays_later_workers():
+    got = collect(cfg_of("--decorrelate_experience_max_seconds=1.0"), recycle_slots=True)
+    arrival = got.first_arrival
+    assert arrival["rollout_worker_1"] - arrival["rollout_worker_0"] >= 0.45
+
+
+def test_force_envs_single_thread_limits_thread_pools():
+    import threadpoolctl
+
+    got = collect(cfg_of("--force_envs_single_thread=true"))
+    try:
+        pools = threadpoolctl.threadpool_info()
+        assert pools and all(pool["num_threads"] == 1 for pool in pools)
+    finally:
+        for worker in got.workers:
+            worker.thread_limits.restore_original_limits()

@@ -118,6 +118,8 @@ def test_sigint_leaves_no_child_process_and_no_shared_memory(tmp_path):
     wait_for(lambda: len(workers_of(proc)) == 4, proc)
     children = list(workers_of(proc).values())
     time.sleep(2)
+    cores = psutil.cpu_count()
+    assert workers_of(proc)["asyncrl-rw1"].cpu_affinity() == [1 % cores]  # pinned by default
     proc.send_signal(signal.SIGINT)
     code, out = finish(proc, timeout=30)
     assert code == 0, out

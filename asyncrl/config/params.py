@@ -104,6 +104,13 @@ PARAMS: tuple[Param, ...] = (
     _p("max_consecutive_env_failures", int, 10, "An env that raises in step or reset is logged "
        "and recreated; after this many failures in a row of one env the run stops with an error",
        _RUNTIME, minimum=1),
+    _p("set_workers_cpu_affinity", bool, True, "Pin rollout worker i to CPU core i % cores "
+       "(fewer context switches); parallel mode only", _RUNTIME),
+    _p("force_envs_single_thread", bool, False, "Limit the thread pools of libraries the envs "
+       "use (OpenMP, BLAS) to one thread per rollout worker (threadpoolctl)", _RUNTIME),
+    _p("decorrelate_experience_max_seconds", float, 0.0, "Rollout worker i starts collecting "
+       "i/num_workers of this many seconds late, so that trajectories do not all arrive at once",
+       _RUNTIME, minimum=0.0),
     _p("default_niceness", int, 0, "Niceness of the worker processes", _RUNTIME, minimum=-20,
        maximum=19),
     _p("num_workers", int, 4, "Number of environment workers (in serial mode: groups of envs "

@@ -86,7 +86,8 @@ def build_argparser(params: Sequence[Param], defaults: dict[str, Any], prog: str
         extra = f" (choices: {', '.join(map(str, p.choices))})" if p.choices else ""
         group.add_argument(f"--{p.name}", dest=p.name, default=argparse.SUPPRESS,
                            nargs="*" if p.is_list else None, metavar=p.type.__name__.upper(),
-                           help=f"{p.help}{extra} (default: {shown})")
+                           # argparse %-formats help texts: a literal % must be doubled
+                           help=f"{p.help}{extra} (default: {shown})".replace("%", "%%"))
     return parser
 
 

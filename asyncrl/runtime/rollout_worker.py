@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import psutil
+import threadpoolctl
 import torch
 from signal_slot.signal_slot import TightLoop, Timer, signal
 
@@ -84,6 +86,11 @@ class RolloutWorker(Component):
 
     def on_start(self) -> None:
         cfg = self.cfg
+        if self.wakeup is not None and cfg.set_workers_cpu_affinity:  # own process only
+            cores = psutil.cpu_count() or 1
+            psutil.Process().cpu_affinity([self.worker_idx % cores])
+        if cfg.force_envs_single_thread:
+            self.thread_limits = threadpoolctl.threadpool_limits(limits=1)
         family = find_env_family(cfg.env)
         first = self.worker_idx * cfg.num_envs_per_worker
         seed = None if cfg.seed is None else cfg.seed + first
@@ -101,6 +108,14 @@ class RolloutWorker(Component):
             self.idle_loop = TightLoop(self.event_loop)
             self.idle_loop.iteration.connect(self._wait_for_work)
         self.start_reporting()
+        delay = cfg.decorrelate_experience_max_seconds * self.worker_idx / cfg.num_workers
+        if delay > 0:
+            self.start_timer = Timer(self.event_loop, delay, single_shot=True)
+            self.start_timer.timeout.connect(self._begin_all)
+        else:
+            self._begin_all()
+
+    def _begin_all(self) -> None:
         for s in range(len(self.splits)):
             self._begin_trajectories(s)
 
