@@ -160,3 +160,27 @@ def test_timings_are_reported_and_kept(tmp_path):
     assert re.search(r"Time of rollout_worker_0 over \d+ s: env_step \d+%", out)
     timings = json.loads((tmp_path / "exp" / "timings.json").read_text())
     assert timings["learner_p0"]["train"] > 0 and timings["policy_worker_p0_0"]["inference"] > 0
+
+
+def test_hung_rollout_worker_is_terminated_and_respawned(tmp_path):
+    script = [str(REPO / "tests" / "helpers" / "flaky_env_train.py"), "--env=flaky_cartpole"]
+    proc = start(tmp_path, *TINY, "--hang_at_step=100", "--heartbeat_interval=1",
+                 "--train_for_seconds=1000000", script=script)
+    wait_for(lambda: "respawning" in (tmp_path / "exp" / "asyncrl_log.txt").read_text()
+             if (tmp_path / "exp" / "asyncrl_log.txt").exists() else False, proc, timeout=60)
+    proc.send_signal(signal.SIGINT)
+    code, out = finish(proc)
+    assert code == 0, out
+    assert re.search(r"rollout_worker_0 sent no heartbeat for \d+ s: terminating it", out)
+    assert "rollout_worker_0 died (killed by SIGKILL)" in out
+
+
+def test_dead_policy_worker_ends_the_run_with_a_final_checkpoint(tmp_path):
+    proc = start(tmp_path, *TINY, "--train_for_seconds=1000000")
+    wait_for(lambda: "asyncrl-pw0" in workers_of(proc), proc)
+    time.sleep(2)
+    workers_of(proc)["asyncrl-pw0"].kill()
+    code, out = finish(proc)
+    assert code == 1, out
+    assert "policy_worker_p0_0 died (killed by SIGKILL): stopping the run" in out
+    assert "Saved checkpoint" in out.split("policy_worker_p0_0 died")[1]

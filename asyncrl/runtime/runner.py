@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 STATUS_INTERVAL_SEC = 5.0
 STOP_TIMEOUT_SEC = 60.0
 TIMINGS_FILE = "timings.json"
+# A rollout worker silent for this many heartbeat intervals is considered hung and replaced.
+HEARTBEAT_TIMEOUT_FACTOR = 3
 
 
 def init_child_process(name: str, niceness: int) -> None:
@@ -253,10 +255,7 @@ class Runner(EventLoopObject):
             self._begin_stop(f"reached train_for_env_steps={self.cfg.train_for_env_steps}")
 
     def on_episodes(self, episodes: list[tuple[float, int]]) -> None:
-        for episode_return, length in episodes:
-            self.episodes.returns.append(episode_return)
-            self.episodes.lengths.append(length)
-        self.episodes.episodes += len(episodes)
+        self.episodes.add(episodes)
 
     def on_fatal_error(self, message: str) -> None:
         self.failed = message
@@ -313,18 +312,28 @@ class Runner(EventLoopObject):
             self._begin_stop(f"reached train_for_seconds={self.cfg.train_for_seconds}")
         if self.stopping:
             return
+        now = time.time()
         for name, process in self.processes.items():
             if process.is_alive():
+                silent = now - self.last_heartbeat.get(name, now)
+                if name.startswith("rollout_worker_") and \
+                        silent > HEARTBEAT_TIMEOUT_FACTOR * self.cfg.heartbeat_interval:
+                    log.warning("%s sent no heartbeat for %.0f s: terminating it", name, silent)
+                    process.kill()
                 continue
             if name.startswith("rollout_worker_"):
                 self._respawn_rollout_worker(int(name.rsplit("_", 1)[1]), _exit_cause(process.exitcode))
                 continue
             self.failed = f"{name} died ({_exit_cause(process.exitcode)}): stopping the run"
             log.error(self.failed)
-            self.stopping = True
-            self.stop_reason = f"{name} died"
-            self.emit("stop_workers")
-            self.loop.stop()
+            if name.startswith("learner"):
+                # Nobody else holds the optimizer state: stop without a final checkpoint.
+                self.stopping = True
+                self.stop_reason = f"{name} died"
+                self.emit("stop_workers")
+                self.loop.stop()
+            else:
+                self._begin_stop(f"{name} died")
             return
 
     def _respawn_rollout_worker(self, w: int, cause: str) -> None:
@@ -342,6 +351,7 @@ class Runner(EventLoopObject):
         # other component already reaches. (Replies meant for the dead one carry stale tokens.)
         process._process = self.ctx.Process(target=process._target, name=process.name, daemon=True)
         process.start()
+        self.last_heartbeat[f"rollout_worker_{w}"] = time.time()  # time to start up
         self.worker_restarts += 1
 
     def _shutdown(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from asyncrl.envs.vector import EpisodeStats
 
 
 class EpisodeTracker:
@@ -14,10 +13,11 @@ class EpisodeTracker:
         self.lengths: deque[int] = deque(maxlen=stats_avg)
         self.episodes = 0
 
-    def add(self, episodes: list[EpisodeStats]) -> None:
-        for e in episodes:
-            self.returns.append(e.episode_return)
-            self.lengths.append(e.length)
+    def add(self, episodes: list[tuple[float, int]]) -> None:
+        """(return, length) of each finished episode."""
+        for episode_return, length in episodes:
+            self.returns.append(episode_return)
+            self.lengths.append(length)
         self.episodes += len(episodes)
 
     def average(self, metric: str = "reward") -> float | None:

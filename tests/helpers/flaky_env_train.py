@@ -1,7 +1,9 @@
 """`python tests/helpers/flaky_env_train.py --env=flaky_cartpole --fail_every=N ...`: asyncrl.train
-with an env family whose envs raise in step every N steps (never, if N is 0) or always (N=1)."""
+with an env family whose envs raise in step every N steps (never, if N is 0) or always (N=1), or
+hang for good at step `--hang_at_step` (0: never)."""
 
 import sys
+import time
 
 import gymnasium as gym
 
@@ -11,13 +13,16 @@ from asyncrl.envs.registry import EnvFamily, register_env_family
 
 
 class Flaky(gym.Wrapper):
-    def __init__(self, env, fail_every: int):
+    def __init__(self, env, fail_every: int, hang_at_step: int):
         super().__init__(env)
         self.fail_every = fail_every
+        self.hang_at_step = hang_at_step
         self.steps = 0
 
     def step(self, action):
         self.steps += 1
+        if self.steps == self.hang_at_step:
+            time.sleep(1_000_000)
         if self.fail_every and self.steps % self.fail_every == 0:
             raise RuntimeError(f"simulated env crash at step {self.steps}")
         return self.env.step(action)
@@ -25,9 +30,11 @@ class Flaky(gym.Wrapper):
 
 register_env_family(EnvFamily(
     name="flaky", matches=lambda name: name == "flaky_cartpole",
-    make_env=lambda name, cfg, i: Flaky(gym.make("CartPole-v1"), cfg.fail_every),
+    make_env=lambda name, cfg, i: Flaky(gym.make("CartPole-v1"), cfg.fail_every,
+                                        cfg.hang_at_step if i == 0 else 0),
     extra_params=(Param("fail_every", int, 0, "Raise in step every this many steps", "flaky",
-                        minimum=0),)))
+                        minimum=0),
+                  Param("hang_at_step", int, 0, "Env 0 hangs at this step", "flaky", minimum=0))))
 
 if __name__ == "__main__":
     sys.exit(train.main())
