@@ -18,7 +18,8 @@ from asyncrl.runtime.rollout_worker import worker_env_indices
 def cfg_of(*argv, env="CartPole-v1"):
     return parse_args([f"--env={env}", "--serial_mode=true", "--num_workers=2",
                        "--num_envs_per_worker=4", "--worker_num_splits=2", "--rollout=8",
-                       "--batch_size=32", "--num_batches_per_epoch=2", "--encoder_mlp_layers", "16",
+                       "--batch_size=32", "--num_batches_per_epoch=2",
+                       "--decorrelate_envs_on_one_worker=false", "--encoder_mlp_layers", "16",
                        *argv], scope="train", prog="test").config()
 
 
@@ -150,3 +151,14 @@ def test_force_envs_single_thread_limits_thread_pools():
     finally:
         for worker in got.workers:
             worker.thread_limits.restore_original_limits()
+
+
+@pytest.mark.parametrize("decorrelate", [True, False])
+def test_decorrelated_envs_start_out_of_phase(decorrelate):
+    # Pendulum episodes last exactly 200 steps: without the warm-up every env ends in one step.
+    cfg = cfg_of(f"--decorrelate_envs_on_one_worker={decorrelate}", "--rollout=50",
+                 "--batch_size=50", "--num_workers=1", "--worker_num_splits=1", env="Pendulum-v1")
+    got = collect(cfg, rollouts=4)  # 4 envs, one message of 4 trajectories per rollout
+    rollouts_with_ends = {int(b) // 4 for b in (got.trajectories.dones == 1).nonzero()[:, 1]}
+    assert {length for _, length in got.episodes} == {200}  # warm-up episodes are not reported
+    assert (len(rollouts_with_ends) > 1) == decorrelate

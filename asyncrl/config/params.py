@@ -111,6 +111,9 @@ PARAMS: tuple[Param, ...] = (
     _p("decorrelate_experience_max_seconds", float, 0.0, "Rollout worker i starts collecting "
        "i/num_workers of this many seconds late, so that trajectories do not all arrive at once",
        _RUNTIME, minimum=0.0),
+    _p("decorrelate_envs_on_one_worker", bool, True, "Before collecting, env i of a worker "
+       "takes i*rollout random steps (not recorded), so that episodes of fixed length do not "
+       "all reset in the same rollout", _RUNTIME),
     _p("default_niceness", int, 0, "Niceness of the worker processes", _RUNTIME, minimum=-20,
        maximum=19),
     _p("num_workers", int, 4, "Number of environment workers (in serial mode: groups of envs "

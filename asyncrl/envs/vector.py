@@ -61,6 +61,7 @@ class EnvVector:
         self.truncated = np.zeros(num_envs, dtype=bool)
         self._episode_return = np.zeros(num_envs, dtype=np.float64)
         self._episode_length = np.zeros(num_envs, dtype=np.int64)
+        self._unscored = np.zeros(num_envs, dtype=bool)  # the current episode is not reported
         for i, env in enumerate(self.envs):
             obs, _ = env.reset(seed=None if seed is None else seed + i)
             self._write_obs(i, obs)
@@ -98,8 +99,10 @@ class EnvVector:
             self._episode_return[i] += reward
             self._episode_length[i] += 1
             if terminated or truncated:
-                episodes.append(EpisodeStats(i, float(self._episode_return[i]),
-                                             int(self._episode_length[i])))
+                if not self._unscored[i]:
+                    episodes.append(EpisodeStats(i, float(self._episode_return[i]),
+                                                 int(self._episode_length[i])))
+                self._unscored[i] = False
                 self._episode_return[i] = 0.0
                 self._episode_length[i] = 0
                 if not terminated:
@@ -117,6 +120,16 @@ class EnvVector:
             truncated_indices=np.asarray(truncated_idx, dtype=np.int64),
             final_obs={k: np.asarray(v, dtype=self.obs[k].dtype) for k, v in final_obs.items()},
             episodes=episodes)
+
+    def warm_up(self, steps_per_env: Sequence[int]) -> None:
+        """Steps env i `steps_per_env[i]` times with random actions, recording nothing, so that
+        the envs' episodes are out of phase (they would otherwise all end in the same step)."""
+        for i, steps in enumerate(steps_per_env):
+            space = self.envs[i].action_space
+            for _ in range(steps):
+                self.step(np.array([i]), np.asarray([space.sample()]))
+        # An episode begun with random actions is nobody's result: leave it out of the statistics.
+        self._unscored |= np.asarray(steps_per_env) > 0
 
     def _recreate(self, i: int, what: str) -> None:
         """Env i raised: log it, replace it by a fresh env and end its episode here."""

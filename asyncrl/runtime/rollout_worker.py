@@ -96,6 +96,8 @@ class RolloutWorker(Component):
         seed = None if cfg.seed is None else cfg.seed + first
         self.envs = EnvVector(lambda i: family.make_env(cfg.env, cfg, first + i),
                               cfg.num_envs_per_worker, seed, cfg.max_consecutive_env_failures)
+        if cfg.decorrelate_envs_on_one_worker:
+            self.envs.warm_up([i * cfg.rollout for i in range(cfg.num_envs_per_worker)])
         per_split = cfg.num_envs_per_worker // cfg.worker_num_splits
         for s in range(cfg.worker_num_splits):
             self.splits.append(_Split(env_indices=worker_env_indices(cfg, self.worker_idx, s),
