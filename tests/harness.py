@@ -57,7 +57,7 @@ class Collected:
     episodes: list  # (return, length)
     buffers: TrajectoryBuffers
     slots: list[int]
-    first_arrival: dict[str, float]
+    first_arrival: dict[str, float]  # rollout worker -> seconds from the start to its first data
     workers: list[RolloutWorker]
 
 
@@ -88,9 +88,11 @@ def collect(cfg, rollouts: int = 1, model: ActorCritic | None = None,
         worker.trajectories_ready.connect(sink.on_trajectories)
         worker.episodes_finished.connect(sink.on_episodes)
         workers.append(worker)
+    started = time.monotonic()
     loop.exec()
     for worker in workers:
         worker.envs.close()
     return Collected(trajectories=buffers.trajectories(torch.tensor(sink.slots)),
                      truncations=sink.truncations, episodes=sink.episodes, buffers=buffers,
-                     slots=sink.slots, first_arrival=sink.first_arrival, workers=workers)
+                     slots=sink.slots, workers=workers,
+                     first_arrival={k: t - started for k, t in sink.first_arrival.items()})

@@ -64,6 +64,7 @@ class EnvVector:
         self._unscored = np.zeros(num_envs, dtype=bool)  # the current episode is not reported
         for i, env in enumerate(self.envs):
             obs, _ = env.reset(seed=None if seed is None else seed + i)
+            env.action_space.seed(None if seed is None else seed + i)  # warm-up actions
             self._write_obs(i, obs)
 
     def _write_obs(self, i: int, obs: Any) -> None:

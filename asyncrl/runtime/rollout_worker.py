@@ -97,7 +97,11 @@ class RolloutWorker(Component):
         self.envs = EnvVector(lambda i: family.make_env(cfg.env, cfg, first + i),
                               cfg.num_envs_per_worker, seed, cfg.max_consecutive_env_failures)
         if cfg.decorrelate_envs_on_one_worker:
-            self.envs.warm_up([i * cfg.rollout for i in range(cfg.num_envs_per_worker)])
+            try:
+                self.envs.warm_up([i * cfg.rollout for i in range(cfg.num_envs_per_worker)])
+            except EnvFailureLimit as e:
+                self._fail(e)
+                return
         per_split = cfg.num_envs_per_worker // cfg.worker_num_splits
         for s in range(cfg.worker_num_splits):
             self.splits.append(_Split(env_indices=worker_env_indices(cfg, self.worker_idx, s),
@@ -178,8 +182,7 @@ class RolloutWorker(Component):
             with self.timings.timeit("env_step"):
                 result = self.envs.step(split.local, actions)
         except EnvFailureLimit as e:
-            log.error("rollout_worker_%d: %s", self.worker_idx, e)
-            self.fatal_error.emit(f"rollout_worker_{self.worker_idx}: {e}")
+            self._fail(e)
             return
         rewards = np.clip(self.envs.rewards[split.local] * cfg.reward_scale, -cfg.reward_clip,
                           cfg.reward_clip)
@@ -203,6 +206,10 @@ class RolloutWorker(Component):
             self._begin_trajectories(s)
         else:
             self._request(s)
+
+    def _fail(self, error: EnvFailureLimit) -> None:
+        log.error("rollout_worker_%d: %s", self.worker_idx, error)
+        self.fatal_error.emit(f"rollout_worker_{self.worker_idx}: {error}")
 
     def on_stop(self) -> None:
         if self.envs is not None:
