@@ -12,6 +12,7 @@ import torch
 from signal_slot.signal_slot import signal
 
 from asyncrl.algo.learner import Learner
+from asyncrl.envs.registry import env_frames_per_step
 from asyncrl.experiment.checkpoint import CheckpointManager
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
@@ -56,6 +57,7 @@ class LearnerWorker(Component):
         self.batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
         self.dropped_trajectories = 0
         self.trained_samples = 0
+        self.frames_per_step = env_frames_per_step(cfg)  # env_frameskip with summaries_use_frameskip
 
     @signal
     def report(self): ...
@@ -85,7 +87,7 @@ class LearnerWorker(Component):
         if truncations and cfg.value_bootstrap:
             add_truncation_bootstrap(self.buffers, truncations, self.learner.model, cfg.gamma)
         self.pending += slots
-        self.env_steps += len(slots) * cfg.rollout
+        self.env_steps += len(slots) * cfg.rollout * self.frames_per_step
         while len(self.pending) >= self.batch_trajectories:
             if self.stop_requested is not None and self.stop_requested.value:
                 break  # stopping: the final checkpoint keeps what was trained so far
