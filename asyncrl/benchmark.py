@@ -34,7 +34,7 @@ import numpy as np
 import psutil
 
 from asyncrl.config.parser import _FALSE, _TRUE, _Parser, parse_args
-from asyncrl.envs.registry import find_env_family
+from asyncrl.envs.registry import env_frames_per_step, find_env_family
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.processes import die_with_parent, prepare_child_process
 
@@ -189,6 +189,7 @@ def _raw_worker(index: int, plan: Plan, messages: Any, go: Any, stop: Any) -> No
         for env in envs:
             env.reset()
         sample = action_sampler(envs[0].action_space, n, np.random.default_rng())
+        frames = n * env_frames_per_step(plan.cfg)  # counted as asyncrl.train counts env steps
         messages.put(("ready", index, None))
         go.wait()
         steps = 0
@@ -199,7 +200,7 @@ def _raw_worker(index: int, plan: Plan, messages: Any, go: Any, stop: Any) -> No
                 _, _, terminated, truncated, _ = env.step(action)
                 if terminated or truncated:
                     env.reset()
-            steps += n
+            steps += frames
         elapsed = time.monotonic() - start
         for env in envs:
             env.close()

@@ -23,7 +23,7 @@ def evaluate(argv: Sequence[str] | None = None) -> list[float]:
 
     from asyncrl.algo.learner import Learner
     from asyncrl.config.parser import parse_args
-    from asyncrl.envs.registry import find_env_family
+    from asyncrl.envs.registry import env_frames_per_step, find_env_family
     from asyncrl.envs.vector import EnvVector
     from asyncrl.experiment.experiment import load_experiment_for_eval
     from asyncrl.utils.seeding import seed_everything
@@ -43,13 +43,14 @@ def evaluate(argv: Sequence[str] | None = None) -> list[float]:
              "deterministic" if cfg.eval_deterministic else "sampled")
     returns: list[float] = []
     frames = 0
+    frames_per_step = env_frames_per_step(cfg)  # counted like asyncrl.train's env steps
     everyone = np.arange(1)
     try:
         while len(returns) < cfg.max_num_episodes and frames < cfg.max_num_frames:
             obs = {k: torch.from_numpy(v).to(learner.device) for k, v in envs.obs.items()}
             actions = model.policy_step(obs, deterministic=cfg.eval_deterministic).actions.cpu()
             result = envs.step(everyone, actions.numpy())
-            frames += 1
+            frames += frames_per_step
             for episode in result.episodes:
                 returns.append(episode.episode_return)
                 print(f"episode {len(returns)}: return {episode.episode_return:.2f}, "

@@ -1,4 +1,5 @@
-"""The README's parameter reference, generated from the parameter table.
+"""The README's parameter reference, generated from the parameter table and the extra parameters
+of the built-in env families.
 
     python -m asyncrl.config.docs          # print it
     python -m asyncrl.config.docs --write  # replace the section in README.md
@@ -17,22 +18,36 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _default(p: Param) -> str:
-    if isinstance(p.default, list):
-        return " ".join(map(str, p.default)) if p.default else "(empty)"
-    return str(p.default)
+    return _value(p.default)
+
+
+def _value(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value)) if value else "(empty)"
+    return str(value)
 
 
 def parameters_markdown() -> str:
-    groups: dict[str, list[Param]] = {}
+    """The table's parameters by group, then the extra parameters of the built-in env families
+    (with the value each family's preset gives them)."""
+    from asyncrl.envs.gym_envs import BUILTIN_FAMILIES
+
+    groups: dict[str, list[tuple[Param, dict]]] = {}
     for p in PARAMS:
-        groups.setdefault(p.group, []).append(p)
+        groups.setdefault(p.group, []).append((p, {}))
+    for family in BUILTIN_FAMILIES:
+        for p in family.extra_params:
+            groups.setdefault(p.group, []).append((p, {family.name: family.default_overrides}))
     lines: list[str] = []
     for group, params in groups.items():
         lines += [f"**{group}**", "", "| parameter | default | meaning |", "| --- | --- | --- |"]
-        for p in params:
+        for p, presets in params:
             text = p.help.rstrip(".") + "."
             if p.choices:
                 text += f" Choices: {', '.join(map(str, p.choices))}."
+            for name, overrides in presets.items():
+                if p.name in overrides:
+                    text += f" The {name} preset sets {_value(overrides[p.name])}."
             if p.scope != "all":
                 text += f" ({p.scope} only)"
             lines.append(f"| `--{p.name}` | `{_default(p)}` | {text.replace('|', '/')} |")

@@ -190,8 +190,18 @@ PARAMS: tuple[Param, ...] = (
     _p("normalize_input_keys", str, None, "Observation keys to normalize (None: all). A Box "
        "observation space has the single key 'obs'", _OBS, is_list=True, optional=True),
     # model
-    _p("encoder_mlp_layers", int, [512, 512], "Sizes of the MLP encoder layers, e.g. "
-       "--encoder_mlp_layers 256 128 (or 256,128)", _MODEL, is_list=True, minimum=1),
+    _p("encoder_mlp_layers", int, [512, 512], "Sizes of the MLP encoder layers (for vector "
+       "observations), e.g. --encoder_mlp_layers 256 128 (or 256,128)", _MODEL, is_list=True, minimum=1),
+    _p("encoder_conv_architecture", str, "convnet_simple", "Convolutional encoder of image "
+       "observations (Box observations of rank 3, channels first): convnet_simple (32 8x8/4, 64 "
+       "4x4/2, 128 3x3/2), convnet_impala (IMPALA's shallow net: 16 8x8/4, 32 4x4/2), "
+       "convnet_atari (Nature DQN: 32 8x8/4, 64 4x4/2, 64 3x3/1) or resnet_impala (IMPALA's "
+       "residual net: 16, 32, 32 channels, each a 3x3 conv, a 3x3/2 max-pool and 2 residual "
+       "blocks); other observation keys use the MLP encoder", _MODEL,
+       choices=("convnet_simple", "convnet_impala", "convnet_atari", "resnet_impala")),
+    _p("encoder_conv_mlp_layers", int, [512], "Sizes of the fully connected layers after the "
+       "convolutional encoder (empty: the flattened convolutional features)", _MODEL,
+       is_list=True, minimum=1),
     _p("decoder_mlp_layers", int, [], "Sizes of the MLP decoder layers after the core (empty: "
        "identity)", _MODEL, is_list=True, minimum=1),
     _p("nonlinearity", str, "elu", "Activation function", _MODEL, choices=("elu", "relu", "tanh")),

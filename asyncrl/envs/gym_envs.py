@@ -1,4 +1,5 @@
-"""The built-in env families: any registered gymnasium id, and tuned presets for known tasks."""
+"""The built-in env families: any registered gymnasium id, tuned presets for known tasks, and
+Atari games (envs/atari.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from asyncrl.envs.atari import ATARI_DEFAULTS, ATARI_PARAMS, atari_names, make_atari_env, matches_atari
 from asyncrl.envs.registry import EnvFamily
 
 
@@ -46,6 +48,14 @@ BUILTIN_FAMILIES: list[EnvFamily] = [
         matches=lambda name: name in ("CartPole-v0", "CartPole-v1"),
         make_env=make_gym_env,
         default_overrides=CARTPOLE_DEFAULTS,
+    ),
+    EnvFamily(
+        name="atari",
+        matches=matches_atari,
+        make_env=make_atari_env,
+        extra_params=ATARI_PARAMS,
+        default_overrides=ATARI_DEFAULTS,
+        known_names=atari_names,
     ),
     EnvFamily(name="gymnasium", matches=_is_gym_id, make_env=make_gym_env, known_names=_gym_ids),
 ]

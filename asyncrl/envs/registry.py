@@ -50,6 +50,14 @@ def find_env_family(env_name: str) -> EnvFamily:
     raise UserError(f"--env={env_name}: unknown environment{hint}")
 
 
+def env_frames_per_step(cfg: Any) -> int:
+    """How many env steps one agent step counts for: env_frameskip when the family has frame
+    skipping and summaries_use_frameskip is on (Atari), else 1."""
+    if getattr(cfg, "summaries_use_frameskip", False):
+        return int(getattr(cfg, "env_frameskip", 1))
+    return 1
+
+
 _builtins_loaded = False
 
 

@@ -158,10 +158,11 @@ class ActorCritic(nn.Module):
 
 
 def _initialize(model: nn.Module, cfg: Any) -> None:
+    """Fully connected and convolutional layers (as Sample Factory does); biases start at 0."""
     if cfg.policy_initialization == "torch_default":
         return
     for module in model.modules():
-        if isinstance(module, nn.Linear):
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
             if cfg.policy_initialization == "orthogonal":
                 nn.init.orthogonal_(module.weight, gain=cfg.policy_init_gain)
             else:

@@ -1,5 +1,7 @@
 """Encoders turn a dict of (normalized) observation tensors into one feature vector `[N, out_size]`.
 
+The default factory picks a convolutional encoder for images (model/conv.py) and an MLP otherwise.
+
 Users replace the default with `register_encoder_factory` (see examples/custom_encoder.py).
 """
 
@@ -58,10 +60,16 @@ EncoderFactory = Callable[[Any, gym.spaces.Dict], Encoder]
 
 
 def default_encoder_factory(cfg: Any, obs_space: gym.spaces.Dict) -> Encoder:
+    """Images (Box observations of rank 3) go through a convolutional encoder (model/conv.py),
+    every other Box key through the MLP encoder; with several keys the features are concatenated."""
+    from asyncrl.model.conv import ConvEncoder, is_image_space
+
     for key, space in obs_space.spaces.items():
         if not isinstance(space, gym.spaces.Box):
             raise UserError(f"observation '{key}' is {space}: only Box observations are "
                             "supported by the built-in encoder")
+    if any(is_image_space(space) for space in obs_space.spaces.values()):
+        return ConvEncoder(cfg, obs_space)
     return MlpEncoder(cfg, obs_space)
 
 

@@ -12,6 +12,7 @@ import torch
 from signal_slot.signal_slot import signal
 
 from asyncrl.algo.learner import Learner
+from asyncrl.envs.registry import env_frames_per_step
 from asyncrl.experiment.checkpoint import CheckpointManager
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
@@ -36,7 +37,11 @@ def add_truncation_bootstrap(buffers: TrajectoryBuffers, truncations: list, mode
 class LearnerWorker(Component):
     def __init__(self, event_loop, cfg: Any, policy_id: int, obs_space: gym.Space,
                  action_space: gym.Space, buffers: TrajectoryBuffers, weights: SharedWeights,
-                 free_slots: Any, checkpoints: CheckpointManager, initial: dict[str, Any]):
+                 free_slots: Any, checkpoints: CheckpointManager, initial: dict[str, Any],
+                 stop_requested: Any | None = None):
+        """`stop_requested`: a shared flag (`.value`) the runner sets when the run stops; from
+        then on no further batch is trained, so the stop message is reached soon even behind a
+        backlog of trajectories (a slow learner: Atari on a few CPU cores)."""
         super().__init__(event_loop, f"learner_p{policy_id}", cfg)
         self.obs_space = obs_space
         self.action_space = action_space
@@ -45,12 +50,14 @@ class LearnerWorker(Component):
         self.free_slots = free_slots
         self.checkpoints = checkpoints
         self.initial = initial  # {"resume_state": ..., "init_weights": ...}
+        self.stop_requested = stop_requested
         self.learner: Learner | None = None
         self.env_steps = 0
         self.pending: list[int] = []
         self.batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
         self.dropped_trajectories = 0
         self.trained_samples = 0
+        self.frames_per_step = env_frames_per_step(cfg)  # env_frameskip with summaries_use_frameskip
 
     @signal
     def report(self): ...
@@ -80,8 +87,10 @@ class LearnerWorker(Component):
         if truncations and cfg.value_bootstrap:
             add_truncation_bootstrap(self.buffers, truncations, self.learner.model, cfg.gamma)
         self.pending += slots
-        self.env_steps += len(slots) * cfg.rollout
+        self.env_steps += len(slots) * cfg.rollout * self.frames_per_step
         while len(self.pending) >= self.batch_trajectories:
+            if self.stop_requested is not None and self.stop_requested.value:
+                break  # stopping: the final checkpoint keeps what was trained so far
             batch_slots = torch.tensor(self.pending[:self.batch_trajectories])
             self.pending = self.pending[self.batch_trajectories:]
             with self.timings.timeit("batch_copy"):

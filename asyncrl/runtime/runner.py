@@ -100,11 +100,16 @@ class Runner(EventLoopObject):
         self.stopping = False
         self.failed: str | None = None
 
+        # Set when the stop begins: the learner then trains no further batch of its backlog, so
+        # that it reaches the stop message (and saves) within one training iteration.
+        self.stop_requested = self.ctx.RawValue("b", 0)
+
         self.processes: dict[str, EventLoopProcess] = {}
         self.learner = LearnerWorker(
             self._loop_for("learner_p0", "asyncrl-learner"), cfg, 0, self.obs_space,
             self.action_space, self.buffers, self.weights, self.free_slots, experiment.checkpoints,
-            {"resume_state": experiment.resume_state, "init_weights": experiment.init_weights})
+            {"resume_state": experiment.resume_state, "init_weights": experiment.init_weights},
+            stop_requested=self.stop_requested)
         self.policy_workers = [
             PolicyWorker(self._loop_for(f"policy_worker_p0_{i}", f"asyncrl-pw{i}"), cfg, 0, i,
                          self.obs_space, self.action_space, self.buffers, self.weights,
@@ -230,6 +235,7 @@ class Runner(EventLoopObject):
         self._maybe_save_best()
         self.stopping = True
         self.stop_reason = reason
+        self.stop_requested.value = 1
         self.emit("stop_learner", self._run_state())
         deadline = Timer(self.loop, STOP_TIMEOUT_SEC, single_shot=True)
         deadline.timeout.connect(self._stop_timed_out)

@@ -1,0 +1,282 @@
+"""Atari 2600 games (ale-py) with the standard DeepMind preprocessing.
+
+`--env=atari_pong` (any ALE game as snake_case or lower case: `atari_space_invaders`,
+`atari_spaceinvaders`, `atari_montezuma`...) or a raw id such as `--env=ALE/Pong-v5`. An env is
+
+    gym.make("ALE/<Game>-v5", frameskip=1, obs_type="grayscale")   # v5: sticky actions 0.25
+    -> AtariFramePreprocessing: 1-30 no-ops at reset, each action repeated --env_frameskip
+       frames (reward summed, the last two frames max-pooled), 210x160 -> 84x84 area resize;
+       no episode end on life loss
+    -> FireReset: presses FIRE after reset in games that need it (Breakout, Pong, ...)
+    -> gymnasium's FrameStackObservation(--env_framestack)
+    -> uint8 observations [framestack, 84, 84] (--pixel_format=CHW) or [84, 84, framestack] (HWC)
+
+gymnasium's AtariPreprocessing wrapper needs OpenCV for the resize; AtariFramePreprocessing does
+the same steps with numpy only (AreaResize), so ale-py is the only
+dependency (`pip install 'asyncrl[atari]'`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from functools import lru_cache
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import FrameStackObservation
+
+from asyncrl.config.params import Param
+from asyncrl.utils.errors import UserError
+
+PREFIX = "atari_"
+_RAW_ID = re.compile(r"ALE/[A-Za-z0-9]+-v5")
+INSTALL_HINT = "pip install 'asyncrl[atari]'"
+SCREEN_SIZE = 84
+NOOP_MAX = 30
+# Sample Factory's short names that are not just the game's name in lower case.
+ALIASES = {"montezuma": "montezumarevenge"}
+
+
+def is_atari_name(env_name: str) -> bool:
+    return env_name.startswith(PREFIX) or bool(_RAW_ID.fullmatch(env_name))
+
+
+def ale_available() -> bool:
+    try:
+        _register_ale_envs()
+    except UserError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=None)
+def _register_ale_envs() -> None:
+    try:
+        import ale_py
+    except ImportError:
+        raise UserError(f"Atari envs need ale-py, which is not installed: {INSTALL_HINT}") from None
+    gym.register_envs(ale_py)
+
+
+@lru_cache(maxsize=None)
+def _games() -> dict[str, str]:
+    """Lower-case game name -> 'ALE/<Game>-v5' for every ALE game gymnasium knows."""
+    _register_ale_envs()
+    games = {}
+    for env_id in gym.registry:
+        if _RAW_ID.fullmatch(env_id):
+            games[env_id[len("ALE/"):-len("-v5")].lower()] = env_id
+    return games
+
+
+def _short_name(env_id: str) -> str:
+    game = env_id[len("ALE/"):-len("-v5")]
+    return PREFIX + re.sub(r"(?<=[a-z])(?=[A-Z0-9])", "_", game).lower()
+
+
+def atari_names() -> list[str]:
+    """`atari_<game>` names (snake_case) of every game, for typo suggestions; none without ale-py."""
+    if not ale_available():
+        return []
+    return sorted(_short_name(env_id) for env_id in _games().values())
+
+
+def ale_env_id(env_name: str) -> str:
+    """'atari_pong' or 'ALE/Pong-v5' -> 'ALE/Pong-v5'; UserError for an unknown game, or with
+    the install hint when ale-py is missing."""
+    _register_ale_envs()
+    games = _games()
+    if env_name.startswith(PREFIX):
+        key = env_name[len(PREFIX):].replace("_", "").lower()
+        key = ALIASES.get(key, key)
+        if key in games:
+            return games[key]
+    elif env_name in games.values():
+        return env_name
+    similar = difflib.get_close_matches(env_name, atari_names() + sorted(games.values()), n=5,
+                                        cutoff=0.6)
+    hint = f"; similar Atari envs: {', '.join(similar)}" if similar else ""
+    raise UserError(f"--env={env_name}: unknown Atari game{hint}")
+
+
+def matches_atari(env_name: str) -> bool:
+    """Known Atari games; without ale-py every Atari-looking name (make_env then says what to
+    install)."""
+    if not is_atari_name(env_name):
+        return False
+    if not ale_available():
+        return True
+    try:
+        ale_env_id(env_name)
+    except UserError:
+        return False
+    return True
+
+
+def area_resize_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """An area (box-filter) resize along one axis, as (indices, weights), both `[dst, taps]`:
+    output pixel i averages the source interval [i * src/dst, (i+1) * src/dst), partial pixels
+    by their overlap (as OpenCV's INTER_AREA does when shrinking). Unused taps have weight 0."""
+    scale = src / dst
+    spans = []
+    for i in range(dst):
+        lo, hi = i * scale, (i + 1) * scale
+        first, last = int(np.floor(lo)), min(int(np.ceil(hi)), src)
+        spans.append([(j, (min(hi, j + 1) - max(lo, j)) / scale) for j in range(first, last)])
+    taps = max(len(span) for span in spans)
+    indices = np.zeros((dst, taps), dtype=np.intp)
+    weights = np.zeros((dst, taps), dtype=np.float32)
+    for i, span in enumerate(spans):
+        for k, (j, w) in enumerate(span):
+            indices[i, k], weights[i, k] = j, w
+    return indices, weights
+
+
+class AreaResize:
+    """2-D area resize of uint8 frames with a few gathers per axis: no BLAS call, so no BLAS
+    thread pool to compete with the other processes for the cores."""
+
+    def __init__(self, src_shape: tuple[int, int], size: int):
+        self.rows, self.row_weights = area_resize_taps(src_shape[0], size)
+        self.cols, self.col_weights = area_resize_taps(src_shape[1], size)
+        self.row_weights = self.row_weights[:, :, None]  # [dst, taps, 1] over columns
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        x = frame.astype(np.float32)
+        x = (x[self.rows] * self.row_weights).sum(axis=1)  # [size, W]
+        x = (x[:, self.cols] * self.col_weights).sum(axis=2)  # [size, size]
+        return np.rint(x, out=x).astype(np.uint8)
+
+
+class AtariFramePreprocessing(gym.Wrapper):
+    """DeepMind's Atari preprocessing on a grayscale ALE env made with frameskip=1: `noop_max`
+    random no-ops at reset, each action repeated `frame_skip` frames (rewards summed, the last two
+    frames max-pooled against flicker), and an area resize to `screen_size` x `screen_size` uint8.
+    A life loss does not end the episode."""
+
+    def __init__(self, env: gym.Env, frame_skip: int, noop_max: int = NOOP_MAX,
+                 screen_size: int = SCREEN_SIZE):
+        super().__init__(env)
+        if len(env.observation_space.shape) != 2:
+            raise ValueError("AtariFramePreprocessing needs a grayscale env (obs_type='grayscale')")
+        if env.unwrapped.get_action_meanings()[0] != "NOOP":
+            raise ValueError("action 0 of this game is not NOOP")
+        self.frame_skip = frame_skip
+        self.noop_max = noop_max
+        self._resize = AreaResize(env.observation_space.shape, screen_size)
+        self.observation_space = gym.spaces.Box(0, 255, (screen_size, screen_size), np.uint8)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        noops = int(self.env.unwrapped.np_random.integers(1, self.noop_max + 1)) if self.noop_max else 0
+        for _ in range(noops):
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset()
+        return self._resize(obs), info
+
+    def step(self, action: Any):
+        total_reward = 0.0
+        previous = None
+        terminated = truncated = False
+        info: dict = {}
+        for t in range(self.frame_skip):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total_reward += float(reward)
+            if terminated or truncated:
+                break
+            if t == self.frame_skip - 2:
+                previous = obs
+        frame = obs if previous is None else np.maximum(previous, obs)
+        return self._resize(frame), total_reward, terminated, truncated, info
+
+
+class FireReset(gym.Wrapper):
+    """Presses FIRE (then action 2) after every reset: games like Breakout wait for it."""
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self.env.reset(seed=seed, options=options)
+        for action in (1, 2):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                obs, info = self.env.reset()
+        return obs, info
+
+
+class ChannelsLast(gym.ObservationWrapper):
+    """[C, H, W] -> [H, W, C] (--pixel_format=HWC)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.observation_space
+        self.observation_space = gym.spaces.Box(
+            np.moveaxis(space.low, 0, -1), np.moveaxis(space.high, 0, -1), dtype=space.dtype)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.moveaxis(observation, 0, -1))
+
+
+def needs_fire_reset(env: gym.Env) -> bool:
+    meanings = env.unwrapped.get_action_meanings()
+    return len(meanings) >= 3 and meanings[1] == "FIRE"
+
+
+def make_atari_env(env_name: str, cfg: Any, env_index: int) -> gym.Env:
+    env_id = ale_env_id(env_name)  # raises the install hint without ale-py
+    env: gym.Env = gym.make(env_id, frameskip=1, obs_type="grayscale")
+    env = AtariFramePreprocessing(env, frame_skip=cfg.env_frameskip)
+    if needs_fire_reset(env):
+        env = FireReset(env)
+    env = FrameStackObservation(env, cfg.env_framestack)
+    if cfg.pixel_format == "HWC":
+        env = ChannelsLast(env)
+    return env
+
+
+_GROUP = "atari env family (e.g. --env=atari_pong or --env=ALE/Pong-v5)"
+
+ATARI_PARAMS: tuple[Param, ...] = (
+    Param("env_frameskip", int, 1, "Repeat each action for this many emulator frames (rewards "
+          "summed, the last two frames max-pooled); with summaries_use_frameskip, env steps, "
+          "FPS and train_for_env_steps count emulator frames", _GROUP, minimum=1),
+    Param("env_framestack", int, 1, "Stack this many of the last observations as the image "
+          "channels", _GROUP, minimum=1),
+    Param("pixel_format", str, "CHW", "Image layout of the observations: CHW [framestack, 84, "
+          "84] or HWC [84, 84, framestack]; the conv encoder takes either", _GROUP,
+          choices=("CHW", "HWC")),
+    Param("summaries_use_frameskip", bool, True, "Count env steps in emulator frames (agent "
+          "steps x env_frameskip) for the summaries, FPS, checkpoints and train_for_env_steps; "
+          "False counts agent steps", _GROUP),
+)
+
+# Sample Factory's Atari preset, set for a machine with 2 CPU cores and no GPU: 2 workers x 16
+# envs, and one epoch per batch instead of 4 (the learner is the bottleneck there: 4 epochs cut
+# the frames/s about 4x). Its lr_schedule=linear_decay is not available here (constant rate).
+ATARI_DEFAULTS: dict[str, Any] = {
+    "env_frameskip": 4,
+    "env_framestack": 4,
+    "encoder_conv_architecture": "convnet_atari",
+    "encoder_conv_mlp_layers": [512],
+    "nonlinearity": "relu",
+    "obs_subtract_mean": 0.0,
+    "obs_scale": 255.0,
+    "normalize_input": False,
+    "normalize_returns": False,
+    "gamma": 0.99,
+    "exploration_loss_coeff": 0.01,
+    "rollout": 128,
+    "batch_size": 256,
+    "num_batches_per_epoch": 4,
+    "num_epochs": 1,
+    "learning_rate": 2.5e-4,
+    "adam_eps": 1e-5,
+    "max_grad_norm": 0.5,
+    "ppo_clip_ratio": 0.1,
+    "value_loss_coeff": 0.5,
+    "num_workers": 2,
+    "num_envs_per_worker": 16,
+    "worker_num_splits": 2,
+    "experiment_summaries_interval": 3,
+}

@@ -1,0 +1,144 @@
+"""The Atari env family: names, preprocessing, the preset, frame-skip accounting, the error without
+ale-py, and a tiny training run on Pong (in-process, serial mode)."""
+
+import json
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from asyncrl import enjoy, train
+from asyncrl.config.parser import parse_args
+from asyncrl.envs import atari
+from asyncrl.envs.registry import env_frames_per_step, find_env_family
+from asyncrl.experiment.checkpoint import load_checkpoint
+from asyncrl.model.actor_critic import ActorCritic
+from asyncrl.utils.errors import UserError
+
+
+def cfg_of(*argv):
+    return parse_args(list(argv), scope="train", prog="test").config()
+
+
+def make(*argv):
+    cfg = cfg_of(*argv)
+    return find_env_family(cfg.env).make_env(cfg.env, cfg, 0), cfg
+
+
+def test_names_map_to_ale_ids_and_typos_are_suggested():
+    pytest.importorskip("ale_py")
+    assert atari.ale_env_id("atari_pong") == "ALE/Pong-v5"
+    assert atari.ale_env_id("atari_space_invaders") == "ALE/SpaceInvaders-v5"
+    assert atari.ale_env_id("atari_spaceinvaders") == "ALE/SpaceInvaders-v5"
+    assert atari.ale_env_id("atari_montezuma") == "ALE/MontezumaRevenge-v5"
+    assert atari.ale_env_id("ALE/Breakout-v5") == "ALE/Breakout-v5"
+    assert find_env_family("ALE/Breakout-v5").name == "atari"
+    assert find_env_family("atari_breakout").name == "atari"
+    assert "atari_pong" in atari.atari_names() and "atari_space_invaders" in atari.atari_names()
+    with pytest.raises(UserError, match="unknown environment; similar registered envs: atari_pong"):
+        find_env_family("atari_pogn")
+
+
+def test_preset_and_family_parameters():
+    cfg = cfg_of("--env=atari_pong")
+    assert (cfg.env_frameskip, cfg.env_framestack, cfg.pixel_format) == (4, 4, "CHW")
+    assert cfg.summaries_use_frameskip is True and env_frames_per_step(cfg) == 4
+    assert cfg.encoder_conv_architecture == "convnet_atari" and cfg.encoder_conv_mlp_layers == (512,)
+    assert (cfg.obs_subtract_mean, cfg.obs_scale, cfg.normalize_input) == (0.0, 255.0, False)
+    assert env_frames_per_step(cfg_of("--env=atari_pong", "--summaries_use_frameskip=false")) == 1
+    assert env_frames_per_step(cfg_of("--env=CartPole-v1")) == 1
+    with pytest.raises(UserError, match="unknown parameter --env_frameskip"):
+        cfg_of("--env=CartPole-v1", "--env_frameskip=4")
+
+
+def test_atari_pong_observations_are_stacked_uint8_frames_and_it_steps():
+    pytest.importorskip("ale_py")
+    env, _ = make("--env=atari_pong")
+    try:
+        assert env.observation_space.shape == (4, 84, 84)
+        assert env.observation_space.dtype == np.uint8
+        obs, _ = env.reset(seed=3)
+        assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8 and obs.max() > obs.min()
+        ale = env.unwrapped.ale
+        for _ in range(20):
+            before = ale.getEpisodeFrameNumber()
+            obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            assert ale.getEpisodeFrameNumber() - before == 4  # --env_frameskip of the preset
+            assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+            assert not (terminated or truncated)
+        # The stack holds the last 4 frames, oldest first: it shifts by one each step.
+        previous = obs
+        obs, *_ = env.step(0)
+        assert np.array_equal(obs[:3], previous[1:])
+    finally:
+        env.close()
+    # Pong waits for FIRE after a reset.
+    wrappers = []
+    inner = env
+    while isinstance(inner, gym.Wrapper):
+        wrappers.append(type(inner).__name__)
+        inner = inner.env
+    assert "FireReset" in wrappers and "AtariFramePreprocessing" in wrappers
+
+
+def test_pixel_format_hwc_and_framestack_reach_the_model():
+    pytest.importorskip("ale_py")
+    env, cfg = make("--env=atari_breakout", "--pixel_format=HWC", "--env_framestack=2",
+                    "--env_frameskip=2", "--encoder_conv_mlp_layers", "16")
+    try:
+        assert env.observation_space.shape == (84, 84, 2)
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (84, 84, 2) and obs.flags["C_CONTIGUOUS"]
+        model = ActorCritic(cfg, env.observation_space, env.action_space)
+        out = model.policy_step({"obs": torch.from_numpy(obs)[None]})
+        assert out.actions.shape == (1,) and 0 <= int(out.actions[0]) < env.action_space.n
+    finally:
+        env.close()
+
+
+def test_area_resize_averages_boxes():
+    resize = atari.AreaResize((210, 160), 84)
+    assert np.all(resize(np.full((210, 160), 77, np.uint8)) == 77)
+    halves = np.zeros((210, 160), np.uint8)
+    halves[105:] = 200  # 105 rows = 42 output rows of 2.5 rows each
+    out = resize(halves)
+    assert out.shape == (84, 84) and out.dtype == np.uint8
+    assert np.all(out[:42] == 0) and np.all(out[42:] == 200)
+    stripe = np.zeros((210, 160), np.uint8)
+    stripe[:, 0] = 210  # output column 0 covers source columns [0, 1.905)
+    assert resize(stripe)[0, 0] == round(210 / (160 / 84))
+    indices, weights = atari.area_resize_taps(210, 84)
+    assert np.allclose(weights.sum(axis=1), 1.0) and indices.max() == 209
+
+
+def test_missing_ale_py_is_a_one_line_error_naming_the_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ale_py", None)  # import ale_py raises ImportError
+    atari._register_ale_envs.cache_clear()
+    try:
+        code = train.main(["--env=atari_pong", f"--train_dir={tmp_path}", "--experiment=exp"])
+        err = capsys.readouterr().err
+    finally:
+        atari._register_ale_envs.cache_clear()
+    assert code == 2
+    assert err.count("\n") == 1 and "pip install 'asyncrl[atari]'" in err, err
+    assert not (tmp_path / "exp").exists()
+
+
+def test_tiny_pong_training_run_counts_frames_and_evaluates(tmp_path, capsys):
+    pytest.importorskip("ale_py")
+    argv = ["--env=atari_pong", f"--train_dir={tmp_path}", "--experiment=pong"]
+    assert train.main([*argv, "--serial_mode=true", "--num_workers=1", "--num_envs_per_worker=2",
+                       "--rollout=16", "--batch_size=32", "--train_for_env_steps=64"]) == 0
+    params = json.loads((tmp_path / "pong" / "config.json").read_text())["params"]
+    assert params["env_frameskip"] == 4 and params["encoder_conv_architecture"] == "convnet_atari"
+    checkpoint = sorted((tmp_path / "pong" / "checkpoint_p0").glob("checkpoint_*.pth"))[-1]
+    state = load_checkpoint(checkpoint)
+    assert state["policy_version"] >= 1
+    # One training batch is 4 x 32 transitions (preset num_batches_per_epoch=4): 4 frames each.
+    assert state["env_steps"] >= 4 * 128 and state["env_steps"] % 4 == 0
+    assert any(k.endswith("image_encoders.0.conv_head.0.weight") for k in state["model"])
+    capsys.readouterr()
+    assert enjoy.main([*argv, "--max_num_frames=40", "--device=cpu"]) == 0
+    assert "no episode finished within 40 frames" in capsys.readouterr().out
