@@ -12,7 +12,6 @@ on its `wakeup` semaphore instead, which policy workers post after writing its a
 from __future__ import annotations
 
 import logging
-import time
 from queue import Empty
 from dataclasses import dataclass, field
 from typing import Any

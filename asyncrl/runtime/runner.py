@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from faster_fifo import Queue
-from signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess, Timer, signal
+from signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess, Timer
 
 from asyncrl.envs.registry import find_env_family
 from asyncrl.envs.spaces import obs_dict_space
