@@ -66,8 +66,10 @@ def final_return(tmp_path: Path) -> float:
 @pytest.mark.parametrize("layout", [
     ["--worker_num_splits=1"],
     ["--worker_num_splits=2", "--policy_workers_per_policy=2", "--with_vtrace=true"],
+    ["--async_rl=false"],
+    ["--serial_mode=true", "--worker_num_splits=2"],
 ])
-def test_parallel_cartpole_learns(tmp_path, layout):
+def test_cartpole_learns(tmp_path, layout):
     code, out = finish(start(tmp_path, "--train_for_env_steps=150000", "--seed=3", *layout))
     assert code == 0, out
     assert final_return(tmp_path) > 150, out
