@@ -43,7 +43,7 @@ class TrajectoryBuffers:
         self.rewards = torch.zeros((S, T))
         self.dones = torch.zeros((S, T))
         self.policy_versions = torch.zeros((S, T), dtype=torch.int64)
-        self.env_slots = torch.zeros(num_envs, dtype=torch.int64)
+        self.env_slots = torch.full((num_envs,), -1, dtype=torch.int64)  # -1: holds no slot
         for tensor in self._tensors():
             tensor.share_memory_()
 

@@ -142,15 +142,17 @@ class RolloutWorker(Component):
             split.new_slots += self.free_slots.get_many(block=False, max_messages_to_get=need)
         except Empty:
             pass
+        # Recorded at once, so that a respawn returns even a partial set of slots to the pool.
+        taken = torch.tensor(split.new_slots, dtype=torch.int64)
+        self.buffers.env_slots[torch.from_numpy(split.env_indices[:len(taken)])] = taken
         if len(split.new_slots) < len(split.local):
             if s not in self.waiting_for_slots:
                 self.waiting_for_slots.append(s)
             self.slot_retry_timer.start()
             return
-        split.slots = torch.tensor(split.new_slots, dtype=torch.int64)
+        split.slots = taken
         split.new_slots = []
         split.step = 0
-        self.buffers.env_slots[torch.from_numpy(split.env_indices)] = split.slots
         self._write_obs(split, 0)
         self._request(s)
 
@@ -198,10 +200,11 @@ class RolloutWorker(Component):
         split.step = t + 1
         self._write_obs(split, split.step)
         if split.step == cfg.rollout:
+            # These slots become the learner's: a respawn must not return them to the pool (if
+            # this worker dies right here, the slots are lost rather than used twice).
+            buffers.env_slots[torch.from_numpy(split.env_indices)] = -1
             self.trajectories_ready.emit(split.slots.tolist(), split.truncations)
             split.truncations = []
-            # These slots are the learner's now: a respawn must not return them to the pool.
-            buffers.env_slots[torch.from_numpy(split.env_indices)] = -1
             self._begin_trajectories(s)
         else:
             self._request(s)
