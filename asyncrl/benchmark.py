@@ -4,8 +4,11 @@ Measures, one after another on the same cores, how many env frames per second
   (a) raw stepping reaches: worker processes stepping their envs with random actions, nothing else;
   (b) asyncrl training reaches: `python -m asyncrl.train` in a subprocess, plus its policy lag and
       the peak RSS of its process tree;
-  (c) optionally (`--sample_factory`) Sample Factory 2.1.1 with the same configuration, installed
-      once into a cached virtual environment.
+  (c) optionally (`--learner_limit`) the learner alone: training iterations on random batches of
+      the training-batch shape, in this process, as env frames per second;
+  (d) optionally (`--sample_factory`) Sample Factory 2.1.1 with the same configuration, installed
+      once into a cached virtual environment (for Atari envs: sf_examples.atari.train_atari, with
+      ale-py added to that environment).
 and prints a table (and `--json PATH`). The parameters after `--` go to asyncrl (and to Sample
 Factory where it has a parameter of that name).
 """
@@ -42,6 +45,9 @@ SF_VERSION = "2.1.1"
 # The CPU build on this machine's disk; any other version makes pip download a CUDA build.
 SF_TORCH = "torch==2.13.0"
 SF_ENVS = ("CartPole-v1",)  # what sf_examples.train_gym_env registers
+# Sample Factory's Atari example needs ale-py; 0.9.1 is the newest that works with its gymnasium
+# 0.29.1 and ships the ROMs. It registers the envs only when imported (no gymnasium plugin).
+SF_ATARI_PACKAGES = ("ale-py==0.9.1", "gymnasium==0.29.1")
 RSS_POLL_SEC = 0.5
 START_ALLOWANCE_SEC = 180.0  # process start and stop, beyond --seconds
 STOP_GRACE_SEC = 30.0
@@ -62,6 +68,7 @@ class Result:
     env_steps: int | None = None
     seconds: float | None = None
     policy_lag: float | None = None
+    samples_per_sec: float | None = None  # learner limit: training samples (agent steps) per second
     peak_rss_mib: float | None = None
     error: str | None = None
     command: list[str] | None = None
@@ -102,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_envs_per_worker", type=_positive_int, default=None,
                         help="Envs per process, for every system (default: the value after --, "
                              "else 32)")
+    parser.add_argument("--learner_limit", action="store_true",
+                        help="Also time the learner alone on random batches of the training-batch "
+                             "shape (its samples/s, and that in env frames/s)")
     parser.add_argument("--sample_factory", action="store_true",
                         help=f"Also run Sample Factory {SF_VERSION} (installed once into "
                              f"{_sf_venv_dir()})")
@@ -120,6 +130,7 @@ class Plan:
     num_envs_per_worker: int
     train_args: list[str]  # asyncrl.train arguments, without env, experiment, folder and time
     cfg: Any  # the resolved asyncrl Config of the training run
+    learner_limit: bool
     sample_factory: bool
     sf_batched_sampling: bool
     json_path: Path | None
@@ -154,6 +165,7 @@ def make_plan(argv: Sequence[str]) -> Plan:
     if json_path is not None and not json_path.parent.is_dir():
         raise UserError(f"--json={args.json}: folder {json_path.parent} does not exist")
     return Plan(env=args.env, seconds=args.seconds, train_args=[*layout_args, *extras], cfg=cfg,
+                learner_limit=args.learner_limit,
                 sample_factory=args.sample_factory, sf_batched_sampling=args.sf_batched_sampling,
                 json_path=json_path, **layout)
 
@@ -304,6 +316,9 @@ class Finished:
 def _die_with_benchmark() -> None:
     # If the benchmark is killed, the run stops as on Ctrl+C (and stops its own workers).
     die_with_parent(signals.SIGINT)
+    # A benchmark started in the background (`... &`, nohup) has SIGINT ignored, and the run would
+    # inherit that and never see the SIGINT that stops it cleanly.
+    signals.signal(signals.SIGINT, signals.SIG_DFL)
 
 
 def run_watched(command: list[str], env: dict[str, str], cwd: Path, time_limit: float,
@@ -443,7 +458,90 @@ def asyncrl_result(lines: Sequence[str], returncode: int) -> Result:
     return result
 
 
-# -- (c) Sample Factory -----------------------------------------------------------------------
+# -- (c) the learner alone ---------------------------------------------------------------------
+def random_obs(space: gym.Space, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """`shape` + the space's shape of random observations in the space."""
+    if isinstance(space, gym.spaces.Box):
+        if np.issubdtype(space.dtype, np.integer):
+            info = np.iinfo(space.dtype)
+            low = np.clip(space.low, info.min, info.max).astype(np.int64)
+            high = np.clip(space.high, info.min, info.max).astype(np.int64)
+            return rng.integers(low, high, size=(*shape, *space.shape), endpoint=True,
+                                dtype=np.int64).astype(space.dtype)
+        if space.dtype == np.bool_:
+            return rng.integers(0, 2, size=(*shape, *space.shape)).astype(np.bool_)
+        values = rng.standard_normal((*shape, *space.shape))
+        return np.clip(values, space.low, space.high).astype(space.dtype)
+    flat = [space.sample() for _ in range(int(np.prod(shape)))]
+    return np.asarray(flat).reshape(*shape, *np.asarray(flat[0]).shape)
+
+
+def random_batch(learner: Any, obs_space: gym.Space, rollout: int, num_trajectories: int,
+                 rng: np.random.Generator) -> Any:
+    """Trajectories of the training-batch shape: random observations, rewards and dones; actions,
+    log-probabilities, distribution parameters and values from the learner's own (untrained) model,
+    so that they are valid and consistent."""
+    import torch
+
+    from asyncrl.algo.trajectories import Trajectories
+    from asyncrl.envs.spaces import obs_dict_space
+
+    T, B = rollout, num_trajectories
+    obs = {key: torch.as_tensor(random_obs(space, (T + 1, B), rng))
+           for key, space in obs_dict_space(obs_space).spaces.items()}
+    acted = learner.model.policy_step({k: v[:T].flatten(0, 1).to(learner.device)
+                                       for k, v in obs.items()})
+
+    def steps(t: Any) -> Any:  # [T * B, ...] -> [T, B, ...]
+        return t.detach().cpu().reshape(T, B, *t.shape[1:])
+
+    return Trajectories(
+        obs=obs, actions=steps(acted.actions), log_probs=steps(acted.log_probs),
+        action_params=steps(acted.action_params), values=steps(acted.values),
+        rewards=torch.as_tensor(rng.uniform(-1.0, 1.0, (T, B)), dtype=torch.float32),
+        dones=torch.as_tensor(rng.random((T, B)) < 0.01, dtype=torch.float32),
+        policy_versions=torch.zeros((T, B), dtype=torch.int64))
+
+
+def run_learner_limit(plan: Plan) -> Result:
+    """`Learner.train` on one random batch of the training-batch shape, again and again for
+    `seconds` after one warm-up iteration, with one torch thread as in asyncrl.train."""
+    import torch
+
+    from asyncrl.algo.learner import Learner
+    from asyncrl.utils.device import resolve_device
+
+    cfg = plan.cfg
+    env = find_env_family(plan.env).make_env(plan.env, cfg, 0)
+    try:
+        obs_space, action_space = env.observation_space, env.action_space
+    finally:
+        env.close()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        learner = Learner(cfg, obs_space, action_space, resolve_device(cfg.device))
+        batch = random_batch(learner, obs_space, cfg.rollout,
+                             cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout,
+                             np.random.default_rng(0 if cfg.seed is None else cfg.seed))
+        learner.train(batch)  # warm-up: allocations, optimizer state
+        samples_per_batch = batch.rollout * batch.num_trajectories
+        samples, start = 0, time.monotonic()
+        while True:
+            learner.train(batch)
+            samples += samples_per_batch
+            elapsed = time.monotonic() - start
+            if elapsed >= plan.seconds:
+                break
+    finally:
+        torch.set_num_threads(threads)
+    per_sec = samples / elapsed
+    frames = env_frames_per_step(cfg)  # counted as asyncrl.train counts env steps
+    return Result(system="learner limit", env_frames_per_sec=per_sec * frames,
+                  env_steps=samples * frames, seconds=elapsed, samples_per_sec=per_sec)
+
+
+# -- (d) Sample Factory -----------------------------------------------------------------------
 def _sf_venv_dir() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "asyncrl-bench" / "sf-venv"
@@ -453,12 +551,48 @@ class SfUnavailable(Exception):
     """Sample Factory cannot be installed or run here; the message says why, in one line."""
 
 
-def ensure_sf_venv(venv: Path) -> Path:
-    """The Python of a virtual environment with Sample Factory, created on first use."""
+def ensure_sf_venv(venv: Path, atari: bool = False) -> Path:
+    """The Python of a virtual environment with Sample Factory, created on first use; with
+    `atari`, also with ale-py (added on first use)."""
     python = venv / "bin" / "python"
     marker = venv / "asyncrl-bench-ready"
-    if marker.exists() and python.exists():
-        return python
+    if not (marker.exists() and python.exists()):
+        _install_sf(venv, python, marker)
+    if atari and not (venv / "asyncrl-bench-atari-ready").exists():
+        _install_sf_atari(venv, python)
+    return python
+
+
+def _run_install_steps(steps: list[list[str]], install_log: Path) -> None:
+    with open(install_log, "a") as out:
+        for step in steps:
+            out.write(f"$ {' '.join(step)}\n")
+            out.flush()
+            code = subprocess.call(step, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+            if code != 0:
+                raise SfUnavailable(f"'{' '.join(step[1:])}' failed with exit code {code} "
+                                    f"(see {install_log})")
+
+
+def _install_sf_atari(venv: Path, python: Path) -> None:
+    install_log = venv.parent / "sf-install.log"
+    print(f"Installing {' '.join(SF_ATARI_PACKAGES)} into {venv} for Sample Factory's Atari "
+          f"example (once; log in {install_log})", flush=True)
+    # torch pinned again so that resolving cannot replace it.
+    _run_install_steps([[str(python), "-m", "pip", "install", *SF_ATARI_PACKAGES, SF_TORCH]],
+                       install_log)
+    check = subprocess.run(
+        [str(python), "-c", "import ale_py, cv2, gymnasium, torch; gymnasium.make('PongNoFrameskip-v4'); "
+         "print(torch.__version__)"],
+        capture_output=True, text=True, timeout=120, cwd=venv)
+    if check.returncode != 0 or not check.stdout.startswith("2.13.0"):
+        raise SfUnavailable(f"ale-py for Sample Factory's Atari example does not work: "
+                            f"{_tail((check.stdout + check.stderr).splitlines())}")
+    (venv / "asyncrl-bench-atari-ready").write_text(f"{' '.join(SF_ATARI_PACKAGES)}\n")
+
+
+def _install_sf(venv: Path, python: Path, marker: Path) -> None:
     install_log = venv.parent / "sf-install.log"
     venv.parent.mkdir(parents=True, exist_ok=True)
     print(f"Installing Sample Factory {SF_VERSION} into {venv} (once; log in {install_log})",
@@ -470,15 +604,7 @@ def ensure_sf_venv(venv: Path) -> Path:
     ]
     if not python.exists():
         steps.insert(0, [sys.executable, "-m", "venv", str(venv)])
-    with open(install_log, "a") as out:
-        for step in steps:
-            out.write(f"$ {' '.join(step)}\n")
-            out.flush()
-            code = subprocess.call(step, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-            if code != 0:
-                raise SfUnavailable(f"'{' '.join(step[1:])}' failed with exit code {code} "
-                                    f"(see {install_log})")
+    _run_install_steps(steps, install_log)
     check = subprocess.run(
         [str(python), "-c", "import sample_factory, torch, gymnasium; "
          "print(torch.__version__, gymnasium.__version__)"],
@@ -489,7 +615,6 @@ def ensure_sf_venv(venv: Path) -> Path:
                             f"{_tail((check.stdout + check.stderr).splitlines())}")
     marker.write_text(f"sample-factory {SF_VERSION}, torch {versions[0]}, "
                       f"gymnasium {versions[1]}\n")
-    return python
 
 
 _SF_PARAM = re.compile(r"^\s+--([a-z][a-z0-9_]*)", re.MULTILINE)
@@ -507,6 +632,8 @@ def sf_arguments(cfg: Any, sf_params: set[str]) -> list[str]:
             continue
         if value is None:
             continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # some of its parameters are int where asyncrl's are float
         if isinstance(value, list):
             args += [f"--{name}", *map(str, value)]
         else:
@@ -514,21 +641,51 @@ def sf_arguments(cfg: Any, sf_params: set[str]) -> list[str]:
     return args
 
 
+# Sample Factory's Atari example, with ale-py imported first in every process: its processes are
+# spawned, and a spawned process imports the main script again (not a `-m` module's code).
+_SF_ATARI_LAUNCHER = """import sys
+
+import ale_py  # noqa: F401  registers the ALE envs with gymnasium
+
+from sf_examples.atari.train_atari import main
+
+if __name__ == "__main__":
+    sys.exit(main())
+"""
+
+
+def sf_atari_name(env_name: str) -> str | None:
+    """Sample Factory's name of an Atari env (`atari_pong`), None if `env_name` is not one."""
+    from asyncrl.envs.atari import ALIASES, PREFIX, ale_env_id, is_atari_name
+
+    if not is_atari_name(env_name):
+        return None
+    game = ale_env_id(env_name)[len("ALE/"):-len("-v5")].lower()
+    short = {v: k for k, v in ALIASES.items()}.get(game, game)
+    return PREFIX + short  # Sample Factory's spelling, but for a few of its own (atari_asteroid)
+
+
 def run_sample_factory(plan: Plan, workdir: Path) -> Result:
-    if plan.env not in SF_ENVS:
-        raise SfUnavailable(f"sf_examples.train_gym_env only registers {', '.join(SF_ENVS)}, "
-                            f"not {plan.env}")
-    python = ensure_sf_venv(_sf_venv_dir())
+    atari = sf_atari_name(plan.env)
+    if plan.env not in SF_ENVS and atari is None:
+        raise SfUnavailable(f"sf_examples.train_gym_env only registers {', '.join(SF_ENVS)} and "
+                            f"sf_examples.atari the Atari games, not {plan.env}")
+    python = ensure_sf_venv(_sf_venv_dir(), atari=atari is not None)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHONUNBUFFERED="1", WANDB_MODE="disabled")
-    help_text = subprocess.run([str(python), "-m", "sf_examples.train_gym_env", f"--env={plan.env}",
-                                "--help"], capture_output=True, text=True, env=env, cwd=workdir,
-                               timeout=120)
+    if atari is not None:
+        launcher = workdir / "train_atari.py"
+        launcher.write_text(_SF_ATARI_LAUNCHER)
+        program, sf_env = [str(python), str(launcher)], atari
+    else:
+        program, sf_env = [str(python), "-m", "sf_examples.train_gym_env"], plan.env
+    help_text = subprocess.run([*program, f"--env={sf_env}", "--help"], capture_output=True,
+                               text=True, env=env, cwd=workdir, timeout=120)
     sf_params = set(_SF_PARAM.findall(help_text.stdout))
     if help_text.returncode != 0 or not sf_params:
-        raise SfUnavailable(f"sf_examples.train_gym_env --help failed: "
+        raise SfUnavailable(f"{' '.join(program[1:])} --help failed: "
                             f"{_tail((help_text.stdout + help_text.stderr).splitlines())}")
-    command = [str(python), "-m", "sf_examples.train_gym_env", f"--env={plan.env}",
+    command = [*program, f"--env={sf_env}",
                "--experiment=sf_benchmark", f"--train_dir={workdir}",
                f"--train_for_seconds={plan.seconds}", "--device=cpu",
                "--use_rnn=False",  # asyncrl's model has no recurrent core
@@ -575,8 +732,10 @@ def report(plan: Plan, results: list[Result]) -> dict[str, Any]:
     raw = by_system.get("raw stepping")
     ours = by_system.get("asyncrl")
     sf = next((r for r in results if r.system.startswith("Sample Factory")), None)
+    limit = by_system.get("learner limit")
     raw_fps = raw.env_frames_per_sec if raw else None
     sf_fps = sf.env_frames_per_sec if sf else None
+    limit_fps = limit.env_frames_per_sec if limit else None
     rows = []
     for r in results:
         rows.append({
@@ -584,6 +743,8 @@ def report(plan: Plan, results: list[Result]) -> dict[str, Any]:
             "ratio_to_raw": _ratio(r.env_frames_per_sec, raw_fps),
             "ratio_to_sample_factory": (_ratio(r.env_frames_per_sec, sf_fps)
                                         if r is ours and sf is not None else None),
+            "ratio_to_learner_limit": (_ratio(r.env_frames_per_sec, limit_fps)
+                                       if r is ours and limit is not None else None),
         })
     return {
         "env": plan.env, "seconds": plan.seconds, "num_workers": plan.num_workers,
@@ -597,15 +758,16 @@ def format_table(summary: dict[str, Any]) -> str:
     def num(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
-    header = ("system", "env frames/s", "x raw", "asyncrl/SF", "last 10 s", "policy lag",
-              "peak RSS (MiB)")
+    header = ("system", "env frames/s", "x raw", "asyncrl/SF", "asyncrl/limit", "last 10 s",
+              "policy lag", "peak RSS (MiB)")
     body = []
     for r in summary["results"].values():
         if r["error"]:
-            body.append((r["system"], "failed", "", "", "", "", num(r["peak_rss_mib"], ".0f")))
+            body.append((r["system"], "failed", "", "", "", "", "", num(r["peak_rss_mib"], ".0f")))
             continue
         body.append((r["system"], num(r["env_frames_per_sec"], ",.0f"),
                      num(r["ratio_to_raw"], ".2f"), num(r["ratio_to_sample_factory"], ".2f"),
+                     num(r["ratio_to_learner_limit"], ".2f"),
                      num(r["last_10s_frames_per_sec"], ",.0f"), num(r["policy_lag"], ".1f"),
                      num(r["peak_rss_mib"], ".0f")))
     widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
@@ -646,7 +808,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def run_all(plan: Plan, workdir: Path) -> list[Result]:
     layout = f"{plan.num_workers} worker(s) x {plan.num_envs_per_worker} envs of {plan.env}"
-    parts = 3 if plan.sample_factory else 2
+    parts = 2 + plan.learner_limit + plan.sample_factory
     results: list[Result] = []
     print(f"[1/{parts}] raw stepping, random actions: {layout}, {plan.seconds} s", flush=True)
     try:
@@ -661,8 +823,19 @@ def run_all(plan: Plan, workdir: Path) -> list[Result]:
     results.append(run_asyncrl(plan, workdir / "asyncrl"))
     _print_result(results[-1])
 
+    if plan.learner_limit:
+        batch = plan.cfg.batch_size * plan.cfg.num_batches_per_epoch
+        print(f"[3/{parts}] learner limit: Learner.train on random batches of {batch} samples "
+              f"({batch // plan.cfg.rollout} x {plan.cfg.rollout} steps), {plan.seconds} s",
+              flush=True)
+        try:
+            results.append(run_learner_limit(plan))
+        except Exception as e:  # reported in the table; the other figures still count
+            results.append(Result(system="learner limit", error=f"{type(e).__name__}: {e}"))
+        _print_result(results[-1])
+
     if plan.sample_factory:
-        print(f"[3/3] Sample Factory {SF_VERSION} training: {layout}, {plan.seconds} s",
+        print(f"[{parts}/{parts}] Sample Factory {SF_VERSION} training: {layout}, {plan.seconds} s",
               flush=True)
         (workdir / "sf").mkdir()
         try:
@@ -680,6 +853,8 @@ def _print_result(r: Result) -> None:
     detail = ""
     if r.env_steps is not None and r.seconds is not None:
         detail = f" ({r.env_steps} env steps in {r.seconds:.1f} s)"
+    if r.samples_per_sec is not None:
+        detail += f", {r.samples_per_sec:,.0f} samples/s"
     print(f"    {r.system}: {r.env_frames_per_sec:,.0f} env frames/s{detail}", flush=True)
 
 

@@ -11,7 +11,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from asyncrl.benchmark import (action_sampler, asyncrl_result, main, make_plan, sf_arguments,
+from asyncrl.benchmark import (action_sampler, asyncrl_result, format_table, main, make_plan,
+                               random_obs, report, run_learner_limit, sf_arguments, sf_atari_name,
                                sf_result)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,14 +72,41 @@ def test_layout_applies_to_every_system():
     assert default.train_args == ["--num_workers=2", "--num_envs_per_worker=32"]
 
     args = sf_arguments(plan.cfg, {"num_workers", "num_envs_per_worker", "batch_size",
-                                   "encoder_mlp_layers", "learning_rate", "device", "seed"})
+                                   "encoder_mlp_layers", "learning_rate", "device", "seed",
+                                   "decorrelate_experience_max_seconds"})
     assert "--num_workers=3" in args and "--batch_size=4096" in args
+    # Whole floats go as ints: some of Sample Factory's parameters are int where asyncrl's are float.
+    assert "--decorrelate_experience_max_seconds=0" in args
     i = args.index("--encoder_mlp_layers")
     assert args[i + 1:i + 3] == ["64", "64"]
     # The CartPole preset's learning rate goes too; the device is the benchmark's to set; None
     # values (seed) are left to Sample Factory's defaults; parameters it lacks are not passed.
     assert "--learning_rate=0.003" in args
     assert not any(a.startswith(("--device", "--seed", "--gamma")) for a in args)
+
+
+def test_learner_limit_times_training_on_random_batches():
+    plan = make_plan(["--seconds=1", "--learner_limit", "--", "--num_workers=1",
+                      "--num_envs_per_worker=4", "--batch_size=64", "--rollout=16",
+                      "--num_batches_per_epoch=2"])
+    limit = run_learner_limit(plan)
+    assert limit.error is None and limit.seconds >= 1
+    assert limit.env_steps % 128 == 0  # whole batches of 2 x 64 samples (CartPole: 1 frame each)
+    summary = json.loads(json.dumps(report(plan, [limit])))
+    row = summary["results"]["learner limit"]
+    assert row["samples_per_sec"] > 0 and row["env_frames_per_sec"] == row["samples_per_sec"]
+    assert "learner limit" in format_table(summary)
+
+
+def test_learner_limit_ratio_and_atari_names():
+    from asyncrl.benchmark import Result
+    plan = make_plan(["--learner_limit"])
+    rows = report(plan, [Result("asyncrl", env_frames_per_sec=700.0),
+                         Result("learner limit", env_frames_per_sec=1000.0)])["results"]
+    assert rows["asyncrl"]["ratio_to_learner_limit"] == pytest.approx(0.7)
+    assert sf_atari_name("CartPole-v1") is None
+    obs = random_obs(gym.spaces.Box(0, 255, (4, 2), np.uint8), (3, 5), np.random.default_rng(0))
+    assert obs.shape == (3, 5, 4, 2) and obs.dtype == np.uint8
 
 
 def test_parses_asyncrl_output():
