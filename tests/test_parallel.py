@@ -5,52 +5,27 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from training_process import REPO, finish, wait_for
+from training_process import start as start_training
+
 from asyncrl.experiment.checkpoint import load_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["--num_workers=2", "--num_envs_per_worker=4", "--rollout=16", "--batch_size=64",
         "--num_batches_per_epoch=1", "--encoder_mlp_layers", "16"]
 
 
 def start(tmp_path: Path, *argv: str, script: list[str] | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    command = script or ["-m", "asyncrl.train", "--env=CartPole-v1"]
-    return subprocess.Popen([sys.executable, *command, "--serial_mode=false",
-                             f"--train_dir={tmp_path}", "--experiment=exp", *argv],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        for child in psutil.Process(proc.pid).children(recursive=True):
-            child.kill()
-        proc.kill()
-        out, _ = proc.communicate()
-        pytest.fail(f"did not finish in {timeout}s:\n{out}")
-    return proc.returncode, out
+    return start_training(tmp_path, "--serial_mode=false", *argv, script=script)
 
 
 def workers_of(proc: subprocess.Popen) -> dict[str, psutil.Process]:
     return {p.name(): p for p in psutil.Process(proc.pid).children()}
-
-
-def wait_for(condition, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"condition not reached:\n{proc.communicate()[0]}")
-        time.sleep(0.1)
 
 
 def shm_entries() -> set[str]:

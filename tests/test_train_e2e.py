@@ -1,53 +1,19 @@
 """End to end, as a user runs it: `python -m asyncrl.train` in a subprocess learns CartPole, stops
 cleanly on Ctrl+C / SIGTERM with a checkpoint, and resumes after a SIGKILL."""
 
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from training_process import finish, start, wait_for
+
 from asyncrl.experiment.checkpoint import load_checkpoint
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def start(tmp_path: Path, *argv: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "asyncrl.train", "--env=CartPole-v1",
-                             f"--train_dir={tmp_path}", "--experiment=exp", *argv],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        pytest.fail(f"training did not finish in {timeout}s:\n{out}")
-    return proc.returncode, out
-
 
 def checkpoints(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "exp" / "checkpoint_p0").glob("checkpoint_*.pth"))
-
-
-def wait_for(condition, timeout: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            pytest.fail(f"training exited early:\n{proc.communicate()[0]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.communicate()
-            pytest.fail("condition not reached in time")
-        time.sleep(0.1)
 
 
 def test_cartpole_average_return_clearly_rises(tmp_path):
@@ -66,7 +32,7 @@ def test_signal_saves_exits_0_and_resume_continues_the_step_counter(tmp_path, si
     tiny = ["--num_workers=1", "--num_envs_per_worker=4", "--rollout=16", "--batch_size=64",
             "--num_batches_per_epoch=1"]
     proc = start(tmp_path, *tiny, "--train_for_env_steps=1000000000")
-    wait_for(lambda: (tmp_path / "exp" / "summaries").exists(), 60, proc)
+    wait_for(lambda: (tmp_path / "exp" / "summaries").exists(), proc)
     time.sleep(1.5)
     proc.send_signal(sig)
     code, out = finish(proc, timeout=30)
@@ -85,7 +51,7 @@ def test_sigkill_mid_run_then_rerun_resumes_from_last_checkpoint(tmp_path):
     proc = start(tmp_path, "--num_workers=1", "--num_envs_per_worker=4", "--rollout=16",
                  "--batch_size=64", "--num_batches_per_epoch=1", "--save_every_sec=1",
                  "--keep_checkpoints=3", "--train_for_env_steps=1000000000")
-    wait_for(lambda: len(checkpoints(tmp_path)) >= 2, 60, proc)
+    wait_for(lambda: len(checkpoints(tmp_path)) >= 2, proc)
     time.sleep(0.7)
     proc.kill()
     proc.communicate()
