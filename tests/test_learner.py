@@ -56,7 +56,7 @@ def test_workers_fill_time_major_trajectories():
 def test_obs_of_the_last_step_continue_in_the_next_trajectory():
     got = collect(cfg_of(), rollouts=2)
     traj = got.trajectories  # [T, 16]: 8 envs, two consecutive rollouts each
-    first, second = traj.columns(0, 8), traj.columns(8, 16)
+    first, second = traj.select(torch.arange(0, 8)), traj.select(torch.arange(8, 16))
     # Messages arrive per (worker, split); match trajectories by their first observation.
     continued = sum(bool((first.obs["obs"][-1, i] == second.obs["obs"][0]).all(-1).any())
                     for i in range(8))

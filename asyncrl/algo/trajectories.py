@@ -35,9 +35,6 @@ class Trajectories:
             values[f.name] = {k: fn(v) for k, v in value.items()} if isinstance(value, dict) else fn(value)
         return Trajectories(**values)
 
-    def columns(self, start: int, stop: int) -> "Trajectories":
-        return self._map(lambda t: t[:, start:stop])
-
     def select(self, trajectory_indices: Tensor) -> "Trajectories":
         return self._map(lambda t: t[:, trajectory_indices])
 

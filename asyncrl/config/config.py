@@ -30,9 +30,6 @@ class ConfigBase:
     def replace(self, **changes: Any) -> "ConfigBase":
         return dataclasses.replace(self, **changes)
 
-    def param_names(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self)]
-
 
 def _copy_value(value: Any) -> Any:
     return list(value) if isinstance(value, (list, tuple)) else value

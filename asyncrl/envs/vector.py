@@ -26,7 +26,6 @@ class EnvFailureLimit(RuntimeError):
 
 @dataclass
 class EpisodeStats:
-    env_index: int
     episode_return: float
     length: int
 
@@ -48,7 +47,6 @@ class EnvVector:
         self.make_env = make_env
         self.max_failures = max_failures
         self.failures = np.zeros(num_envs, dtype=np.int64)  # consecutive, per env
-        self.total_failures = 0
         self.envs = [make_env(i) for i in range(num_envs)]
         self.num_envs = num_envs
         self.observation_space = obs_dict_space(self.envs[0].observation_space)
@@ -101,7 +99,7 @@ class EnvVector:
             self._episode_length[i] += 1
             if terminated or truncated:
                 if not self._unscored[i]:
-                    episodes.append(EpisodeStats(i, float(self._episode_return[i]),
+                    episodes.append(EpisodeStats(float(self._episode_return[i]),
                                                  int(self._episode_length[i])))
                 self._unscored[i] = False
                 self._episode_return[i] = 0.0
@@ -135,7 +133,6 @@ class EnvVector:
     def _recreate(self, i: int, what: str) -> None:
         """Env i raised: log it, replace it by a fresh env and end its episode here."""
         self.failures[i] += 1
-        self.total_failures += 1
         log.exception("env %d raised in %s (failure %d in a row): recreating it", i, what,
                       self.failures[i])
         if self.failures[i] > self.max_failures:
