@@ -10,15 +10,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from asyncrl.algo.shapes import require_same_shape
+
 
 def _check_time_major(bootstrap_value: Tensor, **tensors: Tensor) -> None:
-    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
-    first_name, first_shape = next(iter(shapes.items()))
-    if len(first_shape) != 2:
-        raise ValueError(f"{first_name} must be [T, B], got shape {first_shape}")
-    for name, shape in shapes.items():
-        if shape != first_shape:
-            raise ValueError(f"{name} has shape {shape}, expected [T, B] = {first_shape} like {first_name}")
+    first_shape = require_same_shape("[T, B]", **tensors)
     if tuple(bootstrap_value.shape) != (first_shape[1],):
         raise ValueError(
             f"bootstrap_value has shape {tuple(bootstrap_value.shape)}, expected [B] = ({first_shape[1]},)"

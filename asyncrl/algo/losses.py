@@ -6,17 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from asyncrl.algo.shapes import require_same_shape
 from asyncrl.model.distributions import ActionDistribution
-
-
-def _check_same_shape(**tensors: Tensor) -> None:
-    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
-    first_name, first_shape = next(iter(shapes.items()))
-    if len(first_shape) != 1:
-        raise ValueError(f"{first_name} must be [N], got shape {first_shape}")
-    for name, shape in shapes.items():
-        if shape != first_shape:
-            raise ValueError(f"{name} has shape {shape}, expected [N] = {first_shape} like {first_name}")
 
 
 def _ratio_bounds(clip_ratio: float) -> tuple[float, float]:
@@ -27,7 +18,7 @@ def _ratio_bounds(clip_ratio: float) -> tuple[float, float]:
 
 def policy_loss(ratio: Tensor, advantages: Tensor, clip_ratio: float) -> Tensor:
     """Clipped surrogate loss, `ratio` and `advantages` `[N]`; `ratio` = pi / mu per sample."""
-    _check_same_shape(ratio=ratio, advantages=advantages)
+    require_same_shape("[N]", ratio=ratio, advantages=advantages)
     low, high = _ratio_bounds(clip_ratio)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, low, high) * advantages
@@ -37,7 +28,7 @@ def policy_loss(ratio: Tensor, advantages: Tensor, clip_ratio: float) -> Tensor:
 def value_loss(values: Tensor, old_values: Tensor, targets: Tensor, clip_value: float) -> Tensor:
     """Clipped squared error, all `[N]`: the new value may move at most `clip_value` from
     `old_values` before the pessimistic (larger) error takes over."""
-    _check_same_shape(values=values, old_values=old_values, targets=targets)
+    require_same_shape("[N]", values=values, old_values=old_values, targets=targets)
     values_clipped = old_values + torch.clamp(values - old_values, -clip_value, clip_value)
     return torch.max((values - targets).square(), (values_clipped - targets).square()).mean()
 
