@@ -16,6 +16,8 @@ from training_process import start as start_training
 
 from asyncrl.experiment.checkpoint import load_checkpoint
 
+# asyncrl.train with an env that raises or hangs on demand (see the script's docstring).
+FLAKY = [str(REPO / "tests" / "helpers" / "flaky_env_train.py"), "--env=flaky_cartpole"]
 TINY = ["--num_workers=2", "--num_envs_per_worker=4", "--rollout=16", "--batch_size=64",
         "--num_batches_per_epoch=1", "--encoder_mlp_layers", "16"]
 
@@ -72,9 +74,8 @@ def test_killed_rollout_worker_is_respawned_and_training_continues(tmp_path):
 
 
 def test_env_exception_is_contained_and_the_env_recreated(tmp_path):
-    script = [str(REPO / "tests" / "helpers" / "flaky_env_train.py"), "--env=flaky_cartpole"]
     code, out = finish(start(tmp_path, *TINY, "--fail_every=30", "--train_for_env_steps=4000",
-                             script=script))
+                             script=FLAKY))
     assert code == 0, out
     assert "raised in step (failure 1 in a row): recreating it" in out
     assert "RuntimeError: simulated env crash" in out  # the traceback is logged
@@ -82,9 +83,8 @@ def test_env_exception_is_contained_and_the_env_recreated(tmp_path):
 
 
 def test_env_that_always_fails_stops_the_run_with_a_clear_error(tmp_path):
-    script = [str(REPO / "tests" / "helpers" / "flaky_env_train.py"), "--env=flaky_cartpole"]
     code, out = finish(start(tmp_path, *TINY, "--fail_every=1", "--max_consecutive_env_failures=3",
-                             script=script))
+                             script=FLAKY))
     assert code == 1, out
     assert "failed 4 times in a row in step (limit --max_consecutive_env_failures=3)" in out
 
@@ -140,9 +140,8 @@ def test_timings_are_reported_and_kept(tmp_path):
 
 
 def test_hung_rollout_worker_is_terminated_and_respawned(tmp_path):
-    script = [str(REPO / "tests" / "helpers" / "flaky_env_train.py"), "--env=flaky_cartpole"]
     proc = start(tmp_path, *TINY, "--hang_at_step=100", "--heartbeat_interval=1",
-                 "--train_for_seconds=1000000", script=script)
+                 "--train_for_seconds=1000000", script=FLAKY)
     wait_for(lambda: "respawning" in (tmp_path / "exp" / "asyncrl_log.txt").read_text()
              if (tmp_path / "exp" / "asyncrl_log.txt").exists() else False, proc, timeout=60)
     proc.send_signal(signal.SIGINT)
