@@ -37,7 +37,7 @@ import numpy as np
 import psutil
 
 from asyncrl.config.parser import _FALSE, _TRUE, _Parser, parse_args
-from asyncrl.envs.registry import env_frames_per_step, find_env_family
+from asyncrl.envs.registry import env_frames_per_step, find_env_family, make_vector_env
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.processes import die_with_parent, prepare_child_process
 
@@ -197,10 +197,25 @@ def _raw_worker(index: int, plan: Plan, messages: Any, go: Any, stop: Any) -> No
     try:
         family = find_env_family(plan.env)
         n = plan.num_envs_per_worker
-        envs = [family.make_env(plan.env, plan.cfg, index * n + i) for i in range(n)]
-        for env in envs:
-            env.reset()
-        sample = action_sampler(envs[0].action_space, n, np.random.default_rng())
+        if plan.cfg.batched_sampling:  # one vector env of all n, as a batched rollout worker has
+            vector = make_vector_env(family, plan.env, plan.cfg, index * n, n)
+            vector.reset()
+            sample = action_sampler(vector.single_action_space, n, np.random.default_rng())
+            envs = [vector]
+
+            def step_all() -> None:
+                vector.step(np.asarray(sample()))
+        else:
+            envs = [family.make_env(plan.env, plan.cfg, index * n + i) for i in range(n)]
+            for env in envs:
+                env.reset()
+            sample = action_sampler(envs[0].action_space, n, np.random.default_rng())
+
+            def step_all() -> None:
+                for env, action in zip(envs, sample()):
+                    _, _, terminated, truncated, _ = env.step(action)
+                    if terminated or truncated:
+                        env.reset()
         frames = n * env_frames_per_step(plan.cfg)  # counted as asyncrl.train counts env steps
         messages.put(("ready", index, None))
         go.wait()
@@ -208,10 +223,7 @@ def _raw_worker(index: int, plan: Plan, messages: Any, go: Any, stop: Any) -> No
         start = time.monotonic()
         deadline = start + plan.seconds
         while not stop.value and time.monotonic() < deadline:
-            for env, action in zip(envs, sample()):
-                _, _, terminated, truncated, _ = env.step(action)
-                if terminated or truncated:
-                    env.reset()
+            step_all()
             steps += frames
         elapsed = time.monotonic() - start
         for env in envs:
@@ -500,6 +512,7 @@ def random_batch(learner: Any, obs_space: gym.Space, rollout: int, num_trajector
         action_params=steps(acted.action_params), values=steps(acted.values),
         rewards=torch.as_tensor(rng.uniform(-1.0, 1.0, (T, B)), dtype=torch.float32),
         dones=torch.as_tensor(rng.random((T, B)) < 0.01, dtype=torch.float32),
+        valid=torch.ones((T, B), dtype=torch.bool),
         policy_versions=torch.zeros((T, B), dtype=torch.int64))
 
 

@@ -45,6 +45,7 @@ def final_return(tmp_path: Path) -> float:
     ["--worker_num_splits=2", "--policy_workers_per_policy=2", "--with_vtrace=true"],
     ["--async_rl=false"],
     ["--serial_mode=true", "--worker_num_splits=2"],
+    ["--batched_sampling=true", "--worker_num_splits=2", "--with_vtrace=true"],
 ])
 def test_cartpole_learns(tmp_path, layout):
     code, out = finish(start(tmp_path, "--train_for_env_steps=150000", "--seed=3", *layout))

@@ -91,11 +91,13 @@ class Learner:
         self.model.preprocessor.update_statistics(
             {k: v[:T].flatten(0, 1) for k, v in batch.obs.items()})
         discounts = cfg.gamma * (1.0 - batch.dones)  # [T, B]
+        # Steps that only reset a vector env carry no transition: they are left out of the loss.
+        valid = None if bool(batch.valid.all()) else batch.valid
 
         if cfg.with_vtrace:
-            minibatches = self._vtrace_minibatches(batch, discounts)
+            minibatches = self._vtrace_minibatches(batch, discounts, valid)
         else:
-            minibatches = self._gae_minibatches(batch, discounts)
+            minibatches = self._gae_minibatches(batch, discounts, valid)
 
         for epoch_kls in minibatches:
             kls = [self._sgd_step(*mb, stats) for mb in epoch_kls]
@@ -108,36 +110,40 @@ class Learner:
                    policy_lag_max=lag.max().item(), lr=self.learning_rate)
         return out
 
-    def _epochs(self, num_items: int, items_per_minibatch: int) -> Iterator[list[Tensor]]:
+    def _epochs(self, items: Tensor, items_per_minibatch: int) -> Iterator[list[Tensor]]:
+        """`num_epochs` passes over `items` (indices), each split into minibatches."""
         for _ in range(self.cfg.num_epochs):
-            order = (torch.randperm(num_items, device=self.device) if self.cfg.shuffle_minibatches
-                     else torch.arange(num_items, device=self.device))
+            order = (items[torch.randperm(len(items), device=self.device)]
+                     if self.cfg.shuffle_minibatches else items)
             yield list(order.split(items_per_minibatch))
 
-    def _gae_minibatches(self, batch: Trajectories, discounts: Tensor):
+    def _gae_minibatches(self, batch: Trajectories, discounts: Tensor, valid: Tensor | None):
         """Advantages once per batch (behaviour values, bootstrap from the current model), then
-        minibatches of `batch_size` transitions."""
+        minibatches of `batch_size` valid transitions."""
         cfg = self.cfg
         T, B = batch.rewards.shape
         bootstrap = self.model.values({k: v[T] for k, v in batch.obs.items()})  # [B]
         advantages, returns = gae(batch.rewards, discounts, batch.values, bootstrap, cfg.gae_lambda)
+        items = (torch.arange(T * B, device=self.device) if valid is None
+                 else valid.flatten().nonzero()[:, 0])
         if self.model.returns_normalizer is not None:
-            self.model.returns_normalizer.update(returns.flatten())
+            self.model.returns_normalizer.update(returns.flatten()[items])
         flat_obs = {k: v[:T].flatten(0, 1) for k, v in batch.obs.items()}
         flat = dict(actions=batch.actions.flatten(0, 1), log_probs=batch.log_probs.flatten(),
                     action_params=batch.action_params.flatten(0, 1),
                     old_values=self.model.normalize_values(batch.values.flatten()),
                     targets=self.model.normalize_values(returns.flatten()),
                     advantages=advantages.flatten())
-        for epoch in self._epochs(T * B, cfg.batch_size):
+        for epoch in self._epochs(items, cfg.batch_size):
             yield [(({k: v[idx] for k, v in flat_obs.items()}),
                     {k: v[idx] for k, v in flat.items()}, None) for idx in epoch]
 
-    def _vtrace_minibatches(self, batch: Trajectories, discounts: Tensor):
+    def _vtrace_minibatches(self, batch: Trajectories, discounts: Tensor, valid: Tensor | None):
         """Minibatches of whole trajectories; V-trace targets use the current model's values."""
         cfg = self.cfg
         per_minibatch = max(1, cfg.batch_size // batch.rollout)
-        for epoch in self._epochs(batch.num_trajectories, per_minibatch):
+        trajectories = torch.arange(batch.num_trajectories, device=self.device)
+        for epoch in self._epochs(trajectories, per_minibatch):
             minibatches = []
             for idx in epoch:
                 mb = batch.select(idx)
@@ -145,7 +151,8 @@ class Learner:
                                     dict(actions=mb.actions.flatten(0, 1),
                                          log_probs=mb.log_probs.flatten(),
                                          action_params=mb.action_params.flatten(0, 1)),
-                                    (mb, discounts[:, idx])))
+                                    (mb, discounts[:, idx],
+                                     None if valid is None else valid[:, idx].flatten())))
             yield minibatches
 
     def _sgd_step(self, obs: dict[str, Tensor], mb: dict[str, Tensor], vtrace_data,
@@ -160,6 +167,12 @@ class Learner:
             advantages, targets, old_values = mb["advantages"], mb["targets"], mb["old_values"]
         else:
             advantages, targets, old_values = self._vtrace_targets(vtrace_data, log_probs, values)
+            keep = vtrace_data[2]  # [N] valid steps of these whole trajectories
+            if keep is not None:
+                action_params, values, ratio = action_params[keep], values[keep], ratio[keep]
+                advantages, targets, old_values = advantages[keep], targets[keep], old_values[keep]
+                mb = {k: v[keep] for k, v in mb.items()}
+                dist = make_action_distribution(self.action_space, action_params)
 
         advantages = losses.normalize_advantages(advantages)
         policy_loss = losses.policy_loss(ratio, advantages, cfg.ppo_clip_ratio)
@@ -195,7 +208,7 @@ class Learner:
         return kl
 
     def _vtrace_targets(self, data, log_probs: Tensor, values: Tensor):
-        mb, discounts = data
+        mb, discounts, valid = data
         T, b = mb.rewards.shape
         with torch.no_grad():
             values_raw = self.model.denormalize_values(values.detach()).view(T, b)
@@ -204,7 +217,7 @@ class Learner:
             vs, pg_advantages = vtrace(log_rhos, discounts, mb.rewards, values_raw, bootstrap,
                                        self.cfg.vtrace_rho, self.cfg.vtrace_c, self.cfg.vtrace_rho)
             if self.model.returns_normalizer is not None:
-                self.model.returns_normalizer.update(vs.flatten())
+                self.model.returns_normalizer.update(vs.flatten() if valid is None else vs.flatten()[valid])
             targets = self.model.normalize_values(vs.flatten())
             old_values = self.model.normalize_values(mb.values.flatten())
         return pg_advantages.flatten(), targets, old_values

@@ -18,6 +18,7 @@ class Trajectories:
     values: Tensor  # [T, B] behaviour value estimates, raw (denormalized) units
     rewards: Tensor  # [T, B] scaled and clipped; a truncated step includes gamma * V(final obs)
     dones: Tensor  # [T, B] 1.0 where the episode ended at this step
+    valid: Tensor  # [T, B] bool; False where a vector env's step only reset the env (no transition)
     policy_versions: Tensor  # [T, B] version of the policy that acted
 
     @property

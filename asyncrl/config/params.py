@@ -87,6 +87,11 @@ PARAMS: tuple[Param, ...] = (
        "Run everything in one process, acting and learning in turn (simplest to debug); False "
        "runs rollout workers, policy workers and the learner as parallel processes", _RUNTIME,
        scope="train"),
+    _p("batched_sampling", bool, False,
+       "Step the envs of each split as one gymnasium vector env with arrays (the env's own "
+       "array implementation where it has one, e.g. CartPole-v1: much faster) instead of one by "
+       "one. Episode statistics come from rewards and done flags only; a vector env that raises "
+       "is recreated as a whole", _RUNTIME, scope="train"),
     _p("policy_workers_per_policy", int, 1, "Number of policy (inference) worker processes per "
        "policy; rollout workers are shared among them", _RUNTIME, minimum=1),
     _p("async_rl", bool, True, "Collect experience while the learner trains on the previous batch "

@@ -15,6 +15,14 @@ def make_gym_env(env_name: str, cfg: Any, env_index: int) -> gym.Env:
     return gym.make(env_name)
 
 
+def make_gym_vector_env(env_name: str, cfg: Any, first_env_index: int, num_envs: int
+                        ) -> gym.vector.VectorEnv:
+    """The env's own array implementation where gymnasium has one (CartPole), else a
+    SyncVectorEnv."""
+    mode = "vector_entry_point" if gym.registry[env_name].vector_entry_point else "sync"
+    return gym.make_vec(env_name, num_envs=num_envs, vectorization_mode=mode)
+
+
 def _is_gym_id(env_name: str) -> bool:
     return env_name in gym.registry
 
@@ -47,6 +55,7 @@ BUILTIN_FAMILIES: list[EnvFamily] = [
         name="cartpole",
         matches=lambda name: name in ("CartPole-v0", "CartPole-v1"),
         make_env=make_gym_env,
+        make_vector_env=make_gym_vector_env,
         default_overrides=CARTPOLE_DEFAULTS,
     ),
     EnvFamily(
@@ -57,5 +66,6 @@ BUILTIN_FAMILIES: list[EnvFamily] = [
         default_overrides=ATARI_DEFAULTS,
         known_names=atari_names,
     ),
-    EnvFamily(name="gymnasium", matches=_is_gym_id, make_env=make_gym_env, known_names=_gym_ids),
+    EnvFamily(name="gymnasium", matches=_is_gym_id, make_env=make_gym_env,
+              make_vector_env=make_gym_vector_env, known_names=_gym_ids),
 ]

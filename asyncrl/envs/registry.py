@@ -1,13 +1,14 @@
 """Env families: how an env name becomes an env, with the parameters and defaults it brings.
 
-A family answers `matches(env_name)`, builds envs with `make_env(env_name, cfg, env_index)` and may
-add parameters (`extra_params`) and change defaults (`default_overrides`, e.g. a tuned preset).
+A family answers `matches(env_name)`, builds envs with `make_env(env_name, cfg, env_index)` (and,
+for `--batched_sampling`, vectors of them with `make_vector_env`) and may add parameters (`extra_params`) and change defaults (`default_overrides`, e.g. a tuned preset).
 Families registered later take precedence, so users can override the built-in ones.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -17,6 +18,8 @@ from asyncrl.config.params import Param
 from asyncrl.utils.errors import UserError
 
 MakeEnv = Callable[[str, Any, int], gym.Env]
+# (env name, cfg, index of the first env, number of envs) -> a gymnasium VectorEnv
+MakeVectorEnv = Callable[[str, Any, int, int], gym.vector.VectorEnv]
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,8 @@ class EnvFamily:
     name: str
     matches: Callable[[str], bool]
     make_env: MakeEnv
+    # None: a SyncVectorEnv of `make_env` envs
+    make_vector_env: MakeVectorEnv | None = None
     extra_params: tuple[Param, ...] = ()
     default_overrides: Mapping[str, Any] = field(default_factory=dict)
     # Names shown when suggesting similar env ids for a typo.
@@ -48,6 +53,15 @@ def find_env_family(env_name: str) -> EnvFamily:
     similar = difflib.get_close_matches(env_name, known, n=5, cutoff=0.5)
     hint = f"; similar registered envs: {', '.join(similar)}" if similar else ""
     raise UserError(f"--env={env_name}: unknown environment{hint}")
+
+
+def make_vector_env(family: EnvFamily, env_name: str, cfg: Any, first_env_index: int,
+                    num_envs: int) -> gym.vector.VectorEnv:
+    """The family's own vector env, else its envs in a gymnasium SyncVectorEnv."""
+    if family.make_vector_env is not None:
+        return family.make_vector_env(env_name, cfg, first_env_index, num_envs)
+    return gym.vector.SyncVectorEnv(
+        [functools.partial(family.make_env, env_name, cfg, first_env_index + i) for i in range(num_envs)])
 
 
 def env_frames_per_step(cfg: Any) -> int:

@@ -1,9 +1,13 @@
-"""A vector of envs stepped in place: this is where a transition is stepped.
+"""Vectors of envs stepped in place: this is where a transition is stepped.
 
 Observations, rewards and flags live in preallocated numpy arrays `[N, ...]` that are updated
 for any subset of envs (a split), so the runtime can step one group while another waits for its
-actions. Finished envs are reset at once (the returned observation starts the next episode); the
-last observation of a truncated episode is kept for value bootstrapping.
+actions. The last observation of a truncated episode is kept for value bootstrapping.
+
+`EnvVector` steps envs one by one and resets a finished env at once. `BatchedEnvVector`
+(`--batched_sampling`) steps each split as one gymnasium VectorEnv with arrays; with the
+gymnasium default "next step" autoreset, the step after an episode end only resets the env, and
+is flagged invalid so that the learner leaves it out.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from asyncrl.envs.spaces import obs_dict_space
+from asyncrl.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ class StepResult:
 
 
 class EnvVector:
-    """`max_failures`: an env whose step/reset raises is recreated and its episode cut short;
+    """Envs stepped one by one. `max_failures`: an env whose step/reset raises is recreated and its episode cut short;
     after this many failures in a row of one env, EnvFailureLimit is raised."""
 
     def __init__(self, make_env: Callable[[int], gym.Env], num_envs: int, seed: int | None,
@@ -57,6 +62,7 @@ class EnvVector:
         self.rewards = np.zeros(num_envs, dtype=np.float32)  # raw env rewards of the last step
         self.terminated = np.zeros(num_envs, dtype=bool)
         self.truncated = np.zeros(num_envs, dtype=bool)
+        self.valid = np.ones(num_envs, dtype=bool)  # every step of an EnvVector is a transition
         self._episode_return = np.zeros(num_envs, dtype=np.float64)
         self._episode_length = np.zeros(num_envs, dtype=np.int64)
         self._unscored = np.zeros(num_envs, dtype=bool)  # the current episode is not reported
@@ -157,3 +163,159 @@ class EnvVector:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+SplitVectorFactory = Callable[[int, int], gym.vector.VectorEnv]  # (first env index, num envs)
+
+
+class BatchedEnvVector:
+    """`num_splits` gymnasium VectorEnvs of `num_envs // num_splits` envs each, stepped as arrays
+    (`--batched_sampling`); `step` takes the indices of exactly one split.
+
+    Both gymnasium autoreset modes work: "next step" (the default: the step after an episode end
+    ignores its action, returns the first observation of the next episode and is marked invalid)
+    and "same step" (the final observation comes in `infos["final_obs"]`). A VectorEnv that
+    raises is recreated as a whole, which ends the episodes of all its envs."""
+
+    def __init__(self, make_vector_env: SplitVectorFactory, num_envs: int, num_splits: int,
+                 seed: int | None, max_failures: int = 10):
+        self.make_vector_env = make_vector_env
+        self.max_failures = max_failures
+        self.per_split = num_envs // num_splits
+        self.num_envs = num_envs
+        self.vectors = [make_vector_env(s * self.per_split, self.per_split) for s in range(num_splits)]
+        first = self.vectors[0]
+        self.observation_space = obs_dict_space(first.single_observation_space)
+        self.action_space = first.single_action_space
+        self._obs_is_dict = isinstance(first.single_observation_space, gym.spaces.Dict)
+        self._next_step_autoreset = [_uses_next_step_autoreset(v) for v in self.vectors]
+        self.failures = np.zeros(num_splits, dtype=np.int64)  # consecutive, per split
+        self.obs = {k: np.zeros((num_envs, *s.shape), dtype=s.dtype)
+                    for k, s in self.observation_space.spaces.items()}
+        self.rewards = np.zeros(num_envs, dtype=np.float32)
+        self.terminated = np.zeros(num_envs, dtype=bool)
+        self.truncated = np.zeros(num_envs, dtype=bool)
+        self.valid = np.ones(num_envs, dtype=bool)  # False: the step only reset the env
+        self._autoreset_pending = np.zeros(num_envs, dtype=bool)
+        self._episode_return = np.zeros(num_envs, dtype=np.float64)
+        self._episode_length = np.zeros(num_envs, dtype=np.int64)
+        self._unscored = np.zeros(num_envs, dtype=bool)
+        for s, vector in enumerate(self.vectors):
+            obs, _ = vector.reset(seed=None if seed is None else seed + s * self.per_split)
+            vector.action_space.seed(None if seed is None else seed + s * self.per_split)
+            self._write_obs(self._rows(s), obs)
+
+    def _rows(self, split: int) -> slice:
+        return slice(split * self.per_split, (split + 1) * self.per_split)
+
+    def _write_obs(self, rows: slice, obs: Any) -> None:
+        if self._obs_is_dict:
+            for k, v in obs.items():
+                self.obs[k][rows] = v
+        else:
+            self.obs["obs"][rows] = obs
+
+    def _vector_actions(self, actions: np.ndarray) -> np.ndarray:
+        space = self.action_space
+        if isinstance(space, gym.spaces.Box):
+            return np.clip(actions, space.low, space.high).astype(space.dtype)
+        return actions.astype(np.int64)
+
+    def step(self, env_indices: np.ndarray, actions: np.ndarray) -> StepResult:
+        """Steps the split whose envs are `env_indices` with `actions` `[n, ...]`."""
+        split = int(env_indices[0]) // self.per_split
+        rows = self._rows(split)
+        if len(env_indices) != self.per_split or int(env_indices[0]) != rows.start:
+            raise ValueError(f"batched step needs the envs of one whole split, got {env_indices}")
+        try:
+            obs, rewards, terminated, truncated, infos = self.vectors[split].step(
+                self._vector_actions(actions))
+        except Exception:
+            self._recreate(split)
+            return StepResult(env_indices, np.zeros(0, dtype=np.int64),
+                              {k: v[:0] for k, v in self.obs.items()}, [])
+        self.failures[split] = 0
+        if self._next_step_autoreset[split]:
+            valid = ~self._autoreset_pending[rows]
+            self._autoreset_pending[rows] = terminated | truncated
+        else:
+            valid = np.ones(self.per_split, dtype=bool)
+        self.valid[rows] = valid
+        self.rewards[rows] = np.where(valid, rewards, 0.0)
+        self.terminated[rows] = terminated
+        self.truncated[rows] = truncated & ~terminated
+        self._episode_return[rows] += self.rewards[rows]
+        self._episode_length[rows] += valid
+        episodes = self._finish_episodes(rows, terminated | truncated)
+        ended_by_limit = np.flatnonzero(self.truncated[rows])
+        if self._next_step_autoreset[split]:
+            # The observation returned with the time limit is the episode's last one.
+            final_obs = ({k: np.asarray(v[ended_by_limit]) for k, v in obs.items()}
+                         if self._obs_is_dict else {"obs": np.asarray(obs[ended_by_limit])})
+        else:
+            final = [infos["final_obs"][j] for j in ended_by_limit]
+            final_obs = {k: np.asarray([f[k] if self._obs_is_dict else f for f in final],
+                                       dtype=self.obs[k].dtype) for k in self.obs}
+        self._write_obs(rows, obs)
+        return StepResult(env_indices, ended_by_limit + rows.start, final_obs, episodes)
+
+    def _finish_episodes(self, rows: slice, done: np.ndarray) -> list[EpisodeStats]:
+        episodes = []
+        for i in np.flatnonzero(done) + rows.start:
+            if not self._unscored[i]:
+                episodes.append(EpisodeStats(float(self._episode_return[i]), int(self._episode_length[i])))
+            self._unscored[i] = False
+            self._episode_return[i] = 0.0
+            self._episode_length[i] = 0
+        return episodes
+
+    def warm_up(self, steps_per_env: Sequence[int]) -> None:
+        """Steps each split with random actions as often as its envs' largest entry of
+        `steps_per_env`, recording nothing, so that episodes drift out of phase."""
+        for split, vector in enumerate(self.vectors):
+            rows = self._rows(split)
+            indices = np.arange(rows.start, rows.stop)
+            for _ in range(int(np.max(np.asarray(steps_per_env)[rows], initial=0))):
+                self.step(indices, np.asarray(vector.action_space.sample()))
+        self._unscored[:] = True
+
+    def _recreate(self, split: int) -> None:
+        self.failures[split] += 1
+        log.exception("the vector env of envs %d..%d raised in step (failure %d in a row): "
+                      "recreating it", self._rows(split).start, self._rows(split).stop - 1,
+                      self.failures[split])
+        if self.failures[split] > self.max_failures:
+            raise EnvFailureLimit(f"the vector env of split {split} failed {self.failures[split]} "
+                                  f"times in a row (limit --max_consecutive_env_failures="
+                                  f"{self.max_failures})")
+        try:
+            self.vectors[split].close()
+        except Exception:
+            log.warning("closing the failed vector env raised too", exc_info=True)
+        rows = self._rows(split)
+        self.rewards[rows] = 0.0
+        self.terminated[rows] = True
+        self.truncated[rows] = False
+        self.valid[rows] = True
+        self._autoreset_pending[rows] = False
+        self._episode_return[rows] = 0.0
+        self._episode_length[rows] = 0
+        try:
+            self.vectors[split] = self.make_vector_env(rows.start, self.per_split)
+            obs, _ = self.vectors[split].reset()
+        except Exception:
+            return self._recreate(split)
+        self._write_obs(rows, obs)
+
+    def close(self) -> None:
+        for vector in self.vectors:
+            vector.close()
+
+
+def _uses_next_step_autoreset(vector: gym.vector.VectorEnv) -> bool:
+    mode = vector.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+    mode = gym.vector.AutoresetMode(mode)
+    if mode == gym.vector.AutoresetMode.DISABLED:
+        raise UserError(f"--batched_sampling needs a vector env that resets finished envs itself; "
+                        f"{vector} has autoreset disabled (use its 'NextStep' or 'SameStep' mode)")
+    return mode == gym.vector.AutoresetMode.NEXT_STEP

@@ -42,6 +42,7 @@ class TrajectoryBuffers:
         self.values = torch.zeros((S, T))
         self.rewards = torch.zeros((S, T))
         self.dones = torch.zeros((S, T))
+        self.valid = torch.ones((S, T), dtype=torch.bool)  # False: an autoreset-only step
         self.policy_versions = torch.zeros((S, T), dtype=torch.int64)
         self.env_slots = torch.full((num_envs,), -1, dtype=torch.int64)  # -1: holds no slot
         for tensor in self._tensors():
@@ -49,7 +50,7 @@ class TrajectoryBuffers:
 
     def _tensors(self) -> list[Tensor]:
         return [*self.obs.values(), self.actions, self.log_probs, self.action_params, self.values,
-                self.rewards, self.dones, self.policy_versions, self.env_slots]
+                self.rewards, self.dones, self.valid, self.policy_versions, self.env_slots]
 
     def trajectories(self, slots: Tensor) -> Trajectories:
         """Copies the slots out as time-major Trajectories `[T, B]` (the slots can be reused)."""
@@ -59,7 +60,8 @@ class TrajectoryBuffers:
         return Trajectories(obs={k: take(v) for k, v in self.obs.items()}, actions=take(self.actions),
                             log_probs=take(self.log_probs), action_params=take(self.action_params),
                             values=take(self.values), rewards=take(self.rewards),
-                            dones=take(self.dones), policy_versions=take(self.policy_versions))
+                            dones=take(self.dones), valid=take(self.valid),
+                            policy_versions=take(self.policy_versions))
 
 
 class SharedWeights:

@@ -22,8 +22,8 @@ import threadpoolctl
 import torch
 from signal_slot.signal_slot import TightLoop, Timer, signal
 
-from asyncrl.envs.registry import find_env_family
-from asyncrl.envs.vector import EnvFailureLimit, EnvVector
+from asyncrl.envs.registry import find_env_family, make_vector_env
+from asyncrl.envs.vector import BatchedEnvVector, EnvFailureLimit, EnvVector
 from asyncrl.runtime.buffers import TrajectoryBuffers
 from asyncrl.runtime.component import Component
 
@@ -65,7 +65,7 @@ class RolloutWorker(Component):
         self.buffers = buffers
         self.free_slots = free_slots
         self.wakeup = wakeup
-        self.envs: EnvVector | None = None
+        self.envs: EnvVector | BatchedEnvVector | None = None
         self.splits: list[_Split] = []
         self.waiting_for_slots: list[int] = []  # splits that wait for free trajectory slots
         self.slot_retry_timer: Timer | None = None
@@ -93,8 +93,13 @@ class RolloutWorker(Component):
         family = find_env_family(cfg.env)
         first = self.worker_idx * cfg.num_envs_per_worker
         seed = None if cfg.seed is None else cfg.seed + first
-        self.envs = EnvVector(lambda i: family.make_env(cfg.env, cfg, first + i),
-                              cfg.num_envs_per_worker, seed, cfg.max_consecutive_env_failures)
+        if cfg.batched_sampling:
+            self.envs = BatchedEnvVector(
+                lambda i, n: make_vector_env(family, cfg.env, cfg, first + i, n),
+                cfg.num_envs_per_worker, cfg.worker_num_splits, seed, cfg.max_consecutive_env_failures)
+        else:
+            self.envs = EnvVector(lambda i: family.make_env(cfg.env, cfg, first + i),
+                                  cfg.num_envs_per_worker, seed, cfg.max_consecutive_env_failures)
         if cfg.decorrelate_envs_on_one_worker:
             try:
                 self.envs.warm_up([i * cfg.rollout for i in range(cfg.num_envs_per_worker)])
@@ -190,6 +195,8 @@ class RolloutWorker(Component):
         buffers.rewards[split.slots, t] = torch.from_numpy(rewards.astype(np.float32))
         done = self.envs.terminated[split.local] | self.envs.truncated[split.local]
         buffers.dones[split.slots, t] = torch.from_numpy(done.astype(np.float32))
+        if cfg.batched_sampling:  # an EnvVector's steps are all valid, as the buffers start out
+            buffers.valid[split.slots, t] = torch.from_numpy(self.envs.valid[split.local])
         if cfg.value_bootstrap and len(result.truncated_indices):
             positions = np.searchsorted(split.local, result.truncated_indices)
             for j, pos in enumerate(positions):
