@@ -44,7 +44,7 @@ def evaluate(argv: Sequence[str] | None = None) -> list[float]:
     returns: list[float] = []
     frames = 0
     frames_per_step = env_frames_per_step(cfg)  # counted like asyncrl.train's env steps
-    everyone = np.arange(1)
+    everyone = np.arange(envs.agents_per_env)  # every agent of the one env
     try:
         while len(returns) < cfg.max_num_episodes and frames < cfg.max_num_frames:
             obs = {k: torch.from_numpy(v).to(learner.device) for k, v in envs.obs.items()}

@@ -13,6 +13,7 @@ from signal_slot.signal_slot import EventLoop, EventLoopObject
 from asyncrl.algo.trajectories import Trajectories
 from asyncrl.envs.registry import find_env_family
 from asyncrl.envs.spaces import obs_dict_space
+from asyncrl.envs.vector import agents_per_env
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.policy_worker import PolicyWorker
@@ -65,8 +66,9 @@ def collect(cfg, rollouts: int = 1, model: ActorCritic | None = None,
             policy_version: int = 0, recycle_slots: bool = False) -> Collected:
     probe = find_env_family(cfg.env).make_env(cfg.env, cfg, 0)
     obs_space, action_space = probe.observation_space, probe.action_space
+    agents = agents_per_env(probe)
     probe.close()
-    num_envs = cfg.num_workers * cfg.num_envs_per_worker
+    num_envs = cfg.num_workers * cfg.num_envs_per_worker * agents
     num_slots = num_envs * (rollouts + 1)
     buffers = TrajectoryBuffers(obs_dict_space(obs_space), action_space, cfg.rollout, num_slots,
                                 num_envs)
@@ -75,13 +77,13 @@ def collect(cfg, rollouts: int = 1, model: ActorCritic | None = None,
     model = model or ActorCritic(cfg, obs_space, action_space)
     loop = EventLoop("test_loop", serial_mode=True)
     policy = PolicyWorker(loop, cfg, 0, 0, obs_space, action_space, buffers,
-                          SharedWeights(model, policy_version), None)
+                          SharedWeights(model, policy_version), None, agents)
     sink = _Sink(loop, rollouts * cfg.num_workers * cfg.worker_num_splits, free_slots,
                  cfg.num_workers if recycle_slots else 0)
     loop.start.connect(policy.on_start)
     workers = []
     for w in range(cfg.num_workers):
-        worker = RolloutWorker(loop, cfg, w, buffers, free_slots, None)
+        worker = RolloutWorker(loop, cfg, w, buffers, free_slots, None, agents)
         loop.start.connect(worker.on_start)
         worker.request_actions.connect(policy.on_request)
         policy.connect(actions_ready_signal(w), worker.on_actions_ready)

@@ -16,13 +16,6 @@ def validate_config(cfg: Any) -> None:
     if cfg.batch_size % cfg.rollout != 0:
         raise UserError(
             f"--batch_size={cfg.batch_size} must be a multiple of --rollout={cfg.rollout}")
-    envs_per_split = cfg.num_envs_per_worker // cfg.worker_num_splits
-    batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
-    if not cfg.async_rl and batch_trajectories % envs_per_split != 0:
-        raise UserError(
-            f"--async_rl=False needs each training batch to hold whole splits of envs: "
-            f"batch_size*num_batches_per_epoch/rollout = {batch_trajectories} trajectories must be "
-            f"a multiple of num_envs_per_worker/worker_num_splits = {envs_per_split}")
     if cfg.lr_adaptive_min > cfg.lr_adaptive_max:
         raise UserError(
             f"--lr_adaptive_min={cfg.lr_adaptive_min} must not exceed "
@@ -32,6 +25,22 @@ def validate_config(cfg: Any) -> None:
     if cfg.policy_workers_per_policy > cfg.num_workers:
         raise UserError(f"--policy_workers_per_policy={cfg.policy_workers_per_policy} must not "
                         f"exceed --num_workers={cfg.num_workers} (each serves whole workers)")
+    validate_for_env(cfg, agents_per_env=1)
     if "/" in cfg.experiment or cfg.experiment in ("", ".", ".."):
         raise UserError(f"--experiment={cfg.experiment!r} must be a plain folder name "
                         "(no '/')")
+
+
+def validate_for_env(cfg: Any, agents_per_env: int) -> None:
+    """The checks that depend on the env: how many agents act in each."""
+    agents_per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * agents_per_env
+    batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
+    if not cfg.async_rl and batch_trajectories % agents_per_split != 0:
+        raise UserError(
+            f"--async_rl=False needs each training batch to hold whole splits of envs: "
+            f"batch_size*num_batches_per_epoch/rollout = {batch_trajectories} trajectories must be "
+            f"a multiple of the agents of one split, num_envs_per_worker/worker_num_splits"
+            f"{f' x {agents_per_env} agents per env' if agents_per_env > 1 else ''} = {agents_per_split}")
+    if agents_per_env > 1 and getattr(cfg, "batched_sampling", False):
+        raise UserError(f"--batched_sampling=True does not support multi-agent envs ({cfg.env} has "
+                        f"{agents_per_env} agents per env): use --batched_sampling=False")

@@ -1,5 +1,5 @@
-"""The built-in env families: any registered gymnasium id, tuned presets for known tasks, and
-Atari games (envs/atari.py)."""
+"""The built-in env families: any registered gymnasium id, tuned presets for known tasks, Atari
+games (envs/atari.py) and the multi-agent rendezvous task (envs/rendezvous.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import gymnasium as gym
 
 from asyncrl.envs.atari import ATARI_DEFAULTS, ATARI_PARAMS, atari_names, make_atari_env, matches_atari
 from asyncrl.envs.registry import EnvFamily
+from asyncrl.envs.rendezvous import RENDEZVOUS_DEFAULTS, RENDEZVOUS_NAME, make_rendezvous
 
 
 def make_gym_env(env_name: str, cfg: Any, env_index: int) -> gym.Env:
@@ -57,6 +58,13 @@ BUILTIN_FAMILIES: list[EnvFamily] = [
         make_env=make_gym_env,
         make_vector_env=make_gym_vector_env,
         default_overrides=CARTPOLE_DEFAULTS,
+    ),
+    EnvFamily(
+        name="rendezvous",
+        matches=lambda name: name == RENDEZVOUS_NAME,
+        make_env=make_rendezvous,
+        default_overrides=RENDEZVOUS_DEFAULTS,
+        known_names=lambda: [RENDEZVOUS_NAME],
     ),
     EnvFamily(
         name="atari",

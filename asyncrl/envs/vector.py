@@ -43,9 +43,24 @@ class StepResult:
     episodes: list[EpisodeStats]  # episodes that ended in this step
 
 
+def is_multiagent(env: gym.Env) -> bool:
+    try:
+        return bool(env.get_wrapper_attr("is_multiagent"))
+    except AttributeError:
+        return False
+
+
+def agents_per_env(env: gym.Env) -> int:
+    """How many agents act in `env`: its `num_agents` if it is multi-agent (`is_multiagent`), else 1."""
+    return int(env.get_wrapper_attr("num_agents")) if is_multiagent(env) else 1
+
+
 class EnvVector:
-    """Envs stepped one by one. `max_failures`: an env whose step/reset raises is recreated and its episode cut short;
-    after this many failures in a row of one env, EnvFailureLimit is raised."""
+    """Envs stepped one by one. The arrays have a row per agent: `agents_per_env` consecutive rows
+    per env (one for a single-agent env); `step` takes whole envs' rows.
+
+    `max_failures`: an env whose step/reset raises is recreated and its episode cut short; after
+    this many failures in a row of one env, EnvFailureLimit is raised."""
 
     def __init__(self, make_env: Callable[[int], gym.Env], num_envs: int, seed: int | None,
                  max_failures: int = 10):
@@ -54,29 +69,45 @@ class EnvVector:
         self.failures = np.zeros(num_envs, dtype=np.int64)  # consecutive, per env
         self.envs = [make_env(i) for i in range(num_envs)]
         self.num_envs = num_envs
+        # Multi-agent envs (SF's convention): spaces are per agent; reset and step take and return
+        # a list with an entry per agent; the env starts each agent's next episode itself.
+        self.multiagent = is_multiagent(self.envs[0])
+        self.agents_per_env = agents_per_env(self.envs[0])
+        rows = num_envs * self.agents_per_env
         self.observation_space = obs_dict_space(self.envs[0].observation_space)
         self.action_space = self.envs[0].action_space
         self._obs_is_dict = isinstance(self.envs[0].observation_space, gym.spaces.Dict)
-        self.obs = {k: np.zeros((num_envs, *s.shape), dtype=s.dtype)
+        self.obs = {k: np.zeros((rows, *s.shape), dtype=s.dtype)
                     for k, s in self.observation_space.spaces.items()}
-        self.rewards = np.zeros(num_envs, dtype=np.float32)  # raw env rewards of the last step
-        self.terminated = np.zeros(num_envs, dtype=bool)
-        self.truncated = np.zeros(num_envs, dtype=bool)
-        self.valid = np.ones(num_envs, dtype=bool)  # every step of an EnvVector is a transition
-        self._episode_return = np.zeros(num_envs, dtype=np.float64)
-        self._episode_length = np.zeros(num_envs, dtype=np.int64)
-        self._unscored = np.zeros(num_envs, dtype=bool)  # the current episode is not reported
+        self.rewards = np.zeros(rows, dtype=np.float32)  # raw env rewards of the last step
+        self.terminated = np.zeros(rows, dtype=bool)
+        self.truncated = np.zeros(rows, dtype=bool)
+        self.valid = np.ones(rows, dtype=bool)  # every step of an EnvVector is a transition
+        self._episode_return = np.zeros(rows, dtype=np.float64)
+        self._episode_length = np.zeros(rows, dtype=np.int64)
+        self._unscored = np.zeros(rows, dtype=bool)  # the current episode is not reported
         for i, env in enumerate(self.envs):
             obs, _ = env.reset(seed=None if seed is None else seed + i)
             env.action_space.seed(None if seed is None else seed + i)  # warm-up actions
             self._write_obs(i, obs)
 
+    def rows_of(self, env: int) -> slice:
+        return slice(env * self.agents_per_env, (env + 1) * self.agents_per_env)
+
     def _write_obs(self, i: int, obs: Any) -> None:
+        """Env i's observation (a list of them, one per agent, for a multi-agent env)."""
+        if self.multiagent:
+            for row, agent_obs in zip(range(self.rows_of(i).start, self.rows_of(i).stop), obs):
+                self._write_row_obs(row, agent_obs)
+        else:
+            self._write_row_obs(i, obs)
+
+    def _write_row_obs(self, row: int, obs: Any) -> None:
         if self._obs_is_dict:
             for k, v in obs.items():
-                self.obs[k][i] = v
+                self.obs[k][row] = v
         else:
-            self.obs["obs"][i] = obs
+            self.obs["obs"][row] = obs
 
     def env_actions(self, actions: np.ndarray) -> Sequence[Any]:
         """Policy outputs -> what env.step accepts (ints, or floats clipped to the Box)."""
@@ -86,7 +117,10 @@ class EnvVector:
         return actions.tolist()
 
     def step(self, env_indices: np.ndarray, actions: np.ndarray) -> StepResult:
-        """Steps the envs `env_indices` with `actions` `[n, ...]`, updating the arrays in place."""
+        """Steps the envs `env_indices` (rows, for multi-agent envs) with `actions` `[n, ...]`,
+        updating the arrays in place."""
+        if self.multiagent:
+            return self._step_multiagent(env_indices, actions)
         episodes: list[EpisodeStats] = []
         truncated_idx: list[int] = []
         final_obs: dict[str, list[Any]] = {k: [] for k in self.obs}
@@ -104,12 +138,7 @@ class EnvVector:
             self._episode_return[i] += reward
             self._episode_length[i] += 1
             if terminated or truncated:
-                if not self._unscored[i]:
-                    episodes.append(EpisodeStats(float(self._episode_return[i]),
-                                                 int(self._episode_length[i])))
-                self._unscored[i] = False
-                self._episode_return[i] = 0.0
-                self._episode_length[i] = 0
+                self._end_episode(i, episodes)
                 if not terminated:
                     truncated_idx.append(i)
                     for k in final_obs:
@@ -126,15 +155,60 @@ class EnvVector:
             final_obs={k: np.asarray(v, dtype=self.obs[k].dtype) for k, v in final_obs.items()},
             episodes=episodes)
 
+    def _step_multiagent(self, rows: np.ndarray, actions: np.ndarray) -> StepResult:
+        """Like `step`, env by env with a list of actions each. A truncated agent's last
+        observation is `infos[agent]["final_obs"]`; without it the agent's time-limit end is
+        treated as a real end (no value bootstrap)."""
+        A = self.agents_per_env
+        episodes: list[EpisodeStats] = []
+        truncated_rows: list[int] = []
+        final_obs: dict[str, list[Any]] = {k: [] for k in self.obs}
+        per_row = self.env_actions(actions)
+        for j in range(0, len(rows), A):
+            i = int(rows[j]) // A
+            try:
+                obs, rewards, terminated, truncated, infos = self.envs[i].step(list(per_row[j:j + A]))
+            except Exception:
+                self._recreate(i, "step")
+                continue
+            self.failures[i] = 0
+            for a, row in enumerate(range(i * A, (i + 1) * A)):
+                final = infos[a].get("final_obs") if truncated[a] and not terminated[a] else None
+                self.rewards[row] = rewards[a]
+                self.terminated[row] = bool(terminated[a]) or (bool(truncated[a]) and final is None)
+                self.truncated[row] = final is not None
+                self._episode_return[row] += rewards[a]
+                self._episode_length[row] += 1
+                if terminated[a] or truncated[a]:
+                    self._end_episode(row, episodes)
+                if final is not None:
+                    truncated_rows.append(row)
+                    for k in final_obs:
+                        final_obs[k].append(final[k] if self._obs_is_dict else final)
+            self._write_obs(i, obs)
+        return StepResult(
+            env_indices=rows, truncated_indices=np.asarray(truncated_rows, dtype=np.int64),
+            final_obs={k: np.asarray(v, dtype=self.obs[k].dtype) for k, v in final_obs.items()},
+            episodes=episodes)
+
+    def _end_episode(self, row: int, episodes: list[EpisodeStats]) -> None:
+        if not self._unscored[row]:
+            episodes.append(EpisodeStats(float(self._episode_return[row]), int(self._episode_length[row])))
+        self._unscored[row] = False
+        self._episode_return[row] = 0.0
+        self._episode_length[row] = 0
+
     def warm_up(self, steps_per_env: Sequence[int]) -> None:
         """Steps env i `steps_per_env[i]` times with random actions, recording nothing, so that
         the envs' episodes are out of phase (they would otherwise all end in the same step)."""
         for i, steps in enumerate(steps_per_env):
             space = self.envs[i].action_space
+            rows = self.rows_of(i)
             for _ in range(steps):
-                self.step(np.array([i]), np.asarray([space.sample()]))
+                self.step(np.arange(rows.start, rows.stop),
+                          np.asarray([space.sample() for _ in range(self.agents_per_env)]))
         # An episode begun with random actions is nobody's result: leave it out of the statistics.
-        self._unscored |= np.asarray(steps_per_env) > 0
+        self._unscored |= np.repeat(np.asarray(steps_per_env) > 0, self.agents_per_env)
 
     def _recreate(self, i: int, what: str) -> None:
         """Env i raised: log it, replace it by a fresh env and end its episode here."""
@@ -148,11 +222,12 @@ class EnvVector:
             self.envs[i].close()
         except Exception:
             log.warning("closing the failed env %d raised too", i, exc_info=True)
-        self.rewards[i] = 0.0
-        self.terminated[i] = True  # the episode cannot continue: learn nothing past this step
-        self.truncated[i] = False
-        self._episode_return[i] = 0.0
-        self._episode_length[i] = 0
+        rows = self.rows_of(i)
+        self.rewards[rows] = 0.0
+        self.terminated[rows] = True  # the episode cannot continue: learn nothing past this step
+        self.truncated[rows] = False
+        self._episode_return[rows] = 0.0
+        self._episode_length[rows] = 0
         try:
             self.envs[i] = self.make_env(i)
             obs, _ = self.envs[i].reset()

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 class PolicyWorker(Component):
     def __init__(self, event_loop, cfg: Any, policy_id: int, worker_idx: int,
                  obs_space: gym.Space, action_space: gym.Space, buffers: TrajectoryBuffers,
-                 weights: SharedWeights, wakeups: list[Any] | None):
+                 weights: SharedWeights, wakeups: list[Any] | None, agents_per_env: int = 1):
         super().__init__(event_loop, f"policy_worker_p{policy_id}_{worker_idx}", cfg)
         self.obs_space = obs_space
         self.action_space = action_space
@@ -36,7 +36,7 @@ class PolicyWorker(Component):
         self.pending: list[tuple[int, int, int, int]] = []
         self.scheduled = False
         # Env indices of each (worker, split), computed once.
-        self.split_envs = {(w, s): torch.from_numpy(worker_env_indices(cfg, w, s))
+        self.split_envs = {(w, s): torch.from_numpy(worker_env_indices(cfg, w, s, agents_per_env))
                            for w in range(cfg.num_workers) for s in range(cfg.worker_num_splits)}
 
     @signal

@@ -37,17 +37,18 @@ def actions_ready_signal(worker_idx: int) -> str:
     return f"actions_ready_w{worker_idx}"
 
 
-def worker_env_indices(cfg: Any, worker_idx: int, split_idx: int) -> np.ndarray:
-    """Global indices of the envs of one split of one worker."""
-    per_split = cfg.num_envs_per_worker // cfg.worker_num_splits
-    start = worker_idx * cfg.num_envs_per_worker + split_idx * per_split
+def worker_env_indices(cfg: Any, worker_idx: int, split_idx: int, agents_per_env: int = 1) -> np.ndarray:
+    """Global indices of the agents (one per env for single-agent envs) of one split of one worker:
+    the rows of the trajectory buffers they fill."""
+    per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * agents_per_env
+    start = worker_idx * cfg.num_envs_per_worker * agents_per_env + split_idx * per_split
     return np.arange(start, start + per_split)
 
 
 @dataclass
 class _Split:
-    env_indices: np.ndarray  # global env indices
-    local: np.ndarray  # indices into this worker's EnvVector
+    env_indices: np.ndarray  # global agent indices (one agent per single-agent env)
+    local: np.ndarray  # rows of this worker's EnvVector
     slots: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
     step: int = 0
     token: int = 0  # identifies the outstanding action request; stale replies are ignored
@@ -57,11 +58,12 @@ class _Split:
 
 class RolloutWorker(Component):
     def __init__(self, event_loop, cfg: Any, worker_idx: int, buffers: TrajectoryBuffers,
-                 free_slots: Any, wakeup: Any | None):
+                 free_slots: Any, wakeup: Any | None, agents_per_env: int = 1):
         """`wakeup`: the semaphore policy workers post, or None when every component shares one
         event loop (serial mode), whose own wait then does the sleeping."""
         super().__init__(event_loop, f"rollout_worker_{worker_idx}", cfg)
         self.worker_idx = worker_idx
+        self.agents_per_env = agents_per_env
         self.buffers = buffers
         self.free_slots = free_slots
         self.wakeup = wakeup
@@ -106,10 +108,11 @@ class RolloutWorker(Component):
             except EnvFailureLimit as e:
                 self._fail(e)
                 return
-        per_split = cfg.num_envs_per_worker // cfg.worker_num_splits
+        per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * self.agents_per_env
         for s in range(cfg.worker_num_splits):
-            self.splits.append(_Split(env_indices=worker_env_indices(cfg, self.worker_idx, s),
-                                      local=np.arange(s * per_split, (s + 1) * per_split)))
+            self.splits.append(_Split(
+                env_indices=worker_env_indices(cfg, self.worker_idx, s, self.agents_per_env),
+                local=np.arange(s * per_split, (s + 1) * per_split)))
         self.slot_retry_timer = Timer(self.event_loop, SLOT_RETRY_SEC)
         self.slot_retry_timer.timeout.connect(self._retry_waiting_splits)
         self.slot_retry_timer.stop()

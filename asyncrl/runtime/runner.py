@@ -17,6 +17,7 @@ from signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess
 
 from asyncrl.envs.registry import find_env_family
 from asyncrl.envs.spaces import obs_dict_space
+from asyncrl.envs.vector import agents_per_env
 from asyncrl.experiment.experiment import Experiment
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
@@ -59,8 +60,9 @@ class Runner(EventLoopObject):
 
         probe = find_env_family(cfg.env).make_env(cfg.env, cfg, 0)
         self.obs_space, self.action_space = probe.observation_space, probe.action_space
+        self.agents_per_env = agents_per_env(probe)
         probe.close()
-        num_envs = cfg.num_workers * cfg.num_envs_per_worker
+        num_envs = cfg.num_workers * cfg.num_envs_per_worker * self.agents_per_env  # agents
         batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
         if cfg.async_rl:
             # Slots for every env's trajectory in flight plus the batches the learner may hold;
@@ -113,11 +115,12 @@ class Runner(EventLoopObject):
         self.policy_workers = [
             PolicyWorker(self._loop_for(f"policy_worker_p0_{i}", f"asyncrl-pw{i}"), cfg, 0, i,
                          self.obs_space, self.action_space, self.buffers, self.weights,
-                         self.wakeups)
+                         self.wakeups, self.agents_per_env)
             for i in range(cfg.policy_workers_per_policy)]
         self.rollout_workers = [
             RolloutWorker(self._loop_for(f"rollout_worker_{w}", f"asyncrl-rw{w}"), cfg, w,
-                          self.buffers, self.free_slots, None if self.serial else self.wakeups[w])
+                          self.buffers, self.free_slots, None if self.serial else self.wakeups[w],
+                          self.agents_per_env)
             for w in range(cfg.num_workers)]
         self._connect()
 
@@ -190,9 +193,10 @@ class Runner(EventLoopObject):
         self.summaries = Summaries(cfg, self.experiment.dir, cfg.to_dict())
         self.start_time = time.monotonic()
         self.start_steps = self.env_steps
-        log.info("Training %s on %s: %d rollout workers x %d envs (%d splits), %d policy "
+        agents = f" x {self.agents_per_env} agents" if self.agents_per_env > 1 else ""
+        log.info("Training %s on %s: %d rollout workers x %d envs%s (%d splits), %d policy "
                  "worker(s), batch %d, device %s", cfg.experiment, cfg.env, cfg.num_workers,
-                 cfg.num_envs_per_worker, cfg.worker_num_splits, cfg.policy_workers_per_policy,
+                 cfg.num_envs_per_worker, agents, cfg.worker_num_splits, cfg.policy_workers_per_policy,
                  cfg.batch_size * cfg.num_batches_per_epoch, cfg.device)
         previous = {s: signals.signal(s, self._on_signal) for s in (signals.SIGINT, signals.SIGTERM)}
         try:
@@ -348,7 +352,8 @@ class Runner(EventLoopObject):
         process = self.processes[f"rollout_worker_{w}"]
         process.join(timeout=1)
         # The slots the dead worker was filling go back to the pool.
-        envs = slice(w * self.cfg.num_envs_per_worker, (w + 1) * self.cfg.num_envs_per_worker)
+        per_worker = self.cfg.num_envs_per_worker * self.agents_per_env
+        envs = slice(w * per_worker, (w + 1) * per_worker)
         held = self.buffers.env_slots[envs]
         self.free_slots.put_many(held[held >= 0].tolist())
         self.buffers.env_slots[envs] = -1
