@@ -139,3 +139,16 @@ def test_too_small_image_is_a_user_error():
     with pytest.raises(UserError, match="too small for --encoder_conv_architecture=convnet_atari"):
         ActorCritic(cfg_of("--encoder_conv_architecture=convnet_atari"), space,
                     gym.spaces.Discrete(2))
+
+
+@pytest.mark.parametrize("arch", sorted(CONV_ARCHITECTURES))
+def test_channels_last_weights_compute_what_contiguous_ones_do(arch):
+    model = ActorCritic(cfg_of(f"--encoder_conv_architecture={arch}"), ATARI_OBS, gym.spaces.Discrete(6))
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    reference = ActorCritic(cfg_of(f"--encoder_conv_architecture={arch}"), ATARI_OBS, gym.spaces.Discrete(6))
+    reference.load_state_dict(model.state_dict())
+    reference.to(memory_format=torch.contiguous_format)
+    obs = {"obs": uint8_images(3)}
+    for ours, theirs in zip(model(obs), reference(obs)):
+        assert torch.allclose(ours, theirs, atol=1e-5)
