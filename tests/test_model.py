@@ -61,6 +61,42 @@ def test_continuous_parameterizations():
     assert adaptive.policy_step({"obs": torch.randn(4, 3)}).actions.shape == (4, 2)
 
 
+def test_tuple_parameterization_shapes_only_its_box_part():
+    # Tuple(Discrete(3), Box(2)): params are 3 logits, 2 means, 2 log-stds.
+    obs_space = gym.spaces.Box(-1, 1, (3,))
+    action_space = gym.spaces.Tuple((gym.spaces.Discrete(3), gym.spaces.Box(-2, 2, (2,))))
+    fixed = ActorCritic(cfg_of("--encoder_mlp_layers", "8", "--adaptive_stddev=false",
+                               "--initial_stddev=0.5", "--continuous_tanh_scale=1.5"),
+                        obs_space, action_space)
+    assert fixed.action_parameterization.head.out_features == 3 + 2
+    assert fixed.action_parameterization.log_std.shape == (2,)
+    params, _ = fixed({"obs": torch.randn(64, 3) * 100})
+    logits, means, log_stds = params.split([3, 2, 2], dim=1)
+    assert means.abs().max() <= 1.5 + 1e-6 and logits.abs().max() > 1.5  # tanh on means only
+    assert torch.allclose(log_stds, torch.full_like(log_stds, np.log(0.5)))
+    # Adaptive: the head's log-stds are offset by log(initial_stddev); zero features (zero
+    # observations, zero biases) give logits 0, means 0 and exactly that offset.
+    adaptive = ActorCritic(cfg_of("--encoder_mlp_layers", "8", "--initial_stddev=0.5"),
+                           obs_space, action_space)
+    params, _ = adaptive({"obs": torch.zeros(2, 3)})
+    expected = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, np.log(0.5), np.log(0.5)]] * 2, dtype=torch.float32)
+    torch.testing.assert_close(params, expected)
+    out = adaptive.policy_step({"obs": torch.randn(4, 3)})
+    assert out.actions.shape == (4, 3) and out.actions.dtype == torch.float32
+    assert out.actions[:, 0].eq(out.actions[:, 0].round()).all()
+
+
+def test_multi_discrete_model_outputs_integer_actions_per_component():
+    model = ActorCritic(cfg_of("--encoder_mlp_layers", "8"), gym.spaces.Box(-1, 1, (3,)),
+                        gym.spaces.MultiDiscrete([2, 5], start=[3, 3]))
+    assert model.action_parameterization.head.out_features == 7
+    out = model.policy_step({"obs": torch.randn(100, 3)})
+    assert out.actions.shape == (100, 2) and out.actions.dtype == torch.int64
+    assert out.actions.min() >= 0 and out.actions[:, 0].max() <= 1 and out.actions[:, 1].max() <= 4
+    deterministic = model.policy_step({"obs": torch.randn(4, 3)}, deterministic=True)
+    assert deterministic.actions.shape == (4, 2)
+
+
 def test_orthogonal_initialization_with_gain():
     cfg = cfg_of("--encoder_mlp_layers", "16", "--policy_init_gain=2.0")
     model = ActorCritic(cfg, gym.spaces.Box(-1, 1, (16,)), gym.spaces.Discrete(2))

@@ -16,6 +16,7 @@ from asyncrl.algo import losses
 from asyncrl.algo.advantages import gae, vtrace
 from asyncrl.algo.optimizers import make_optimizer
 from asyncrl.algo.trajectories import Trajectories
+from asyncrl.envs.spaces import one_line
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.model.distributions import make_action_distribution
 from asyncrl.utils.errors import UserError
@@ -24,13 +25,14 @@ from asyncrl.utils.errors import UserError
 class Learner:
     def __init__(self, cfg: Any, obs_space: gym.Space, action_space: gym.Space,
                  device: torch.device):
-        if cfg.exploration_loss == "symmetric_kl" and not isinstance(action_space, gym.spaces.Discrete):
-            raise UserError("--exploration_loss=symmetric_kl needs a discrete action space; "
-                            f"this env's is {action_space} (use --exploration_loss=entropy)")
         self.cfg = cfg
         self.device = device
-        self.action_space = action_space
         self.model = ActorCritic(cfg, obs_space, action_space).to(device)
+        self.action_layout = self.model.action_layout
+        if cfg.exploration_loss == "symmetric_kl" and self.action_layout.continuous_dims:
+            raise UserError("--exploration_loss=symmetric_kl needs a discrete action space (Discrete, "
+                            f"MultiDiscrete or a Tuple of them); this env's is {one_line(action_space)} "
+                            "(use --exploration_loss=entropy)")
         self.optimizer = make_optimizer(cfg.optimizer, self.model.parameters(), cfg.learning_rate,
                                         cfg.adam_eps, cfg.adam_beta1, cfg.adam_beta2)
         self.learning_rate = cfg.learning_rate
@@ -159,7 +161,7 @@ class Learner:
                   stats: dict[str, list[float]]) -> float:
         cfg = self.cfg
         action_params, values = self.model(obs)  # [N, P], [N] normalized
-        dist = make_action_distribution(self.action_space, action_params)
+        dist = make_action_distribution(self.action_layout, action_params)
         log_probs = dist.log_prob(mb["actions"])
         ratio = torch.exp(log_probs - mb["log_probs"])
 
@@ -181,7 +183,7 @@ class Learner:
             exploration_loss = losses.entropy_loss(dist)
         else:
             exploration_loss = losses.symmetric_kl_loss(dist)
-        behaviour = make_action_distribution(self.action_space, mb["action_params"])
+        behaviour = make_action_distribution(self.action_layout, mb["action_params"])
         kl_loss = losses.kl_loss(dist, behaviour)
         loss = (policy_loss + cfg.value_loss_coeff * value_loss
                 + cfg.exploration_loss_coeff * exploration_loss)

@@ -12,7 +12,7 @@ from torch import Tensor
 @dataclass
 class Trajectories:
     obs: dict[str, Tensor]  # key -> [T+1, B, ...]; obs[T] is where each trajectory continues
-    actions: Tensor  # [T, B] (discrete) or [T, B, A] (continuous)
+    actions: Tensor  # [T, B] (Discrete) or [T, B, K + A] (see asyncrl/envs/spaces.py)
     log_probs: Tensor  # [T, B] behaviour policy log-probabilities of the actions
     action_params: Tensor  # [T, B, P] behaviour policy distribution parameters
     values: Tensor  # [T, B] behaviour value estimates, raw (denormalized) units

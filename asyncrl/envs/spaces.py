@@ -1,9 +1,154 @@
-"""Observations travel as dicts of arrays; a plain Box observation is the single key "obs"."""
+"""How spaces travel through the runtime.
+
+Observations are dicts of arrays; a plain Box observation is the single key "obs".
+
+Actions are one flat vector per step for every supported action space: Discrete, MultiDiscrete,
+a 1-D Box, and Tuples of these (nested too). `ActionLayout` sees such a space as K independent
+categorical components (a Discrete is one, a MultiDiscrete one per entry of nvec) and A
+continuous dimensions (all Box parts, concatenated), both in depth-first order of the space:
+
+- the policy head outputs `[N, L + 2A]`: the logits of the K components (L = the sum of their
+  sizes), then A means, then A log-stds;
+- a stored action is `[N]` int64 for a plain Discrete (the common case, kept as it always was),
+  else `[N, K + A]`: the K category indices, then the A continuous values; int64 when A == 0,
+  else float32, which holds every index below 2**24 exactly;
+- category indices count from 0: the `start` of a Discrete or MultiDiscrete is added only when
+  an action goes to env.step (`ActionLayout.to_env`), which also clips Box parts to their bounds.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Sequence, Union
+
 import gymnasium as gym
+import numpy as np
+
+from asyncrl.utils.errors import UserError
+
+# float32 represents every integer up to 2**24 exactly: the largest category index a float
+# action vector (a Tuple with Box parts) can carry without rounding.
+MAX_CATEGORIES_IN_FLOAT_ACTIONS = 2**24
+
+SUPPORTED_ACTION_SPACES = "Discrete, MultiDiscrete, 1-D Box, and Tuples of these (nested too)"
+
+# Where each part goes in the env's action: a part index, or a tuple of such structures.
+Structure = Union[int, tuple["Structure", ...]]
 
 
 def obs_dict_space(obs_space: gym.Space) -> gym.spaces.Dict:
     return obs_space if isinstance(obs_space, gym.spaces.Dict) else gym.spaces.Dict({"obs": obs_space})
+
+
+def one_line(space: gym.Space) -> str:
+    """`str(space)` without the line breaks numpy puts into multi-dimensional arrays."""
+    return " ".join(str(space).split())
+
+
+@dataclass(frozen=True)
+class ActionPart:
+    """One Discrete, MultiDiscrete or 1-D Box inside the action space and its columns in the
+    flat action vector."""
+
+    space: gym.Space
+    columns: slice
+
+    def to_env(self, block: np.ndarray) -> Sequence[Any]:
+        """This part's columns `[n, width]` -> its n env actions (ints, or an array `[n, ...]`)."""
+        space = self.space
+        if isinstance(space, gym.spaces.Box):
+            return np.clip(block, space.low, space.high).astype(space.dtype)
+        if isinstance(space, gym.spaces.Discrete):
+            return (block[:, 0].astype(np.int64) + int(space.start)).tolist()
+        shifted = block.astype(space.dtype) + space.start.reshape(-1).astype(space.dtype)
+        return shifted.reshape(-1, *space.shape)
+
+
+@dataclass(frozen=True)
+class ActionLayout:
+    space: gym.Space
+    categories: tuple[int, ...]  # [K] sizes of the categorical components
+    continuous_dims: int  # A
+    parts: tuple[ActionPart, ...]
+    structure: Structure
+    # A plain Discrete's start; such actions are `[N]` indices rather than `[N, 1]` vectors.
+    discrete_start: int | None
+
+    @property
+    def scalar(self) -> bool:
+        return self.discrete_start is not None
+
+    @property
+    def num_params(self) -> int:
+        return sum(self.categories) + 2 * self.continuous_dims
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """Shape of one stored action: () or (K + A,)."""
+        return () if self.scalar else (len(self.categories) + self.continuous_dims,)
+
+    @property
+    def action_dtype(self) -> type:
+        return np.int64 if self.continuous_dims == 0 else np.float32
+
+    def to_env(self, actions: np.ndarray) -> Sequence[Any]:
+        """Stored actions `[n]` or `[n, K + A]` -> the n actions env.step accepts: ints for a
+        Discrete, arrays for a MultiDiscrete or Box (clipped to its bounds), tuples of these for
+        a Tuple, with each Discrete's and MultiDiscrete's `start` added."""
+        if self.discrete_start is not None:
+            return (actions + self.discrete_start if self.discrete_start else actions).tolist()
+        if isinstance(self.structure, int):  # a plain MultiDiscrete or Box: all the columns
+            return self.parts[0].to_env(actions)
+        converted = [part.to_env(actions[:, part.columns]) for part in self.parts]
+        return _assemble(self.structure, converted)
+
+
+def _assemble(structure: Structure, converted: list[Sequence[Any]]) -> Sequence[Any]:
+    """Per-part sequences of n env actions -> n (nested) tuples shaped like the Tuple space."""
+    if isinstance(structure, int):
+        return converted[structure]
+    return list(zip(*(_assemble(s, converted) for s in structure)))
+
+
+def action_layout(space: gym.Space) -> ActionLayout:
+    """The layout of `space`, or a UserError naming the space (and the unsupported part of it)."""
+    leaves: list[gym.Space] = []
+    structure = _collect_leaves(space, space, leaves)
+    categories: list[int] = []
+    for leaf in leaves:
+        if isinstance(leaf, gym.spaces.Discrete):
+            categories.append(int(leaf.n))
+        elif isinstance(leaf, gym.spaces.MultiDiscrete):
+            categories.extend(int(n) for n in leaf.nvec.reshape(-1))
+    num_discrete, next_discrete, next_continuous = len(categories), 0, len(categories)
+    parts = []
+    for leaf in leaves:
+        if isinstance(leaf, gym.spaces.Box):
+            width = int(leaf.shape[0])
+            parts.append(ActionPart(leaf, slice(next_continuous, next_continuous + width)))
+            next_continuous += width
+        else:
+            width = 1 if isinstance(leaf, gym.spaces.Discrete) else int(leaf.nvec.size)
+            parts.append(ActionPart(leaf, slice(next_discrete, next_discrete + width)))
+            next_discrete += width
+    discrete_start = int(space.start) if isinstance(space, gym.spaces.Discrete) else None
+    layout = ActionLayout(space, tuple(categories), next_continuous - num_discrete, tuple(parts),
+                          structure, discrete_start)
+    if layout.continuous_dims and categories and max(categories) > MAX_CATEGORIES_IN_FLOAT_ACTIONS:
+        raise UserError(f"unsupported action space {one_line(space)}: with Box parts, discrete parts "
+                        f"may have at most 2**24 actions (actions are stored as float32)")
+    return layout
+
+
+def _collect_leaves(space: gym.Space, whole: gym.Space, leaves: list[gym.Space]) -> Structure:
+    """Appends the Discrete, MultiDiscrete and Box parts of `space` to `leaves` depth-first;
+    returns where each goes in the env's action."""
+    if isinstance(space, gym.spaces.Tuple) and len(space.spaces) > 0:
+        return tuple(_collect_leaves(s, whole, leaves) for s in space.spaces)
+    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)) or (
+            isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+        leaves.append(space)
+        return len(leaves) - 1
+    part = "" if space is whole else f" (its part {one_line(space)} is not)"
+    raise UserError(f"unsupported action space {one_line(whole)}{part}: supported are "
+                    f"{SUPPORTED_ACTION_SPACES}")

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
-from asyncrl.envs.spaces import obs_dict_space
+from asyncrl.envs.spaces import action_layout, obs_dict_space
 from asyncrl.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class EnvVector:
         rows = num_envs * self.agents_per_env
         self.observation_space = obs_dict_space(self.envs[0].observation_space)
         self.action_space = self.envs[0].action_space
+        self.action_layout = action_layout(self.action_space)
         self._obs_is_dict = isinstance(self.envs[0].observation_space, gym.spaces.Dict)
         self.obs = {k: np.zeros((rows, *s.shape), dtype=s.dtype)
                     for k, s in self.observation_space.spaces.items()}
@@ -110,21 +111,24 @@ class EnvVector:
             self.obs["obs"][row] = obs
 
     def env_actions(self, actions: np.ndarray) -> Sequence[Any]:
-        """Policy outputs -> what env.step accepts (ints, or floats clipped to the Box)."""
-        if isinstance(self.action_space, gym.spaces.Box):
-            return np.clip(actions, self.action_space.low, self.action_space.high).astype(
-                self.action_space.dtype)
-        return actions.tolist()
+        """Stored policy actions `[n]` or `[n, K + A]` -> the n actions env.step accepts (ints,
+        arrays with Box parts clipped to their bounds, tuples; see envs/spaces.py)."""
+        return self.action_layout.to_env(actions)
 
     def step(self, env_indices: np.ndarray, actions: np.ndarray) -> StepResult:
-        """Steps the envs `env_indices` (rows, for multi-agent envs) with `actions` `[n, ...]`,
-        updating the arrays in place."""
+        """Steps the envs `env_indices` (rows, for multi-agent envs) with policy `actions`
+        `[n, ...]`, updating the arrays in place."""
+        return self._step(env_indices, self.env_actions(actions))
+
+    def _step(self, env_indices: np.ndarray, env_actions: Sequence[Any]) -> StepResult:
+        """`env_actions`: one action per env (per row, for multi-agent envs) of `env_indices`,
+        as env.step takes it."""
         if self.multiagent:
-            return self._step_multiagent(env_indices, actions)
+            return self._step_multiagent(env_indices, env_actions)
         episodes: list[EpisodeStats] = []
         truncated_idx: list[int] = []
         final_obs: dict[str, list[Any]] = {k: [] for k in self.obs}
-        for i, action in zip(env_indices.tolist(), self.env_actions(actions)):
+        for i, action in zip(env_indices.tolist(), env_actions):
             env = self.envs[i]
             try:
                 obs, reward, terminated, truncated, _ = env.step(action)
@@ -155,19 +159,18 @@ class EnvVector:
             final_obs={k: np.asarray(v, dtype=self.obs[k].dtype) for k, v in final_obs.items()},
             episodes=episodes)
 
-    def _step_multiagent(self, rows: np.ndarray, actions: np.ndarray) -> StepResult:
-        """Like `step`, env by env with a list of actions each. A truncated agent's last
+    def _step_multiagent(self, rows: np.ndarray, env_actions: Sequence[Any]) -> StepResult:
+        """Like `_step`, env by env with a list of actions each. A truncated agent's last
         observation is `infos[agent]["final_obs"]`; without it the agent's time-limit end is
         treated as a real end (no value bootstrap)."""
         A = self.agents_per_env
         episodes: list[EpisodeStats] = []
         truncated_rows: list[int] = []
         final_obs: dict[str, list[Any]] = {k: [] for k in self.obs}
-        per_row = self.env_actions(actions)
         for j in range(0, len(rows), A):
             i = int(rows[j]) // A
             try:
-                obs, rewards, terminated, truncated, infos = self.envs[i].step(list(per_row[j:j + A]))
+                obs, rewards, terminated, truncated, infos = self.envs[i].step(list(env_actions[j:j + A]))
             except Exception:
                 self._recreate(i, "step")
                 continue
@@ -205,8 +208,8 @@ class EnvVector:
             space = self.envs[i].action_space
             rows = self.rows_of(i)
             for _ in range(steps):
-                self.step(np.arange(rows.start, rows.stop),
-                          np.asarray([space.sample() for _ in range(self.agents_per_env)]))
+                self._step(np.arange(rows.start, rows.stop),
+                           [space.sample() for _ in range(self.agents_per_env)])
         # An episode begun with random actions is nobody's result: leave it out of the statistics.
         self._unscored |= np.repeat(np.asarray(steps_per_env) > 0, self.agents_per_env)
 

@@ -14,8 +14,8 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from asyncrl.envs.spaces import obs_dict_space
-from asyncrl.model.distributions import make_action_distribution, num_action_params
+from asyncrl.envs.spaces import ActionLayout, action_layout, obs_dict_space
+from asyncrl.model.distributions import make_action_distribution
 from asyncrl.model.encoders import make_encoder, mlp
 from asyncrl.model.normalization import RunningMeanStd
 from asyncrl.utils.errors import UserError
@@ -23,7 +23,7 @@ from asyncrl.utils.errors import UserError
 
 @dataclass
 class PolicyOutput:
-    actions: Tensor  # [N] (discrete) or [N, A] (continuous)
+    actions: Tensor  # [N] (Discrete) or [N, K + A] (see asyncrl/envs/spaces.py)
     log_probs: Tensor  # [N]
     values: Tensor  # [N], raw (denormalized) units
     action_params: Tensor  # [N, P], the distribution the actions were drawn from
@@ -84,34 +84,36 @@ class _Trunk(nn.Module):
 
 
 class ActionParameterization(nn.Module):
-    """Features -> flat distribution parameters (logits, or Gaussian means and log-stds)."""
+    """Features -> flat distribution parameters `[N, L + 2A]`: the logits of the categorical
+    components (L of them), then the means and log-stds of the A continuous (Box) dimensions.
+    adaptive_stddev, continuous_tanh_scale and initial_stddev shape the continuous part only."""
 
-    def __init__(self, cfg: Any, action_space: gym.Space, in_size: int):
+    def __init__(self, cfg: Any, layout: ActionLayout, in_size: int):
         super().__init__()
-        self.continuous = isinstance(action_space, gym.spaces.Box)
-        num_params = num_action_params(action_space)
+        self.num_logits = sum(layout.categories)
+        self.continuous_dims = layout.continuous_dims
         self.tanh_scale = cfg.continuous_tanh_scale
         self.adaptive_stddev = cfg.adaptive_stddev
         self.log_std_offset = math.log(cfg.initial_stddev)
-        if self.continuous and not cfg.adaptive_stddev:
-            action_dim = num_params // 2
-            self.head = nn.Linear(in_size, action_dim)
-            self.log_std = nn.Parameter(torch.full((action_dim,), self.log_std_offset))
+        if self.continuous_dims and not cfg.adaptive_stddev:
+            self.head = nn.Linear(in_size, self.num_logits + self.continuous_dims)
+            self.log_std = nn.Parameter(torch.full((self.continuous_dims,), self.log_std_offset))
         else:
-            self.head = nn.Linear(in_size, num_params)
+            self.head = nn.Linear(in_size, layout.num_params)
 
     def forward(self, features: Tensor) -> Tensor:
-        out = self.head(features)
-        if not self.continuous:
+        out = self.head(features)  # [N, L + 2A], or [N, L + A] without adaptive_stddev
+        if not self.continuous_dims:
             return out
+        L, A = self.num_logits, self.continuous_dims
+        logits, means = out[:, :L], out[:, L:L + A]
         if self.adaptive_stddev:
-            means, log_stds = out.chunk(2, dim=-1)
-            log_stds = log_stds + self.log_std_offset
+            log_stds = out[:, L + A:] + self.log_std_offset
         else:
-            means, log_stds = out, self.log_std.expand_as(out)
+            log_stds = self.log_std.expand_as(means)
         if self.tanh_scale > 0:
             means = torch.tanh(means / self.tanh_scale) * self.tanh_scale
-        return torch.cat([means, log_stds], dim=-1)
+        return torch.cat([logits, means, log_stds], dim=-1)
 
 
 class ActorCritic(nn.Module):
@@ -119,11 +121,12 @@ class ActorCritic(nn.Module):
         super().__init__()
         obs_space = obs_dict_space(obs_space)
         self.action_space = action_space
+        self.action_layout = action_layout(action_space)
         self.preprocessor = ObsPreprocessor(cfg, obs_space)
         self.returns_normalizer = RunningMeanStd((), clip=None) if cfg.normalize_returns else None
         self.actor_trunk = _Trunk(cfg, obs_space)
         self.critic_trunk = None if cfg.actor_critic_share_weights else _Trunk(cfg, obs_space)
-        self.action_parameterization = ActionParameterization(cfg, action_space,
+        self.action_parameterization = ActionParameterization(cfg, self.action_layout,
                                                               self.actor_trunk.out_size)
         critic_in = (self.critic_trunk or self.actor_trunk).out_size
         self.critic_head = nn.Linear(critic_in, 1)
@@ -149,7 +152,7 @@ class ActorCritic(nn.Module):
     def policy_step(self, obs: dict[str, Tensor], deterministic: bool = False) -> PolicyOutput:
         """Acting: actions for a batch of observations (no statistics are updated)."""
         action_params, values = self(obs)
-        dist = make_action_distribution(self.action_space, action_params)
+        dist = make_action_distribution(self.action_layout, action_params)
         actions = dist.deterministic() if deterministic else dist.sample()
         return PolicyOutput(actions=actions, log_probs=dist.log_prob(actions),
                             values=self.denormalize_values(values), action_params=action_params)

@@ -1,4 +1,5 @@
-"""Action distributions parameterised by the flat output of the policy head.
+"""Action distributions parameterised by the flat output of the policy head (its layout, and that
+of the actions, is described in asyncrl/envs/spaces.py).
 
 The maths is written out directly rather than through `torch.distributions`: constructing those
 objects validates and broadcasts on every call, which costs far more than the arithmetic itself on
@@ -7,6 +8,7 @@ the small batches that actors run.
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 
@@ -15,24 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from asyncrl.envs.spaces import ActionLayout, action_layout
 from asyncrl.utils.errors import UserError
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def num_action_params(action_space: gymnasium.spaces.Space) -> int:
-    """Width of the policy head's output for `action_space`: n logits for Discrete(n), a mean and a
-    log-std per dimension (2 * A) for a 1-D Box of shape (A,)."""
-    if isinstance(action_space, gymnasium.spaces.Discrete):
-        # Sampled actions are indices 0..n-1; an offset start would silently shift every action.
-        if int(action_space.start) != 0:
-            raise UserError(f"unsupported action space {action_space}: Discrete spaces must start at 0")
-        return int(action_space.n)
-    if isinstance(action_space, gymnasium.spaces.Box) and len(action_space.shape) == 1:
-        return 2 * int(action_space.shape[0])
-    raise UserError(
-        f"unsupported action space {action_space}: only Discrete and 1-D Box action spaces are supported"
-    )
 
 
 class ActionDistribution(ABC):
@@ -149,16 +137,129 @@ class DiagGaussianDistribution(ActionDistribution):
         return (0.5 * (var_ratio + mean_term - 1.0) - self.log_std + other.log_std).sum(dim=-1)
 
     def symmetric_kl_with_uniform_prior(self) -> Tensor:
-        raise UserError("symmetric_kl needs a discrete action space: a Gaussian has no uniform prior")
+        raise UserError("symmetric_kl needs a discrete action space (Discrete, MultiDiscrete or Tuples "
+                        "of them): a Gaussian (Box actions) has no uniform prior")
 
 
-def make_action_distribution(action_space: gymnasium.spaces.Space, params: Tensor) -> ActionDistribution:
-    """Distribution for `action_space` from the policy head output `params` `[N, num_action_params]`."""
-    expected = num_action_params(action_space)
+@functools.lru_cache(maxsize=None)
+def _padding(categories: tuple[int, ...], device: torch.device) -> tuple[Tensor | None, Tensor, Tensor]:
+    """For K components of different sizes padded to n_max: `index` `[K * n_max]` into the
+    concatenated logits followed by one -inf column (None when all sizes are equal: a plain
+    reshape then), `valid` `[K, n_max]` 1.0 where a category exists, `sizes` `[K]`."""
+    n_max, total = max(categories), sum(categories)
+    offsets = torch.tensor([0, *categories[:-1]]).cumsum(0)  # [K] first logit of each component
+    sizes = torch.tensor(categories)
+    positions = torch.arange(n_max)
+    valid = positions[None, :] < sizes[:, None]  # [K, n_max]
+    index = torch.where(valid, offsets[:, None] + positions[None, :], total).reshape(-1)
+    uniform = len(set(categories)) == 1
+    return (None if uniform else index.to(device)), valid.float().to(device), sizes.float().to(device)
+
+
+class MultiCategoricalDistribution(ActionDistribution):
+    """K independent categoricals of sizes `categories` from their concatenated logits
+    `[N, sum(categories)]`; actions are `[N, K]`. The components are padded to the largest size
+    with -inf logits (probability 0) and handled as the N * K rows of one categorical, so that
+    nothing loops over components or rows."""
+
+    def __init__(self, logits: Tensor, categories: tuple[int, ...]) -> None:
+        if logits.dim() != 2 or logits.shape[-1] != sum(categories):
+            raise ValueError(f"multi-categorical logits must be [N, {sum(categories)}], "
+                             f"got shape {tuple(logits.shape)}")
+        index, self.valid, self.sizes = _padding(categories, logits.device)
+        if index is not None:
+            pad = logits.new_full((logits.shape[0], 1), float("-inf"))
+            logits = torch.cat([logits, pad], dim=-1)[:, index]  # [N, K * n_max]
+        self.shape = (logits.shape[0], len(categories))  # (N, K)
+        self.rows = CategoricalDistribution(logits.reshape(-1, max(categories)))  # [N * K, n_max]
+
+    def _per_row(self, values: Tensor) -> Tensor:
+        """`[N * K]` values of the components -> `[N]` sums (the components are independent)."""
+        return values.view(self.shape).sum(dim=-1)
+
+    def sample(self) -> Tensor:
+        """`[N, K]` int64 category indices."""
+        return self.rows.sample().view(self.shape)
+
+    def deterministic(self) -> Tensor:
+        """`[N, K]` int64 argmax of each component."""
+        return self.rows.deterministic().view(self.shape)
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        """`actions` is `[N, K]` of category indices (any numeric dtype)."""
+        if tuple(actions.shape) != self.shape:
+            raise ValueError(f"multi-categorical actions must be [N, K] = {self.shape}, "
+                             f"got shape {tuple(actions.shape)}")
+        return self._per_row(self.rows.log_prob(actions.reshape(-1)))
+
+    def entropy(self) -> Tensor:
+        return self._per_row(self.rows.entropy())
+
+    def kl_divergence(self, other: ActionDistribution) -> Tensor:
+        if not isinstance(other, MultiCategoricalDistribution):
+            raise TypeError(f"KL between MultiCategoricalDistribution and {type(other).__name__} is undefined")
+        return self._per_row(self.rows.kl_divergence(other.rows))
+
+    def symmetric_kl_with_uniform_prior(self) -> Tensor:
+        # Per component as for a categorical: -H(p) - mean of log p over its own categories
+        # (padding log-probs are finite and masked out); the components' values add up.
+        log_probs = self.rows.log_probs.view(*self.shape, -1)  # [N, K, n_max]
+        mean_log_prob = (log_probs * self.valid).sum(dim=-1) / self.sizes  # [N, K]
+        return self._per_row(-self.rows.entropy()) - mean_log_prob.sum(dim=-1)
+
+
+class MixedDistribution(ActionDistribution):
+    """Independent categorical components and a diagonal Gaussian (a Tuple with discrete and Box
+    parts): params `[N, L + 2A]` = (logits `[N, L]` | means `[N, A]` | log-stds `[N, A]`),
+    actions `[N, K + A]` float32 = (category indices `[N, K]` | continuous values `[N, A]`)."""
+
+    def __init__(self, params: Tensor, categories: tuple[int, ...]) -> None:
+        num_logits = sum(categories)
+        self.num_discrete = len(categories)
+        self.discrete = MultiCategoricalDistribution(params[:, :num_logits], categories)
+        self.continuous = DiagGaussianDistribution(params[:, num_logits:])
+
+    def sample(self) -> Tensor:
+        """`[N, K + A]` float32: indices (exact as floats) then continuous values."""
+        return torch.cat([self.discrete.sample().float(), self.continuous.sample()], dim=-1)
+
+    def deterministic(self) -> Tensor:
+        return torch.cat([self.discrete.deterministic().float(), self.continuous.deterministic()], dim=-1)
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        """`actions` is `[N, K + A]`."""
+        K = self.num_discrete
+        return self.discrete.log_prob(actions[:, :K]) + self.continuous.log_prob(actions[:, K:])
+
+    def entropy(self) -> Tensor:
+        return self.discrete.entropy() + self.continuous.entropy()
+
+    def kl_divergence(self, other: ActionDistribution) -> Tensor:
+        if not isinstance(other, MixedDistribution):
+            raise TypeError(f"KL between MixedDistribution and {type(other).__name__} is undefined")
+        return (self.discrete.kl_divergence(other.discrete)
+                + self.continuous.kl_divergence(other.continuous))
+
+    def symmetric_kl_with_uniform_prior(self) -> Tensor:
+        # Sample Factory sums the parts' values and fails on the Gaussian part; penalising only
+        # the discrete parts would silently leave the continuous ones unregularized.
+        return self.continuous.symmetric_kl_with_uniform_prior()
+
+
+def make_action_distribution(action_space: gymnasium.spaces.Space | ActionLayout,
+                             params: Tensor) -> ActionDistribution:
+    """Distribution for `action_space` (or its precomputed layout, as the model keeps it) from the
+    policy head output `params` `[N, num_params]`."""
+    layout = action_space if isinstance(action_space, ActionLayout) else action_layout(action_space)
+    expected = layout.num_params
     if params.dim() != 2 or params.shape[-1] != expected:
         raise ValueError(
-            f"action params for {action_space} must be [N, {expected}], got shape {tuple(params.shape)}"
+            f"action params for {layout.space} must be [N, {expected}], got shape {tuple(params.shape)}"
         )
-    if isinstance(action_space, gymnasium.spaces.Discrete):
+    if layout.scalar:
         return CategoricalDistribution(params)
-    return DiagGaussianDistribution(params)
+    if not layout.categories:
+        return DiagGaussianDistribution(params)
+    if not layout.continuous_dims:
+        return MultiCategoricalDistribution(params, layout.categories)
+    return MixedDistribution(params, layout.categories)

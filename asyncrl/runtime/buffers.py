@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from asyncrl.algo.trajectories import Trajectories
-from asyncrl.model.distributions import num_action_params
+from asyncrl.envs.spaces import action_layout
 
 
 def _torch_dtype(np_dtype: Any) -> torch.dtype:
@@ -34,11 +34,11 @@ class TrajectoryBuffers:
         self.num_slots = num_slots
         self.obs = {k: torch.zeros((S, T + 1, *s.shape), dtype=_torch_dtype(s.dtype))
                     for k, s in obs_space.spaces.items()}
-        action_shape = action_space.shape or ()
-        action_dtype = torch.float32 if action_shape else torch.int64
-        self.actions = torch.zeros((S, T, *action_shape), dtype=action_dtype)
+        layout = action_layout(action_space)
+        # One flat action per step: [S, T] int64 (Discrete) or [S, T, K + A] (envs/spaces.py).
+        self.actions = torch.zeros((S, T, *layout.action_shape), dtype=_torch_dtype(layout.action_dtype))
         self.log_probs = torch.zeros((S, T))
-        self.action_params = torch.zeros((S, T, num_action_params(action_space)))
+        self.action_params = torch.zeros((S, T, layout.num_params))
         self.values = torch.zeros((S, T))
         self.rewards = torch.zeros((S, T))
         self.dones = torch.zeros((S, T))
