@@ -15,7 +15,7 @@ from asyncrl import enjoy, train
 from asyncrl.algo.learner import Learner
 from asyncrl.config.parser import parse_args
 from asyncrl.envs.spaces import action_layout
-from asyncrl.envs.vector import EnvVector
+from asyncrl.envs.vector import BatchedEnvVector, EnvVector
 from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.model.distributions import make_action_distribution
 from asyncrl.utils.errors import UserError
@@ -55,18 +55,38 @@ def test_box_actions_are_clipped_and_keep_the_space_dtype():
     assert out.dtype == np.float64
 
 
+NESTED = Tuple((Discrete(3, start=-1), Tuple((MultiDiscrete([2, 4]), Box(-1, 1, (2,)))),
+                Box(-2, 2, (1,))))
+# Stored: the three indices (Discrete, then the MultiDiscrete's two), then the three values.
+NESTED_STORED = np.array([[2, 1, 3, 0.5, 7.0, -3.0], [0, 0, 0, -0.25, 0.0, 1.5]], np.float32)
+
+
 def test_nested_tuple_becomes_nested_tuples_in_space_order():
-    space = Tuple((Discrete(3, start=-1), Tuple((MultiDiscrete([2, 4]), Box(-1, 1, (2,)))),
-                   Box(-2, 2, (1,))))
-    # Stored: the three indices (Discrete, then the MultiDiscrete's two), then the three values.
-    stored = np.array([[2, 1, 3, 0.5, 7.0, -3.0], [0, 0, 0, -0.25, 0.0, 1.5]], np.float32)
-    first, second = action_layout(space).to_env(stored)
+    space = NESTED
+    first, second = action_layout(space).to_env(NESTED_STORED)
     assert first[0] == 1 and type(first[0]) is int
     np.testing.assert_array_equal(first[1][0], [1, 3])
     np.testing.assert_array_equal(first[1][1], [0.5, 1.0])  # 7.0 clipped
     np.testing.assert_array_equal(first[2], [-2.0])  # -3.0 clipped
     assert second[0] == -1 and second[1][0].tolist() == [0, 0] and second[2].tolist() == [1.5]
     assert space.contains(first) and space.contains(second)
+
+
+@pytest.mark.parametrize("space,stored", [
+    (NESTED, NESTED_STORED),
+    (Discrete(3, start=2), np.array([0, 2])),
+    (MultiDiscrete([3, 4], start=[1, -2]), np.array([[0, 3], [2, 0]])),
+    (Box(-1, 1, (2,)), np.array([[3.0, -0.5], [0.0, -4.0]], np.float32)),
+])
+def test_vector_env_actions_are_the_batched_form_of_the_per_env_actions(space, stored):
+    layout = action_layout(space)
+    batched = layout.to_vector_env(stored)
+    assert gym.vector.utils.batch_space(space, 2).contains(batched)
+    per_env = list(gym.vector.utils.iterate(gym.vector.utils.batch_space(space, 2), batched))
+    expected = layout.to_env(stored)
+    for got, want in zip(per_env, expected):
+        assert gym.spaces.utils.flatten(space, got).tolist() == \
+            gym.spaces.utils.flatten(space, want).tolist()
 
 
 def test_env_vector_steps_tuple_actions_and_warms_up():
@@ -83,9 +103,26 @@ def test_env_vector_steps_tuple_actions_and_warms_up():
     envs.close()
 
 
-@pytest.mark.parametrize("env", ["multidiscrete_targets", "tuple_targets"])
-def test_workers_store_flat_actions_that_reproduce_their_log_probs(env):
-    cfg = cfg_of(env, "--decorrelate_envs_on_one_worker=false")
+def test_batched_env_vector_steps_tuple_actions_and_warms_up():
+    def make_vector(first, n):
+        return gym.vector.SyncVectorEnv([lambda i=i: TupleTargets(seed=first + i) for i in range(n)])
+
+    envs = BatchedEnvVector(make_vector, 4, 2, seed=0)
+    obs = envs.obs["obs"][:2]  # split 0
+    choices, positions = obs[:, :3].argmax(1), obs[:, 3].astype(np.float64)
+    stored = np.stack([choices, [positions[0], -9.0]], axis=1).astype(np.float32)
+    envs.step(np.arange(2), stored)
+    np.testing.assert_allclose(envs.rewards[:2], [1.5, 1.5 - abs(-1.0 - positions[1])], atol=1e-6)
+    envs.warm_up([3, 3, 2, 2])
+    assert envs.failures.tolist() == [0, 0]
+    assert [env.steps for v in envs.vectors for env in v.envs] == [4, 4, 2, 2]
+    envs.close()
+
+
+@pytest.mark.parametrize("env,batched", [("multidiscrete_targets", "false"),
+                                         ("tuple_targets", "false"), ("tuple_targets", "true")])
+def test_workers_store_flat_actions_that_reproduce_their_log_probs(env, batched):
+    cfg = cfg_of(env, "--decorrelate_envs_on_one_worker=false", f"--batched_sampling={batched}")
     got = collect(cfg, rollouts=2)
     traj = got.trajectories
     layout = action_layout(ENVS[env].action_space)
@@ -97,8 +134,10 @@ def test_workers_store_flat_actions_that_reproduce_their_log_probs(env):
     dist = make_action_distribution(layout, traj.action_params.flatten(0, 1))
     torch.testing.assert_close(dist.log_prob(traj.actions.flatten(0, 1)), traj.log_probs.flatten())
     # Every action was inside the space: an env raises otherwise, is recreated and its episode
-    # is not reported. Here each of the 8 envs finished two 8-step episodes in 16 steps.
-    assert len(got.episodes) == 16 and all(length == 8 for _, length in got.episodes)
+    # is not reported. Each of the 8 envs finished its first 8-step episode, and one by one (not
+    # batched, where the step after an episode end only resets the env) also its second.
+    assert len(got.episodes) == (8 if batched == "true" else 16)
+    assert all(length == 8 for _, length in got.episodes)
 
 
 def test_learner_trains_multi_discrete_with_symmetric_kl_and_refuses_it_for_box_parts():

@@ -174,7 +174,7 @@ class Learner:
                 action_params, values, ratio = action_params[keep], values[keep], ratio[keep]
                 advantages, targets, old_values = advantages[keep], targets[keep], old_values[keep]
                 mb = {k: v[keep] for k, v in mb.items()}
-                dist = make_action_distribution(self.action_space, action_params)
+                dist = make_action_distribution(self.action_layout, action_params)
 
         advantages = losses.normalize_advantages(advantages)
         policy_loss = losses.policy_loss(ratio, advantages, cfg.ppo_clip_ratio)

@@ -13,7 +13,8 @@ continuous dimensions (all Box parts, concatenated), both in depth-first order o
   else `[N, K + A]`: the K category indices, then the A continuous values; int64 when A == 0,
   else float32, which holds every index below 2**24 exactly;
 - category indices count from 0: the `start` of a Discrete or MultiDiscrete is added only when
-  an action goes to env.step (`ActionLayout.to_env`), which also clips Box parts to their bounds.
+  actions go to the envs (`ActionLayout.to_env`, or `to_vector_env` for a gymnasium VectorEnv),
+  which also clips Box parts to their bounds.
 """
 
 from __future__ import annotations
@@ -53,13 +54,14 @@ class ActionPart:
     space: gym.Space
     columns: slice
 
-    def to_env(self, block: np.ndarray) -> Sequence[Any]:
-        """This part's columns `[n, width]` -> its n env actions (ints, or an array `[n, ...]`)."""
+    def to_env(self, block: np.ndarray) -> np.ndarray:
+        """This part's columns `[n, width]` -> its n env actions as one array: `[n]` for a
+        Discrete, `[n, *nvec.shape]` for a MultiDiscrete, `[n, A]` for a Box."""
         space = self.space
         if isinstance(space, gym.spaces.Box):
             return np.clip(block, space.low, space.high).astype(space.dtype)
         if isinstance(space, gym.spaces.Discrete):
-            return (block[:, 0].astype(np.int64) + int(space.start)).tolist()
+            return block[:, 0].astype(np.int64) + int(space.start)
         shifted = block.astype(space.dtype) + space.start.reshape(-1).astype(space.dtype)
         return shifted.reshape(-1, *space.shape)
 
@@ -96,18 +98,38 @@ class ActionLayout:
         Discrete, arrays for a MultiDiscrete or Box (clipped to its bounds), tuples of these for
         a Tuple, with each Discrete's and MultiDiscrete's `start` added."""
         if self.discrete_start is not None:
-            return (actions + self.discrete_start if self.discrete_start else actions).tolist()
-        if isinstance(self.structure, int):  # a plain MultiDiscrete or Box: all the columns
+            return self.to_vector_env(actions).tolist()
+        if isinstance(self.structure, int):  # a plain MultiDiscrete or Box: its rows
             return self.parts[0].to_env(actions)
-        converted = [part.to_env(actions[:, part.columns]) for part in self.parts]
-        return _assemble(self.structure, converted)
+        arrays = self._part_arrays(actions)
+        return _per_env(self.structure, [a.tolist() if a.ndim == 1 else a for a in arrays])
+
+    def to_vector_env(self, actions: np.ndarray) -> Any:
+        """Stored actions `[n]` or `[n, K + A]` -> one batched action for a gymnasium VectorEnv
+        of n envs (its `batch_space` format): an array `[n, ...]` per part as in `to_env`,
+        nested in tuples like the Tuple space."""
+        if self.discrete_start is not None:
+            return actions + self.discrete_start if self.discrete_start else actions
+        if isinstance(self.structure, int):
+            return self.parts[0].to_env(actions)
+        return _batched(self.structure, self._part_arrays(actions))
+
+    def _part_arrays(self, actions: np.ndarray) -> list[np.ndarray]:
+        return [part.to_env(actions[:, part.columns]) for part in self.parts]
 
 
-def _assemble(structure: Structure, converted: list[Sequence[Any]]) -> Sequence[Any]:
+def _per_env(structure: Structure, parts: list[Sequence[Any]]) -> Sequence[Any]:
     """Per-part sequences of n env actions -> n (nested) tuples shaped like the Tuple space."""
     if isinstance(structure, int):
-        return converted[structure]
-    return list(zip(*(_assemble(s, converted) for s in structure)))
+        return parts[structure]
+    return list(zip(*(_per_env(s, parts) for s in structure)))
+
+
+def _batched(structure: Structure, parts: list[np.ndarray]) -> Any:
+    """Per-part arrays `[n, ...]` -> tuples of them nested like the Tuple space."""
+    if isinstance(structure, int):
+        return parts[structure]
+    return tuple(_batched(s, parts) for s in structure)
 
 
 def action_layout(space: gym.Space) -> ActionLayout:

@@ -265,6 +265,7 @@ class BatchedEnvVector:
         first = self.vectors[0]
         self.observation_space = obs_dict_space(first.single_observation_space)
         self.action_space = first.single_action_space
+        self.action_layout = action_layout(self.action_space)
         self._obs_is_dict = isinstance(first.single_observation_space, gym.spaces.Dict)
         self._next_step_autoreset = [_uses_next_step_autoreset(v) for v in self.vectors]
         self.failures = np.zeros(num_splits, dtype=np.int64)  # consecutive, per split
@@ -293,21 +294,18 @@ class BatchedEnvVector:
         else:
             self.obs["obs"][rows] = obs
 
-    def _vector_actions(self, actions: np.ndarray) -> np.ndarray:
-        space = self.action_space
-        if isinstance(space, gym.spaces.Box):
-            return np.clip(actions, space.low, space.high).astype(space.dtype)
-        return actions.astype(np.int64)
-
     def step(self, env_indices: np.ndarray, actions: np.ndarray) -> StepResult:
-        """Steps the split whose envs are `env_indices` with `actions` `[n, ...]`."""
+        """Steps the split whose envs are `env_indices` with policy `actions` `[n, ...]`."""
+        return self._step(env_indices, self.action_layout.to_vector_env(actions))
+
+    def _step(self, env_indices: np.ndarray, vector_actions: Any) -> StepResult:
+        """`vector_actions`: one batched action for the split's VectorEnv, as it takes it."""
         split = int(env_indices[0]) // self.per_split
         rows = self._rows(split)
         if len(env_indices) != self.per_split or int(env_indices[0]) != rows.start:
             raise ValueError(f"batched step needs the envs of one whole split, got {env_indices}")
         try:
-            obs, rewards, terminated, truncated, infos = self.vectors[split].step(
-                self._vector_actions(actions))
+            obs, rewards, terminated, truncated, infos = self.vectors[split].step(vector_actions)
         except Exception:
             self._recreate(split)
             return StepResult(env_indices, np.zeros(0, dtype=np.int64),
@@ -354,7 +352,7 @@ class BatchedEnvVector:
             rows = self._rows(split)
             indices = np.arange(rows.start, rows.stop)
             for _ in range(int(np.max(np.asarray(steps_per_env)[rows], initial=0))):
-                self.step(indices, np.asarray(vector.action_space.sample()))
+                self._step(indices, vector.action_space.sample())
         self._unscored[:] = True
 
     def _recreate(self, split: int) -> None:
