@@ -1,5 +1,6 @@
 """Test-only envs with MultiDiscrete and Tuple(Discrete, Box) action spaces, registered as the
-env family `action_targets` on import (`--env=multidiscrete_targets` or `--env=tuple_targets`).
+env family `action_targets` on import (`--env=multidiscrete_targets` or `--env=tuple_targets`;
+`--env=dict_actions` has an unsupported Dict action space).
 
 Each step shows targets in the observation and pays for matching them, so a policy can learn to
 score far above chance within a few thousand steps. Both spaces have a nonzero `start`, and
@@ -83,7 +84,14 @@ class TupleTargets(_Targets):
         return float(choice - 1 == self.choice) + 0.5 - abs(float(position[0]) - self.x)
 
 
-ENVS = {"multidiscrete_targets": MultiDiscreteTargets, "tuple_targets": TupleTargets}
+class DictActions(MultiDiscreteTargets):
+    """Dict actions, which asyncrl does not support: for the error message."""
+
+    action_space = gym.spaces.Dict({"move": gym.spaces.Discrete(3), "speed": gym.spaces.Box(0, 1, (1,))})
+
+
+ENVS = {"multidiscrete_targets": MultiDiscreteTargets, "tuple_targets": TupleTargets,
+        "dict_actions": DictActions}
 
 register_env_family(EnvFamily(name="action_targets", matches=lambda name: name in ENVS,
                               make_env=lambda name, cfg, i: ENVS[name](seed=i),

@@ -151,6 +151,14 @@ def test_learner_trains_multi_discrete_with_symmetric_kl_and_refuses_it_for_box_
         Learner(cfg, TupleTargets.observation_space, TupleTargets.action_space, torch.device("cpu"))
 
 
+def test_unsupported_action_space_is_one_line_exit_2_and_nothing_on_disk(tmp_path, capsys):
+    assert train.main(["--env=dict_actions", f"--train_dir={tmp_path}", "--experiment=exp"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unsupported action space Dict(" in err
+    assert "supported are Discrete, MultiDiscrete, 1-D Box, and Tuples of these" in err
+    assert not (tmp_path / "exp").exists()
+
+
 def average_return(tmp_path, name):
     checkpoint = sorted((tmp_path / name / "checkpoint_p0").glob("checkpoint_*.pth"))[-1]
     returns = load_checkpoint(checkpoint)["episode_stats"]["returns"]

@@ -154,7 +154,8 @@ PARAMS: tuple[Param, ...] = (
     _p("kl_loss_coeff", float, 0.0, "Coefficient of the KL(current || behaviour policy) loss; 0 "
        "disables it", _RL, minimum=0.0),
     _p("exploration_loss", str, "entropy", "'entropy' maximizes entropy; 'symmetric_kl' penalizes "
-       "the symmetric KL divergence to a uniform prior (discrete actions only)", _RL,
+       "the symmetric KL divergence to a uniform prior (discrete actions only: Discrete, "
+       "MultiDiscrete or Tuples of them)", _RL,
        choices=("entropy", "symmetric_kl")),
     _p("gae_lambda", float, 0.95, "Generalized Advantage Estimation lambda (used when "
        "with_vtrace is False)", _RL, minimum=0.0, maximum=1.0),
@@ -216,12 +217,13 @@ PARAMS: tuple[Param, ...] = (
        minimum=0.0),
     _p("actor_critic_share_weights", bool, True, "Share the encoder and decoder between the "
        "policy and the value function", _MODEL),
-    _p("adaptive_stddev", bool, True, "Continuous actions: state-dependent standard deviation "
-       "(else one learned parameter per action dimension)", _MODEL),
-    _p("continuous_tanh_scale", float, 0.0, "Continuous actions: squash means as "
-       "tanh(mu / scale) * scale; 0 disables it", _MODEL, minimum=0.0),
-    _p("initial_stddev", float, 1.0, "Continuous actions: initial standard deviation", _MODEL,
-       minimum=1e-6),
+    _p("adaptive_stddev", bool, True, "Continuous (Box) actions, also the Box parts of a Tuple: "
+       "state-dependent standard deviation (else one learned parameter per action dimension)",
+       _MODEL),
+    _p("continuous_tanh_scale", float, 0.0, "Continuous (Box) actions, also the Box parts of a "
+       "Tuple: squash means as tanh(mu / scale) * scale; 0 disables it", _MODEL, minimum=0.0),
+    _p("initial_stddev", float, 1.0, "Continuous (Box) actions, also the Box parts of a Tuple: "
+       "initial standard deviation", _MODEL, minimum=1e-6),
     # checkpoints and stopping
     _p("train_for_env_steps", int, 10_000_000_000, "Stop after this many env steps", _CKPT,
        minimum=0, scope="train"),
