@@ -103,6 +103,38 @@ def test_env_vector_steps_tuple_actions_and_warms_up():
     envs.close()
 
 
+class TwoAgentTupleTargets(gym.Env):
+    """Two TupleTargets played side by side, in Sample Factory's multi-agent convention."""
+
+    is_multiagent, num_agents = True, 2
+    action_space, observation_space = TupleTargets.action_space, TupleTargets.observation_space
+
+    def __init__(self):
+        self.agents = [TupleTargets(seed=0), TupleTargets(seed=1)]
+
+    def reset(self, *, seed=None, options=None):
+        return [agent.reset(seed=seed)[0] for agent in self.agents], [{}, {}]
+
+    def step(self, actions):
+        results = [agent.step(a) for agent, a in zip(self.agents, actions)]
+        obs, rewards, terminated, truncated, _ = zip(*results)
+        for agent, done in zip(self.agents, terminated):
+            if done:  # multi-agent envs start each agent's next episode themselves
+                agent.reset()
+        return list(obs), list(rewards), list(terminated), list(truncated), [{}, {}]
+
+
+def test_multi_agent_env_gets_a_tuple_action_per_agent():
+    envs = EnvVector(lambda i: TwoAgentTupleTargets(), 1, seed=0)
+    obs = envs.obs["obs"]  # [2 agents, 4]
+    stored = np.stack([obs[:, :3].argmax(1), obs[:, 3]], axis=1).astype(np.float32)
+    envs.step(np.arange(2), stored)
+    np.testing.assert_allclose(envs.rewards, [1.5, 1.5], atol=1e-6)
+    envs.warm_up([3])
+    assert [agent.steps for agent in envs.envs[0].agents] == [4, 4]  # no agent raised
+    envs.close()
+
+
 def test_batched_env_vector_steps_tuple_actions_and_warms_up():
     def make_vector(first, n):
         return gym.vector.SyncVectorEnv([lambda i=i: TupleTargets(seed=first + i) for i in range(n)])
