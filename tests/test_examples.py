@@ -36,3 +36,14 @@ def test_custom_encoder(tmp_path):
     assert "Stopped: reached train_for_env_steps=256" in result.stdout
     checkpoint = next((tmp_path / "enc" / "checkpoint_p0").glob("checkpoint_*.pth"))
     assert "actor_trunk.encoder.hidden.weight" in load_checkpoint(checkpoint)["model"]
+
+
+def test_time_to_target_reports_when_the_average_return_is_reached(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "time_to_target.py"), "--target=100",
+         "--min_episodes=10", "--limit=100", "--", "--env=CartPole-v1", f"--train_dir={tmp_path}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "target 100.0 reached after" in result.stdout
+    assert "Stopped: SIGINT received" in result.stdout  # the run was stopped as Ctrl+C stops it

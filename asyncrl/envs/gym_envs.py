@@ -1,5 +1,6 @@
 """The built-in env families: any registered gymnasium id, tuned presets for known tasks, Atari
-games (envs/atari.py) and the multi-agent rendezvous task (envs/rendezvous.py)."""
+games (envs/atari.py), MuJoCo tasks (envs/mujoco.py) and the multi-agent rendezvous task
+(envs/rendezvous.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,33 @@ from typing import Any
 import gymnasium as gym
 
 from asyncrl.envs.atari import ATARI_DEFAULTS, ATARI_PARAMS, atari_names, make_atari_env, matches_atari
+from asyncrl.envs.mujoco import MUJOCO_DEFAULTS, make_mujoco_env, matches_mujoco, mujoco_names
 from asyncrl.envs.registry import EnvFamily
 from asyncrl.envs.rendezvous import RENDEZVOUS_DEFAULTS, RENDEZVOUS_NAME, make_rendezvous
+from asyncrl.utils.errors import UserError
+
+# gymnasium's env packages that need an optional dependency -> the asyncrl extra that brings it
+# (MuJoCo envs are their own family, which checks for mujoco itself).
+_EXTRAS = {"gymnasium.envs.box2d.": "box2d"}
+
+
+def missing_dependency_message(env_name: str, error: Exception) -> str:
+    """One line for an env whose dependency is missing: the asyncrl extra to install when the
+    env is one of gymnasium's optional groups, else gymnasium's own hint."""
+    entry_point = getattr(gym.registry.get(env_name), "entry_point", None)
+    for prefix, extra in _EXTRAS.items():
+        if isinstance(entry_point, str) and entry_point.startswith(prefix):
+            return f"--env={env_name} needs the '{extra}' extra, which is not installed: " \
+                   f"pip install 'asyncrl[{extra}]'"
+    hint = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"--env={env_name} needs a package that is not installed: {hint}"
 
 
 def make_gym_env(env_name: str, cfg: Any, env_index: int) -> gym.Env:
-    return gym.make(env_name)
+    try:
+        return gym.make(env_name)
+    except gym.error.DependencyNotInstalled as e:
+        raise UserError(missing_dependency_message(env_name, e)) from None
 
 
 def make_gym_vector_env(env_name: str, cfg: Any, first_env_index: int, num_envs: int
@@ -73,6 +95,13 @@ BUILTIN_FAMILIES: list[EnvFamily] = [
         extra_params=ATARI_PARAMS,
         default_overrides=ATARI_DEFAULTS,
         known_names=atari_names,
+    ),
+    EnvFamily(
+        name="mujoco",
+        matches=matches_mujoco,
+        make_env=make_mujoco_env,
+        default_overrides=MUJOCO_DEFAULTS,
+        known_names=mujoco_names,
     ),
     EnvFamily(name="gymnasium", matches=_is_gym_id, make_env=make_gym_env,
               make_vector_env=make_gym_vector_env, known_names=_gym_ids),
