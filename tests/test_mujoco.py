@@ -5,6 +5,7 @@ import json
 import sys
 
 import pytest
+from install_hints import assert_train_names_extra
 
 from asyncrl import train
 from asyncrl.config.parser import parse_args
@@ -46,13 +47,9 @@ def test_missing_mujoco_is_a_one_line_error_naming_the_extra(tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "mujoco", None)  # import mujoco raises ImportError
     mujoco._require_mujoco.cache_clear()
     try:
-        code = train.main(["--env=mujoco_hopper", f"--train_dir={tmp_path}", "--experiment=exp"])
-        err = capsys.readouterr().err
+        assert_train_names_extra("mujoco_hopper", "mujoco", tmp_path, capsys)
     finally:
         mujoco._require_mujoco.cache_clear()
-    assert code == 2
-    assert err.count("\n") == 1 and "pip install 'asyncrl[mujoco]'" in err, err
-    assert not (tmp_path / "exp").exists()
 
 
 def test_missing_box2d_is_a_one_line_error_naming_the_extra(tmp_path, monkeypatch, capsys):
@@ -60,11 +57,7 @@ def test_missing_box2d_is_a_one_line_error_naming_the_extra(tmp_path, monkeypatc
     for name in [m for m in sys.modules if m.startswith("gymnasium.envs.box2d")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "Box2D", None)
-    code = train.main(["--env=LunarLander-v3", f"--train_dir={tmp_path}", "--experiment=exp"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.count("\n") == 1 and "pip install 'asyncrl[box2d]'" in err, err
-    assert not (tmp_path / "exp").exists()
+    assert_train_names_extra("LunarLander-v3", "box2d", tmp_path, capsys)
 
 
 def test_tiny_halfcheetah_training_run_uses_the_preset(tmp_path):
