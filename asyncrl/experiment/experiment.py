@@ -21,14 +21,12 @@ import asyncrl
 from asyncrl.config.config import ConfigBase
 from asyncrl.config.parser import ParsedArgs
 from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint
+from asyncrl.experiment.layout import CHECKPOINT_DIR, CONFIG_FILE, CONSOLE_FILE, FINISHED_FILE, LOG_FILE
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.logs import add_log_file
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-LOG_FILE = "asyncrl_log.txt"
-CHECKPOINT_DIR = "checkpoint_p0"
 # What a checkpoint holds beside the learner's state (see Runner._run_state and LearnerWorker.checkpoint_state).
 RUN_STATE_KEYS = ("env_steps", "episode_stats", "best_metric")
 
@@ -74,15 +72,23 @@ def _git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def write_config(path: Path, cfg: ConfigBase, command_lines: list[str]) -> None:
-    data = {"asyncrl_version": asyncrl.__version__, "git_commit": _git_commit(),
-            "command_lines": command_lines, "params": cfg.to_dict()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_config(path: Path, cfg: ConfigBase, command_lines: list[str]) -> None:
+    _write_json_atomic(path, {"asyncrl_version": asyncrl.__version__, "git_commit": _git_commit(),
+                              "command_lines": command_lines, "params": cfg.to_dict()})
+
+
+def mark_finished(exp_dir: Path, stop_reason: str, env_steps: int) -> None:
+    """Records that the run reached its limit, after its final checkpoint is saved."""
+    _write_json_atomic(exp_dir / FINISHED_FILE, {"stop_reason": stop_reason, "env_steps": env_steps})
 
 
 def _stored_command_lines(path: Path) -> list[str]:
@@ -131,7 +137,7 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
                 if name in stored and stored[name] != cfg.to_dict()[name]:
                     notes.append(f"Overriding stored {name}={stored[name]!r} with "
                                  f"{cfg.to_dict()[name]!r} from the command line")
-        elif any(exp_dir.iterdir()):
+        elif any(p.name != CONSOLE_FILE for p in exp_dir.iterdir()):
             raise UserError(f"{exp_dir} exists but has no {CONFIG_FILE}: use "
                             "--restart_behavior=restart (keeps it) or overwrite (deletes it)")
 
@@ -179,6 +185,8 @@ def _apply_restart_behavior(cfg: ConfigBase, exp_dir: Path, exists: bool,
         shutil.rmtree(exp_dir)
         notes.append(f"Deleted the previous experiment folder {exp_dir}")
     exp_dir.mkdir(parents=True, exist_ok=True)
+    # This run is not finished until it reaches its own limit (which may have been raised).
+    (exp_dir / FINISHED_FILE).unlink(missing_ok=True)
     return add_log_file(exp_dir / LOG_FILE) if cfg.log_to_file else None
 
 

@@ -18,7 +18,7 @@ from signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess
 from asyncrl.envs.registry import find_env_family
 from asyncrl.envs.spaces import obs_dict_space
 from asyncrl.envs.vector import agents_per_env
-from asyncrl.experiment.experiment import Experiment
+from asyncrl.experiment.experiment import Experiment, mark_finished
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.learner_worker import LearnerWorker
@@ -99,6 +99,7 @@ class Runner(EventLoopObject):
         self.fps = FpsMeter()
         self.start_time = time.monotonic()
         self.stop_reason: str | None = None
+        self.reached_limit = False  # stopped by train_for_env_steps or train_for_seconds
         self.stopping = False
         self.failed: str | None = None
 
@@ -221,6 +222,8 @@ class Runner(EventLoopObject):
         if self.failed:
             log.error(self.failed)
             return 1
+        if self.reached_limit:
+            mark_finished(self.experiment.dir, self.stop_reason, self.env_steps)
         return 0
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -233,12 +236,13 @@ class Runner(EventLoopObject):
     def _run_state(self) -> dict[str, Any]:
         return {"episode_stats": self.episodes.state_dict(), "best_metric": self.best_metric}
 
-    def _begin_stop(self, reason: str) -> None:
+    def _begin_stop(self, reason: str, reached_limit: bool = False) -> None:
         if self.stopping:
             return
         self._maybe_save_best()
         self.stopping = True
         self.stop_reason = reason
+        self.reached_limit = reached_limit
         self.stop_requested.value = 1
         self.emit("stop_learner", self._run_state())
         deadline = Timer(self.loop, STOP_TIMEOUT_SEC, single_shot=True)
@@ -262,7 +266,8 @@ class Runner(EventLoopObject):
         self.policy_version = policy_version
         self.fps.record(env_steps)
         if env_steps >= self.cfg.train_for_env_steps:
-            self._begin_stop(f"reached train_for_env_steps={self.cfg.train_for_env_steps}")
+            self._begin_stop(f"reached train_for_env_steps={self.cfg.train_for_env_steps}",
+                             reached_limit=True)
 
     def on_episodes(self, episodes: list[tuple[float, int]]) -> None:
         self.episodes.add(episodes)
@@ -319,7 +324,8 @@ class Runner(EventLoopObject):
 
     def _check_processes(self) -> None:
         if time.monotonic() - self.start_time >= self.cfg.train_for_seconds:
-            self._begin_stop(f"reached train_for_seconds={self.cfg.train_for_seconds}")
+            self._begin_stop(f"reached train_for_seconds={self.cfg.train_for_seconds}",
+                             reached_limit=True)
         if self.stopping:
             return
         now = time.time()

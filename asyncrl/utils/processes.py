@@ -10,8 +10,13 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 
 
+# Loaded once, at import: die_with_parent also runs between fork and exec (a subprocess's
+# preexec_fn), where loading a library could deadlock on a lock another thread held at the fork.
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
 def _prctl(option: int, value: int | bytes) -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(option, value, 0, 0, 0)
+    _LIBC.prctl(option, value, 0, 0, 0)
 
 
 def prepare_child_process(name: str, niceness: int = 0) -> None:

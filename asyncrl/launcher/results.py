@@ -1,0 +1,89 @@
+"""Where each experiment of a sweep stands, read from its folder: finished or not, env steps,
+final and best average return; and the table that shows them."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from asyncrl.experiment.layout import CHECKPOINT_DIR, CONFIG_FILE, FINISHED_FILE
+from asyncrl.launcher.sweep import Plan, Variant, _format_value
+from asyncrl.utils.errors import UserError
+
+FINISHED, UNFINISHED, NOT_STARTED = "finished", "unfinished", "not started"
+
+
+def last_command_args(exp_dir: Path) -> list[str] | None:
+    """The arguments of the experiment's last run, as stored in its config.json."""
+    try:
+        lines = json.loads((exp_dir / CONFIG_FILE).read_text()).get("command_lines") or []
+        return shlex.split(lines[-1])[1:] if lines else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def is_finished(variant: Variant) -> bool:
+    """The last run reached its limit (it wrote the marker) and ran this very command line: a
+    changed sweep (e.g. more env steps) resumes the experiment instead of skipping it."""
+    return (variant.exp_dir / FINISHED_FILE).is_file() and last_command_args(variant.exp_dir) == variant.args
+
+
+@dataclass
+class Progress:
+    state: str
+    env_steps: int | None = None
+    final_return: float | None = None  # average over the episodes of the latest checkpoint
+    best: float | None = None  # the best metric so far (save_best_metric)
+    best_metric: str = "reward"
+    error: str | None = None
+
+
+def progress(variant: Variant) -> Progress:
+    if not (variant.exp_dir / CONFIG_FILE).is_file():
+        return Progress(NOT_STARTED)
+    state = FINISHED if is_finished(variant) else UNFINISHED
+    from asyncrl.experiment.checkpoint import CheckpointManager
+
+    latest = CheckpointManager(variant.exp_dir / CHECKPOINT_DIR, keep_checkpoints=1_000_000).latest()
+    if latest is None:
+        return Progress(state)
+    from asyncrl.experiment.checkpoint import load_checkpoint
+
+    try:
+        checkpoint = load_checkpoint(latest)
+        returns = checkpoint["episode_stats"]["returns"]
+        params = json.loads((variant.exp_dir / CONFIG_FILE).read_text())["params"]
+        return Progress(state, env_steps=int(checkpoint["env_steps"]),
+                        final_return=sum(returns) / len(returns) if returns else None,
+                        best=checkpoint["best_metric"],
+                        best_metric=params.get("save_best_metric", "reward"))
+    except (UserError, OSError, ValueError, KeyError, TypeError) as e:
+        return Progress(state, error=f"{type(e).__name__}: {e}")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def status_table(plan: Plan) -> str:
+    header = ["experiment", *plan.param_names, "state", "env steps", "final return", "best return"]
+    rows = [header]
+    states = []
+    for variant in plan.variants:
+        p = progress(variant)
+        states.append(p.state)
+        best = _number(p.best) + ("" if p.best is None or p.best_metric == "reward" else f" ({p.best_metric})")
+        rows.append([variant.name,
+                     *(_format_value(variant.params[k]) if k in variant.params else "-"
+                       for k in plan.param_names),
+                     p.state if p.error is None else f"{p.state} (checkpoint unreadable: {p.error})",
+                     "-" if p.env_steps is None else f"{p.env_steps:,}",
+                     _number(p.final_return), best])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    summary = (f"Sweep {plan.name} in {plan.sweep_dir}: {states.count(FINISHED)} of "
+               f"{len(plan.variants)} finished, {states.count(UNFINISHED)} unfinished, "
+               f"{states.count(NOT_STARTED)} not started")
+    return "\n".join([summary, *lines])

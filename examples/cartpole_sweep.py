@@ -1,0 +1,20 @@
+"""A tiny CartPole sweep: learning rate x batch size, 4 experiments of a few seconds each.
+
+    python -m asyncrl.launch --run=examples/cartpole_sweep.py                    # this machine
+    python -m asyncrl.launch --run=examples/cartpole_sweep.py --backend=ray      # a Ray cluster
+    python -m asyncrl.launch --run=examples/cartpole_sweep.py --backend=slurm    # Slurm jobs
+    python -m asyncrl.launch --status=examples/cartpole_sweep.py                 # the table
+
+The experiments go to train_dir/cartpole_lr_bs/<name>/, e.g. lr0.003_bs1024/.
+"""
+
+from asyncrl.launcher import Sweep
+
+SWEEP = Sweep(
+    name="cartpole_lr_bs",
+    # One rollout worker each (the runs share the machine), and best checkpoints from the start so
+    # that the table's best return is filled in such short runs.
+    base="--env=CartPole-v1 --train_for_env_steps=30000 --num_workers=1 --num_envs_per_worker=16 "
+         "--save_best_after=0 --device=cpu",
+    grid={"learning_rate": [0.0003, 0.003], "batch_size": [256, 1024]},
+)

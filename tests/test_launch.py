@@ -1,0 +1,308 @@
+"""The sweep launcher: names and commands of the variants, bad input, the three backends run as a
+user runs them (processes and a real local Ray instance; Slurm scripts written, executed with
+bash, and submitted through stand-in sbatch/squeue), kills and relaunches, and no leftovers."""
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from training_process import REPO
+
+from asyncrl.experiment.checkpoint import load_checkpoint
+from asyncrl.launcher import Sweep
+from asyncrl.launcher.cli import main
+from asyncrl.launcher.local import GpuSlots
+from asyncrl.launcher.sweep import load_sweep, plan_sweep
+from asyncrl.utils.errors import UserError
+
+EXAMPLE = REPO / "examples" / "cartpole_sweep.py"
+TINY = ("--env=CartPole-v1 --num_workers=1 --num_envs_per_worker=4 --rollout=16 --batch_size=64 "
+        "--num_batches_per_epoch=1 --device=cpu")
+
+
+def write_yaml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def launcher(tmp_path: Path, *argv: str, env_update: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env_update or {})}
+    return subprocess.Popen([sys.executable, "-m", "asyncrl.launch", *argv], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def launch(tmp_path: Path, *argv: str, timeout: float = 180, **kwargs) -> tuple[int, str]:
+    proc = launcher(tmp_path, *argv, **kwargs)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"the launcher did not finish in {timeout} s:\n{proc.communicate()[0]}")
+    return proc.returncode, out
+
+
+def wait_until(condition, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    """Until `condition()`, while the launcher `proc` (if any) runs."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the launcher exited early:\n{proc.communicate()[0]}")
+        if time.monotonic() > deadline:
+            if proc is not None:
+                proc.kill()
+            pytest.fail(f"condition not reached in {timeout} s:\n{proc.communicate()[0] if proc else ''}")
+        time.sleep(0.1)
+
+
+def table_row(out: str, name: str) -> list[str]:
+    """The cells of experiment `name`'s row in a printed status table."""
+    line = next(line for line in out.splitlines() if line.startswith(name + " "))
+    return re.split(r"\s{2,}", line.strip())
+
+
+def processes_mentioning(text: str, since: float = 0.0) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline", "create_time", "name"]):
+        try:
+            line = " ".join(p.info["cmdline"] or []) + " " + (p.info["name"] or "")
+            if text in line and p.info["create_time"] >= since and p.pid != os.getpid():
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
+def checkpoint_steps(exp_dir: Path) -> list[int]:
+    return [load_checkpoint(p)["env_steps"] for p in (exp_dir / "checkpoint_p0").glob("checkpoint_*.pth")]
+
+
+def console(exp_dir: Path) -> str:
+    return (exp_dir / "console.txt").read_text()
+
+
+def command_lines(exp_dir: Path) -> list[str]:
+    return json.loads((exp_dir / "config.json").read_text())["command_lines"]
+
+
+# -- sweep description ----------------------------------------------------------------------------
+
+def test_grid_gives_readable_names_folders_and_exact_commands(tmp_path):
+    base = "--env=CartPole-v1 --num_workers=1 --rollout=16"
+    sweep = Sweep(name="lrbs", base=base, grid={"learning_rate": [0.001, 0.0003], "batch_size": [64, 128]})
+    plan = plan_sweep(sweep, tmp_path)
+    assert [v.name for v in plan.variants] == ["lr0.001_bs64", "lr0.001_bs128", "lr0.0003_bs64",
+                                               "lr0.0003_bs128"]
+    variant = plan.variants[1]
+    assert variant.exp_dir == tmp_path.resolve() / "lrbs" / "lr0.001_bs128"
+    assert plan.command(variant, "/py") == [
+        "/py", "-m", "asyncrl.train", *shlex.split(base), "--learning_rate=0.001", "--batch_size=128",
+        f"--train_dir={tmp_path.resolve() / 'lrbs'}", "--experiment=lr0.001_bs128"]
+
+
+def test_explicit_variants_combine_with_the_grid_and_short_names_resolve_clashes(tmp_path):
+    sweep = Sweep(name="s", base=TINY, grid={"seed": [1, 2]}, short={"with_vtrace": "vt"},
+                  variants=[{"with_vtrace": True, "encoder_mlp_layers": [64, 64]},
+                            {"adam_beta1": 0.8, "adam_beta2": 0.99}])
+    plan = plan_sweep(sweep, tmp_path)
+    # adam_beta1 and adam_beta2 share the initials "ab": both are written in full.
+    assert [v.name for v in plan.variants] == [
+        "vtTrue_eml64-64_seed1", "vtTrue_eml64-64_seed2",
+        "adam_beta10.8_adam_beta20.99_seed1", "adam_beta10.8_adam_beta20.99_seed2"]
+    assert "--encoder_mlp_layers=64,64" in plan.variants[0].args
+    assert plan.param_names == ["with_vtrace", "encoder_mlp_layers", "seed", "adam_beta1", "adam_beta2"]
+
+
+def test_yaml_sweep_takes_its_name_from_the_file(tmp_path):
+    path = write_yaml(tmp_path / "tiny.yaml", f"base: {TINY}\ngrid:\n  learning_rate: [0.001, 0.01]\n")
+    plan = plan_sweep(load_sweep(str(path)), tmp_path)
+    assert plan.name == "tiny" and [v.name for v in plan.variants] == ["lr0.001", "lr0.01"]
+
+
+@pytest.mark.parametrize("sweep, message", [
+    (Sweep("s", TINY + " --experiment=x", grid={"seed": [1]}), "--experiment cannot be set in a sweep"),
+    (Sweep("s", TINY + " --seed=3", grid={"seed": [1]}), "--seed is both in the sweep's base command"),
+    (Sweep("s", TINY, grid={"seed": 1}), "seed must have a non-empty list of values"),
+    (Sweep("s", TINY, grid={"lerning_rate": [1]}), "did you mean --learning_rate?"),
+    (Sweep("s", TINY.replace("--batch_size=64", ""), grid={"batch_size": [50]}), "variant bs50"),
+    (Sweep("s", TINY, grid={"env_name": ["a/b", "a-b"]}), "both named 'ena-b'"),
+    (Sweep("s", TINY, grid={"seed": [1]}, variants=[{"seed": 2}]), "--seed is both in the sweep grid"),
+    (Sweep("my sweep", TINY), "sweep name 'my sweep'"),
+])
+def test_bad_sweeps_are_one_line_user_errors(tmp_path, sweep, message):
+    with pytest.raises(UserError) as error:
+        plan_sweep(sweep, tmp_path)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_bad_command_lines_print_one_line_and_exit_2_touching_nothing(tmp_path):
+    code, out = launch(tmp_path, f"--run={EXAMPLE}", "--slurm_time=10")
+    assert code == 2
+    assert out == ("asyncrl.launch: error: --slurm_time applies only to --backend=slurm, not to "
+                   "--backend=processes\n")
+    bad_yaml = write_yaml(tmp_path / "bad.yaml", "base: --env=CartPole-v1\ngrids: {}\n")
+    for argv, message in [
+        ([f"--run={bad_yaml}"], "unknown key 'grids'"),
+        ([f"--run={tmp_path / 'none.py'}"], "no such sweep file"),
+        ([f"--run={EXAMPLE}", "--max_parallel=0"], "--max_parallel=0 must be at least 1"),
+        ([f"--run={EXAMPLE}", "--experiments_per_gpu=2"], "--experiments_per_gpu needs --num_gpus > 0"),
+        ([f"--status={EXAMPLE}", "--backend=ray"], "--backend applies to a launch"),
+        (["--status=nothing"], "not a sweep file"),
+    ]:
+        assert main(argv) == 2
+    assert not (tmp_path / "train_dir").exists()
+
+
+def test_gpus_fill_round_robin_up_to_experiments_per_gpu():
+    gpus = GpuSlots(num_gpus=2, experiments_per_gpu=2)
+    assert [gpus.take() for _ in range(5)] == [0, 1, 0, 1, None]
+    gpus.give_back(1)
+    assert gpus.take() == 1
+
+
+# -- the example on every backend -----------------------------------------------------------------
+
+def test_example_dry_run_prints_the_same_commands_for_every_backend(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    printed = {}
+    for backend in ("processes", "ray"):
+        assert main([f"--run={EXAMPLE}", f"--backend={backend}", "--dry_run"]) == 0
+        printed[backend] = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert not (tmp_path / "train_dir").exists()  # a dry run changes nothing
+    assert printed["processes"] == printed["ray"] and len(printed["ray"]) == 4
+    assert "--learning_rate=0.003 --batch_size=1024" in printed["ray"][3]
+
+    assert main([f"--run={EXAMPLE}", "--backend=slurm", "--dry_run", "--slurm_partition=gpu",
+                 "--slurm_gpus_per_job=1", "--slurm_cpus_per_job=8", "--slurm_time=2:00:00"]) == 0
+    submit_lines = capsys.readouterr().out.splitlines()
+    sweep_dir = tmp_path / "train_dir" / "cartpole_lr_bs"
+    scripts = sorted((sweep_dir / "slurm").glob("*.sbatch"))
+    assert len(scripts) == 4 and submit_lines == [f"sbatch --parsable {s}" for s in
+                                                  (sweep_dir / "slurm" / f"{n}.sbatch" for n in (
+                                                      "lr0.0003_bs256", "lr0.0003_bs1024",
+                                                      "lr0.003_bs256", "lr0.003_bs1024"))]
+    text = (sweep_dir / "slurm" / "lr0.003_bs1024.sbatch").read_text()
+    for directive in ("--job-name=cartpole_lr_bs/lr0.003_bs1024", "--partition=gpu", "--gres=gpu:1",
+                      "--cpus-per-task=8", "--time=2:00:00", "--signal=B:INT@120",
+                      f"--output={sweep_dir / 'lr0.003_bs1024' / 'console.txt'}"):
+        assert f"#SBATCH {directive}\n" in text
+    assert f"\nexec {printed['processes'][3]}\n" in text
+
+
+def test_slurm_script_runs_its_experiment_under_bash_and_the_sweep_then_skips_it(tmp_path):
+    sweep = write_yaml(tmp_path / "one.yaml", f"name: one\nbase: {TINY} --train_for_env_steps=256\n"
+                                              "grid: {seed: [7]}\n")
+    setup = tmp_path / "setup.sh"
+    setup.write_text("echo setup ran from $(pwd)\n")
+    code, out = launch(tmp_path, f"--run={sweep}", "--backend=slurm", "--dry_run", f"--slurm_setup={setup}")
+    assert code == 0, out
+    script = tmp_path / "train_dir" / "one" / "slurm" / "seed7.sbatch"
+    assert f"\ncd {tmp_path}\necho setup ran from $(pwd)\nexec " in script.read_text()
+    ran = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, cwd="/")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert f"setup ran from {tmp_path}" in ran.stdout  # the script works where it was written
+    assert "Stopped: reached train_for_env_steps=256" in ran.stdout
+    code, out = launch(tmp_path, f"--run={sweep}", "--backend=slurm", "--dry_run")
+    assert code == 0 and "1 finished already (skipped), 0 to run" in out and "sbatch" not in out
+    code, out = launch(tmp_path, "--status=one")
+    assert code == 0 and "1 of 1 finished" in out, out
+    name, seed, state, steps, *_ = table_row(out, "seed7")
+    assert (seed, state) == ("7", "finished") and int(steps.replace(",", "")) >= 256
+
+
+def test_slurm_submits_with_sbatch_and_does_not_submit_a_queued_job_twice(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # Stand-ins for Slurm's commands: sbatch records its arguments and answers a job id, squeue
+    # lists job 1001 as still queued.
+    (bin_dir / "sbatch").write_text(f'#!/bin/bash\necho "$@" >> {tmp_path}/calls\n'
+                                    f'echo $((1000 + $(wc -l < {tmp_path}/calls)))\n')
+    (bin_dir / "squeue").write_text("#!/bin/bash\necho 1001\necho 77\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    sweep = write_yaml(tmp_path / "two.yaml", f"name: two\nbase: {TINY}\ngrid: {{seed: [1, 2]}}\n")
+    path = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    code, out = launch(tmp_path, f"--run={sweep}", "--backend=slurm", "--pause_between=0", env_update=path)
+    assert code == 0, out
+    slurm_dir = tmp_path / "train_dir" / "two" / "slurm"
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        f"--parsable {slurm_dir / 'seed1.sbatch'}", f"--parsable {slurm_dir / 'seed2.sbatch'}"]
+    assert (slurm_dir / "seed1.jobid").read_text() == "1001\n"
+    code, out = launch(tmp_path, f"--run={sweep}", "--backend=slurm", "--pause_between=0", env_update=path)
+    assert code == 0 and "seed1 is already queued as Slurm job 1001" in out, out
+    assert (tmp_path / "calls").read_text().splitlines()[2:] == [f"--parsable {slurm_dir / 'seed2.sbatch'}"]
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    code, out = launch(fresh, f"--run={sweep}", "--backend=slurm", env_update={"PATH": "/usr/bin:/bin"})
+    assert code == 2 and out.startswith("asyncrl.launch: error: --backend=slurm: sbatch is not on PATH")
+    assert len(out.splitlines()) == 1 and not (fresh / "train_dir").exists()
+
+
+# -- processes: kills, relaunches, no leftovers -------------------------------------------------
+
+def test_processes_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoing_runs(tmp_path):
+    shm_before = set(os.listdir("/dev/shm"))
+    # "short" finishes in the first launch; "long" (a limit of 10 s per run) is killed with the
+    # launcher, resumed and stopped by Ctrl+C, resumed again and then finishes.
+    sweep = write_yaml(tmp_path / "kr.yaml", f"name: kr\nbase: {TINY} --save_every_sec=1\nvariants:\n"
+                       "  - {train_for_env_steps: 1000}\n  - {train_for_seconds: 10}\n")
+    sweep_dir = tmp_path / "train_dir" / "kr"
+    short, long = sweep_dir / "tfes1000", sweep_dir / "tfs10"
+    argv = (f"--run={sweep}", "--max_parallel=1", "--pause_between=0", "--num_gpus=2")
+
+    proc = launcher(tmp_path, *argv)
+    wait_until(lambda: (short / "finished.json").exists() and checkpoint_steps(long), proc)
+    proc.kill()  # SIGKILL: the launcher cannot forward anything; the kernel tells the child
+    proc.communicate()
+    wait_until(lambda: "Stopped: SIGTERM received" in console(long), timeout=60)
+    wait_until(lambda: not processes_mentioning(str(sweep_dir)), timeout=60)
+    assert not (long / "finished.json").exists()
+    saved = max(checkpoint_steps(long))
+    assert "launcher: running CUDA_VISIBLE_DEVICES=0 " in console(short)
+
+    proc = launcher(tmp_path, *argv)
+    wait_until(lambda: max(checkpoint_steps(long)) > saved, proc)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, out
+    assert "1 finished already (skipped), 1 to run" in out and "Stopped by SIGINT" in out
+    assert table_row(out, "tfs10")[:4] == ["tfs10", "-", "10", "unfinished"]
+    assert "Stopped: SIGINT received" in console(long) and "exited with code 0" in console(long)
+
+    code, out = launch(tmp_path, *argv)
+    assert code == 0, out
+    assert "2 of 2 finished" in out
+    assert len(command_lines(short)) == 1 and console(short).count("launcher: running") == 1
+    assert len(command_lines(long)) == 3 and console(long).count("Resumed from env_steps=") == 2
+    assert "Stopped: reached train_for_seconds=10" in console(long)
+    assert not processes_mentioning(str(sweep_dir)) and set(os.listdir("/dev/shm")) <= shm_before
+
+
+# -- ray: a real local instance -------------------------------------------------------------------
+
+def test_ray_runs_a_two_variant_sweep_and_leaves_no_process(tmp_path):
+    pytest.importorskip("ray")
+    started = time.time()
+    shm_before = set(os.listdir("/dev/shm"))
+    sweep = write_yaml(tmp_path / "r.yaml", f"name: r\nbase: {TINY} --train_for_env_steps=512\n"
+                                            "grid: {seed: [1, 2]}\n")
+    code, out = launch(tmp_path, f"--run={sweep}", "--backend=ray", "--pause_between=0",
+                       "--ray_cpus_per_job=1", timeout=300)
+    assert code == 0, out
+    assert "Submitted seed1 to Ray" in out and "2 of 2 finished" in out
+    for name in ("seed1", "seed2"):
+        text = console(tmp_path / "train_dir" / "r" / name)
+        assert "Stopped: reached train_for_env_steps=512" in text and "exited with code 0" in text
+    time.sleep(1)
+    assert not processes_mentioning("ray", since=started), out
+    assert not processes_mentioning(str(tmp_path)) and set(os.listdir("/dev/shm")) <= shm_before
