@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from asyncrl import enjoy, train
+from asyncrl.config.parser import parse_args
 from asyncrl.experiment.checkpoint import load_checkpoint
+from asyncrl.experiment.experiment import prepare_experiment
 
 TINY = ["--env=CartPole-v1", "--serial_mode=true", "--num_workers=1", "--num_envs_per_worker=4",
         "--worker_num_splits=2",
@@ -39,6 +41,21 @@ def test_fresh_run_writes_config_checkpoint_log_and_summaries(tmp_path):
     assert any("preprocessor.normalizers.obs.mean" in k for k in state["model"])
     assert (tmp_path / "exp" / "asyncrl_log.txt").stat().st_size > 0
     assert list((tmp_path / "exp" / "summaries").glob("events.out.tfevents.*"))
+
+
+def test_a_run_that_reaches_its_limit_marks_the_folder_finished_until_the_next_run(tmp_path):
+    # A launcher's console.txt may be there before the first run: not a foreign folder.
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "console.txt").write_text("launcher: running python -m asyncrl.train\n")
+    assert run(tmp_path, "--experiment=exp", "--train_for_env_steps=256") == 0
+    marker = tmp_path / "exp" / "finished.json"
+    data = json.loads(marker.read_text())
+    assert data["stop_reason"] == "reached train_for_env_steps=256" and data["env_steps"] >= 256
+    # The next run of the folder is not finished until it reaches its own limit.
+    experiment = prepare_experiment(parse_args([*TINY, f"--train_dir={tmp_path}", "--experiment=exp",
+                                                "--train_for_env_steps=100000"], "train", "t"))
+    experiment.close()
+    assert not marker.exists()
 
 
 def test_resume_continues_counters_and_applies_explicit_overrides(tmp_path):

@@ -19,8 +19,8 @@ from training_process import REPO
 
 from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.launcher import Sweep
-from asyncrl.launcher.cli import main
-from asyncrl.launcher.local import GpuSlots
+from asyncrl.launcher.cli import main, options_markdown
+from asyncrl.launcher.local import GpuSlots, gpu_devices
 from asyncrl.launcher.sweep import load_sweep, plan_sweep
 from asyncrl.utils.errors import UserError
 
@@ -161,11 +161,21 @@ def test_bad_command_lines_print_one_line_and_exit_2_touching_nothing(tmp_path):
     assert not (tmp_path / "train_dir").exists()
 
 
-def test_gpus_fill_round_robin_up_to_experiments_per_gpu():
+def test_readme_lists_every_launcher_option():
+    assert options_markdown() in (REPO / "README.md").read_text()
+
+
+def test_gpus_fill_round_robin_up_to_experiments_per_gpu(monkeypatch):
     gpus = GpuSlots(num_gpus=2, experiments_per_gpu=2)
     assert [gpus.take() for _ in range(5)] == [0, 1, 0, 1, None]
     gpus.give_back(1)
     assert gpus.take() == 1
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert gpu_devices(2) == ["0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,6")  # the launcher's own share of the GPUs
+    assert gpu_devices(2) == ["3", "5"]
+    with pytest.raises(UserError, match="--num_gpus=4, but CUDA_VISIBLE_DEVICES=3,5,6"):
+        gpu_devices(4)
 
 
 # -- the example on every backend -----------------------------------------------------------------
@@ -175,14 +185,15 @@ def test_example_dry_run_prints_the_same_commands_for_every_backend(tmp_path, ca
     printed = {}
     for backend in ("processes", "ray"):
         assert main([f"--run={EXAMPLE}", f"--backend={backend}", "--dry_run"]) == 0
-        printed[backend] = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+        printed[backend] = [line for line in capsys.readouterr().out.splitlines()
+                            if line.startswith(sys.executable)]
     assert not (tmp_path / "train_dir").exists()  # a dry run changes nothing
     assert printed["processes"] == printed["ray"] and len(printed["ray"]) == 4
     assert "--learning_rate=0.003 --batch_size=1024" in printed["ray"][3]
 
     assert main([f"--run={EXAMPLE}", "--backend=slurm", "--dry_run", "--slurm_partition=gpu",
                  "--slurm_gpus_per_job=1", "--slurm_cpus_per_job=8", "--slurm_time=2:00:00"]) == 0
-    submit_lines = capsys.readouterr().out.splitlines()
+    submit_lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sbatch")]
     sweep_dir = tmp_path / "train_dir" / "cartpole_lr_bs"
     scripts = sorted((sweep_dir / "slurm").glob("*.sbatch"))
     assert len(scripts) == 4 and submit_lines == [f"sbatch --parsable {s}" for s in
@@ -197,13 +208,14 @@ def test_example_dry_run_prints_the_same_commands_for_every_backend(tmp_path, ca
     assert f"\nexec {printed['processes'][3]}\n" in text
 
 
-def test_slurm_script_runs_its_experiment_under_bash_and_the_sweep_then_skips_it(tmp_path):
+def test_slurm_script_runs_its_experiment_under_bash_and_the_sweep_then_skips_it(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     sweep = write_yaml(tmp_path / "one.yaml", f"name: one\nbase: {TINY} --train_for_env_steps=256\n"
                                               "grid: {seed: [7]}\n")
     setup = tmp_path / "setup.sh"
     setup.write_text("echo setup ran from $(pwd)\n")
-    code, out = launch(tmp_path, f"--run={sweep}", "--backend=slurm", "--dry_run", f"--slurm_setup={setup}")
-    assert code == 0, out
+    assert main([f"--run={sweep}", "--backend=slurm", "--dry_run", f"--slurm_setup={setup}"]) == 0
     script = tmp_path / "train_dir" / "one" / "slurm" / "seed7.sbatch"
     assert f"\ncd {tmp_path}\necho setup ran from $(pwd)\nexec " in script.read_text()
     ran = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120,
@@ -211,10 +223,12 @@ def test_slurm_script_runs_its_experiment_under_bash_and_the_sweep_then_skips_it
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert f"setup ran from {tmp_path}" in ran.stdout  # the script works where it was written
     assert "Stopped: reached train_for_env_steps=256" in ran.stdout
-    code, out = launch(tmp_path, f"--run={sweep}", "--backend=slurm", "--dry_run")
-    assert code == 0 and "1 finished already (skipped), 0 to run" in out and "sbatch" not in out
-    code, out = launch(tmp_path, "--status=one")
-    assert code == 0 and "1 of 1 finished" in out, out
+    capsys.readouterr()
+    assert main([f"--run={sweep}", "--backend=slurm", "--dry_run"]) == 0
+    assert "sbatch" not in capsys.readouterr().out  # finished: no script to submit
+    assert main(["--status=one"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 1 finished" in out, out
     name, seed, state, steps, *_ = table_row(out, "seed7")
     assert (seed, state) == ("7", "finished") and int(steps.replace(",", "")) >= 256
 
@@ -252,12 +266,13 @@ def test_slurm_submits_with_sbatch_and_does_not_submit_a_queued_job_twice(tmp_pa
 
 def test_processes_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoing_runs(tmp_path):
     shm_before = set(os.listdir("/dev/shm"))
-    # "short" finishes in the first launch; "long" (a limit of 10 s per run) is killed with the
-    # launcher, resumed and stopped by Ctrl+C, resumed again and then finishes.
+    # One at a time: "short" finishes in the first launch; "long" (a limit of 5 s per run) is
+    # killed with the launcher a second into its run, resumed and stopped by Ctrl+C, resumed again
+    # and then finishes.
     sweep = write_yaml(tmp_path / "kr.yaml", f"name: kr\nbase: {TINY} --save_every_sec=1\nvariants:\n"
-                       "  - {train_for_env_steps: 1000}\n  - {train_for_seconds: 10}\n")
+                       "  - {train_for_env_steps: 1000}\n  - {train_for_seconds: 5}\n")
     sweep_dir = tmp_path / "train_dir" / "kr"
-    short, long = sweep_dir / "tfes1000", sweep_dir / "tfs10"
+    short, long = sweep_dir / "tfes1000", sweep_dir / "tfs5"
     argv = (f"--run={sweep}", "--max_parallel=1", "--pause_between=0", "--num_gpus=2")
 
     proc = launcher(tmp_path, *argv)
@@ -276,7 +291,7 @@ def test_processes_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoi
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 130, out
     assert "1 finished already (skipped), 1 to run" in out and "Stopped by SIGINT" in out
-    assert table_row(out, "tfs10")[:4] == ["tfs10", "-", "10", "unfinished"]
+    assert table_row(out, "tfs5")[:4] == ["tfs5", "-", "5", "unfinished"]
     assert "Stopped: SIGINT received" in console(long) and "exited with code 0" in console(long)
 
     code, out = launch(tmp_path, *argv)
@@ -284,25 +299,30 @@ def test_processes_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoi
     assert "2 of 2 finished" in out
     assert len(command_lines(short)) == 1 and console(short).count("launcher: running") == 1
     assert len(command_lines(long)) == 3 and console(long).count("Resumed from env_steps=") == 2
-    assert "Stopped: reached train_for_seconds=10" in console(long)
+    assert "Stopped: reached train_for_seconds=5" in console(long)
     assert not processes_mentioning(str(sweep_dir)) and set(os.listdir("/dev/shm")) <= shm_before
 
 
 # -- ray: a real local instance -------------------------------------------------------------------
 
-def test_ray_runs_a_two_variant_sweep_and_leaves_no_process(tmp_path):
+def test_ray_runs_a_two_variant_sweep_stops_on_ctrl_c_and_leaves_no_process(tmp_path):
     pytest.importorskip("ray")
     started = time.time()
     shm_before = set(os.listdir("/dev/shm"))
-    sweep = write_yaml(tmp_path / "r.yaml", f"name: r\nbase: {TINY} --train_for_env_steps=512\n"
-                                            "grid: {seed: [1, 2]}\n")
-    code, out = launch(tmp_path, f"--run={sweep}", "--backend=ray", "--pause_between=0",
-                       "--ray_cpus_per_job=1", timeout=300)
-    assert code == 0, out
-    assert "Submitted seed1 to Ray" in out and "2 of 2 finished" in out
-    for name in ("seed1", "seed2"):
-        text = console(tmp_path / "train_dir" / "r" / name)
-        assert "Stopped: reached train_for_env_steps=512" in text and "exited with code 0" in text
+    # Both at once on a local Ray instance: "done" finishes, "endless" is stopped by Ctrl+C.
+    sweep = write_yaml(tmp_path / "r.yaml", f"name: r\nbase: {TINY} --save_every_sec=1\nvariants:\n"
+                       "  - {train_for_env_steps: 512}\n  - {train_for_env_steps: 1000000000}\n"
+                       "short: {train_for_env_steps: steps}\n")
+    done, endless = tmp_path / "train_dir" / "r" / "steps512", tmp_path / "train_dir" / "r" / "steps1000000000"
+    proc = launcher(tmp_path, f"--run={sweep}", "--backend=ray", "--pause_between=0", "--ray_cpus_per_job=1")
+    wait_until(lambda: (done / "finished.json").exists() and checkpoint_steps(endless), proc, timeout=180)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out
+    assert "Submitted steps512 to Ray" in out and "1 of 2 finished, 1 unfinished" in out
+    assert "Stopped: reached train_for_env_steps=512" in console(done)
+    # The child of a Ray worker hears the signal (a worker's threads block SIGINT: not inherited).
+    assert "Stopped: SIGINT received" in console(endless) and "exited with code 0" in console(endless)
     time.sleep(1)
     assert not processes_mentioning("ray", since=started), out
     assert not processes_mentioning(str(tmp_path)) and set(os.listdir("/dev/shm")) <= shm_before

@@ -52,7 +52,7 @@ OPTIONS = (
            "its name in --train_dir."),
     Option("backend", str, "processes", "Where the experiments run: processes (this machine), ray "
            "(a Ray cluster or a local Ray instance), slurm (one sbatch job each)."),
-    Option("train_dir", str, "train_dir", "Root folder; the sweep's experiments go to <train_dir>/<sweep name>/."),
+    Option("train_dir", str, "train_dir", "Root folder; the sweep's experiments go to `<train_dir>/<sweep name>/`."),
     Option("dry_run", _bool, False, "Print the exact commands (slurm: write the scripts) and run nothing."),
     Option("max_parallel", int, 2, "Experiments running at once.", LOCAL, minimum=1),
     Option("num_gpus", int, 0, "GPUs to use; each experiment gets 1/experiments_per_gpu of one "
@@ -71,10 +71,20 @@ OPTIONS = (
            minimum=1),
     Option("slurm_time", str, None, "Time limit of each job (sbatch --time, e.g. 2:00:00); the run "
            "is stopped with a checkpoint 2 minutes before it and resumed by the next launch.", ("slurm",)),
-    Option("slurm_setup", str, None, "Shell file whose lines go into each script before the command "
-           "(e.g. module load, source venv/bin/activate).", ("slurm",)),
+    Option("slurm_setup", str, None, "Shell file whose lines go into each script, after its `cd` to "
+           "the folder the launcher ran in and before the command (e.g. module load, source "
+           "venv/bin/activate).", ("slurm",)),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
+
+
+def options_markdown() -> str:
+    """The README's table of the launcher's options (a test keeps the two equal)."""
+    lines = ["| option | default | backends | meaning |", "| --- | --- | --- | --- |"]
+    for o in OPTIONS:
+        backends = "all" if o.backends == BACKENDS else ", ".join(o.backends)
+        lines.append(f"| `--{o.name}` | `{o.default}` | {backends} | {o.help} |")
+    return "\n".join(lines) + "\n"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,7 +103,7 @@ def _parser() -> _Parser:
     return parser
 
 
-def parse_options(argv: Sequence[str]) -> tuple[argparse.Namespace, set[str]]:
+def parse_options(argv: Sequence[str]) -> argparse.Namespace:
     given = vars(_parser().parse_args(argv))
     values = {}
     for name, raw in given.items():
@@ -108,7 +118,7 @@ def parse_options(argv: Sequence[str]) -> tuple[argparse.Namespace, set[str]]:
         values[name] = value
     options = argparse.Namespace(**{o.name: values.get(o.name, o.default) for o in OPTIONS})
     _check_combination(options, set(given))
-    return options, set(given)
+    return options
 
 
 def _check_combination(options: argparse.Namespace, given: set[str]) -> None:
@@ -148,7 +158,7 @@ def _status_plan(target: str, train_dir: Path) -> Plan:
 def main(argv: Sequence[str] | None = None) -> int:
     setup_console_logging()
     try:
-        options, _ = parse_options(sys.argv[1:] if argv is None else argv)
+        options = parse_options(sys.argv[1:] if argv is None else argv)
         train_dir = Path(options.train_dir)
         if options.status is not None:
             from asyncrl.launcher.results import status_table
@@ -181,9 +191,14 @@ def launch(plan: Plan, options: argparse.Namespace) -> int:
 
 
 def _print_commands(plan: Plan, todo: list[Variant], options: argparse.Namespace) -> None:
-    if options.num_gpus:
+    if options.num_gpus and options.backend == "processes":
+        from asyncrl.launcher.local import gpu_devices
+
         print(f"# each command runs with CUDA_VISIBLE_DEVICES set to the least busy of GPUs "
-              f"0..{options.num_gpus - 1} ({options.experiments_per_gpu} experiment(s) per GPU)")
+              f"{','.join(gpu_devices(options.num_gpus))} ({options.experiments_per_gpu} per GPU)")
+    elif options.num_gpus:
+        print(f"# each experiment asks Ray for {1 / options.experiments_per_gpu:g} GPU (Ray sets "
+              "CUDA_VISIBLE_DEVICES)")
     for variant in todo:
         print(f"# {variant.name}: output to {variant.exp_dir / CONSOLE_FILE}")
         print(shlex.join(plan.command(variant, sys.executable)))
@@ -198,6 +213,9 @@ def _run_local(plan: Plan, todo: list[Variant], options: argparse.Namespace) -> 
     from asyncrl.launcher.child import StopSignals
     from asyncrl.launcher.results import status_table
 
+    from asyncrl.launcher.local import gpu_devices, run_processes
+
+    devices = gpu_devices(options.num_gpus) if options.backend == "processes" else []
     _write_record(plan)
     with StopSignals() as stop:
         if options.backend == "ray":
@@ -207,9 +225,7 @@ def _run_local(plan: Plan, todo: list[Variant], options: argparse.Namespace) -> 
                                  options.experiments_per_gpu, options.pause_between,
                                  options.ray_address, options.ray_cpus_per_job, stop)
         else:
-            from asyncrl.launcher.local import run_processes
-
-            exit_codes = run_processes(plan, todo, options.max_parallel, options.num_gpus,
+            exit_codes = run_processes(plan, todo, options.max_parallel, devices,
                                        options.experiments_per_gpu, options.pause_between, stop)
     print(status_table(plan))
     if stop.received:

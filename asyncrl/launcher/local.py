@@ -4,6 +4,7 @@ process, GPUs handed out through CUDA_VISIBLE_DEVICES."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from asyncrl.experiment.layout import CONSOLE_FILE
 from asyncrl.launcher.child import StopSignals, note_exit, start_logged
 from asyncrl.launcher.sweep import Plan, Variant
+from asyncrl.utils.errors import UserError
 
 log = logging.getLogger("asyncrl.launch")
 POLL_SEC = 0.1
@@ -47,12 +49,26 @@ class GpuSlots:
             self.load[gpu] -= 1
 
 
-def run_processes(plan: Plan, todo: list[Variant], max_parallel: int, num_gpus: int,
+def gpu_devices(num_gpus: int) -> list[str]:
+    """The ids to hand out: 0..num_gpus-1, or the first num_gpus of the launcher's own
+    CUDA_VISIBLE_DEVICES when it has one (the GPUs it was given)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if not visible:
+        return [str(i) for i in range(num_gpus)]
+    ids = [d.strip() for d in visible.split(",") if d.strip()]
+    if num_gpus > len(ids):
+        raise UserError(f"--num_gpus={num_gpus}, but CUDA_VISIBLE_DEVICES={visible} gives this "
+                        f"launcher {len(ids)} GPU(s)")
+    return ids[:num_gpus]
+
+
+def run_processes(plan: Plan, todo: list[Variant], max_parallel: int, devices: list[str],
                   experiments_per_gpu: int, pause_between: float, stop: StopSignals) -> dict[str, int]:
-    """Runs `todo`; returns the exit code of every experiment that ran. A SIGINT or SIGTERM to the
-    launcher starts nothing more and is passed on to every running experiment, which saves a
-    checkpoint and exits; this returns once they all have."""
-    gpus = GpuSlots(num_gpus, experiments_per_gpu)
+    """Runs `todo`, each on one of the GPUs `devices` (none: no GPU assignment); returns the exit
+    code of every experiment that ran. A SIGINT or SIGTERM to the launcher starts nothing more and
+    is passed on to every running experiment, which saves a checkpoint and exits; this returns
+    once they all have."""
+    gpus = GpuSlots(len(devices), experiments_per_gpu)
     queue = list(todo)
     running: dict[subprocess.Popen, _Running] = {}
     exit_codes: dict[str, int] = {}
@@ -63,13 +79,13 @@ def run_processes(plan: Plan, todo: list[Variant], max_parallel: int, num_gpus: 
                 proc.send_signal(signum)
         now = time.monotonic()
         if queue and not stop.stopping and len(running) < max_parallel and now >= next_start:
-            gpu = gpus.take() if num_gpus else None
-            if gpu is not None or not num_gpus:
+            gpu = gpus.take() if devices else None
+            if gpu is not None or not devices:
                 variant = queue.pop(0)
-                env = {} if gpu is None else {"CUDA_VISIBLE_DEVICES": str(gpu)}
+                env = {} if gpu is None else {"CUDA_VISIBLE_DEVICES": devices[gpu]}
                 proc = start_logged(plan.command(variant, sys.executable), variant.exp_dir, env)
                 running[proc] = _Running(variant, gpu, now)
-                on_gpu = "" if gpu is None else f" on GPU {gpu}"
+                on_gpu = "" if gpu is None else f" on GPU {devices[gpu]}"
                 log.info("Started %s%s (pid %d), output in %s", variant.name, on_gpu, proc.pid,
                          variant.exp_dir / CONSOLE_FILE)
                 next_start = now + pause_between

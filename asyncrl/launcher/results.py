@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asyncrl.experiment.layout import CHECKPOINT_DIR, CONFIG_FILE, FINISHED_FILE
-from asyncrl.launcher.sweep import Plan, Variant, _format_value
+from asyncrl.launcher.sweep import Plan, Variant, format_value
 from asyncrl.utils.errors import UserError
 
 FINISHED, UNFINISHED, NOT_STARTED = "finished", "unfinished", "not started"
@@ -44,13 +44,12 @@ def progress(variant: Variant) -> Progress:
     if not (variant.exp_dir / CONFIG_FILE).is_file():
         return Progress(NOT_STARTED)
     state = FINISHED if is_finished(variant) else UNFINISHED
-    from asyncrl.experiment.checkpoint import CheckpointManager
+    # torch, for the checkpoints: only here, so that launching stays light.
+    from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint
 
     latest = CheckpointManager(variant.exp_dir / CHECKPOINT_DIR, keep_checkpoints=1_000_000).latest()
     if latest is None:
         return Progress(state)
-    from asyncrl.experiment.checkpoint import load_checkpoint
-
     try:
         checkpoint = load_checkpoint(latest)
         returns = checkpoint["episode_stats"]["returns"]
@@ -76,7 +75,7 @@ def status_table(plan: Plan) -> str:
         states.append(p.state)
         best = _number(p.best) + ("" if p.best is None or p.best_metric == "reward" else f" ({p.best_metric})")
         rows.append([variant.name,
-                     *(_format_value(variant.params[k]) if k in variant.params else "-"
+                     *(format_value(variant.params[k]) if k in variant.params else "-"
                        for k in plan.param_names),
                      p.state if p.error is None else f"{p.state} (checkpoint unreadable: {p.error})",
                      "-" if p.env_steps is None else f"{p.env_steps:,}",

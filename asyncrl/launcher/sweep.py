@@ -27,8 +27,13 @@ from asyncrl.utils.errors import UserError
 SWEEP_VARIABLE = "SWEEP"
 DEFAULT_COMMAND = "python -m asyncrl.train"
 SWEEP_RECORD = "sweep.json"  # in the sweep folder: what --status needs without the sweep file
-# Set by the launcher for every variant, so not allowed in a sweep.
-LAUNCHER_OWNED = ("experiment", "train_dir", "restart_behavior", "help")
+# Parameters a sweep may not set, and why.
+LAUNCHER_OWNED = {
+    "experiment": "the launcher names each variant's experiment",
+    "train_dir": "the launcher puts the variants in <--train_dir>/<sweep name>",
+    "restart_behavior": "the launcher resumes unfinished experiments and skips finished ones",
+    "help": "it is not a parameter",
+}
 _PYTHON_NAMES = ("python", "python3")
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
@@ -152,7 +157,7 @@ def plan_sweep(sweep: Sweep, train_dir: Path) -> Plan:
     base_names = _arg_names(base)
     for name in param_names + base_names:
         if name in LAUNCHER_OWNED:
-            raise UserError(f"--{name} cannot be set in a sweep: the launcher sets it for each variant")
+            raise UserError(f"--{name} cannot be set in a sweep: {LAUNCHER_OWNED[name]}")
     for name in param_names:
         if name in base_names:
             raise UserError(f"--{name} is both in the sweep's base command line and among its variants")
@@ -184,8 +189,8 @@ def _as_args(value: Any, what: str) -> list[str]:
 
 
 def _arg_names(args: list[str]) -> list[str]:
-    return [a[2:].split("=", 1)[0] for a in args if a.startswith("--")] + \
-        ["help" for a in args if a == "-h"]
+    return [a[2:].split("=", 1)[0] if a.startswith("--") else "help" for a in args
+            if a.startswith("--") or a == "-h"]
 
 
 def _combinations(sweep: Sweep) -> list[dict[str, Any]]:
@@ -227,18 +232,18 @@ def _short_names(params: list[str], given: Mapping[str, str]) -> dict[str, str]:
     return names
 
 
-def _format_value(value: Any) -> str:
+def format_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
-        return ",".join(map(_format_value, value))
+        return ",".join(map(format_value, value))
     return str(value)
 
 
 def _name_value(value: Any) -> str:
-    return _UNSAFE_NAME_CHARS.sub("-", _format_value(value))
+    return _UNSAFE_NAME_CHARS.sub("-", format_value(value))
 
 
 def _param_arg(name: str, value: Any) -> str:
-    return f"--{name}={_format_value(value)}"
+    return f"--{name}={format_value(value)}"
 
 
 def _validate_train_args(plan: Plan) -> None:
