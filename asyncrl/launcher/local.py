@@ -83,7 +83,13 @@ def run_processes(plan: Plan, todo: list[Variant], max_parallel: int, devices: l
             if gpu is not None or not devices:
                 variant = queue.pop(0)
                 env = {} if gpu is None else {"CUDA_VISIBLE_DEVICES": devices[gpu]}
-                proc = start_logged(plan.command(variant, sys.executable), variant.exp_dir, env)
+                try:
+                    proc = start_logged(plan.command(variant, sys.executable), variant.exp_dir, env)
+                except OSError as e:  # e.g. a sweep `command` that is not there
+                    log.error("%s could not start: %s", variant.name, e)
+                    gpus.give_back(gpu)
+                    exit_codes[variant.name] = 127
+                    continue
                 running[proc] = _Running(variant, gpu, now)
                 on_gpu = "" if gpu is None else f" on GPU {devices[gpu]}"
                 log.info("Started %s%s (pid %d), output in %s", variant.name, on_gpu, proc.pid,

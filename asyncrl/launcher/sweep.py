@@ -17,6 +17,7 @@ import itertools
 import json
 import re
 import shlex
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,11 +114,15 @@ def load_sweep(path: str) -> Sweep:
 def _load_python(file: Path) -> Sweep:
     spec = importlib.util.spec_from_file_location(f"asyncrl_sweep_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
+    # As when running the file: its own folder is importable (e.g. a shared base command line).
+    sys.path.insert(0, str(file.resolve().parent))
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # the sweep file is the user's code: report it in one line
         where = f" (line {e.lineno})" if isinstance(e, SyntaxError) else ""
         raise UserError(f"cannot load {file}: {type(e).__name__}: {e}{where}") from None
+    finally:
+        sys.path.remove(str(file.resolve().parent))
     sweep = getattr(module, SWEEP_VARIABLE, None)
     if not isinstance(sweep, Sweep):
         raise UserError(f"{file} must define {SWEEP_VARIABLE} = asyncrl.launcher.Sweep(...)")
