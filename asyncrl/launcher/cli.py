@@ -18,6 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from asyncrl.experiment.layout import CONSOLE_FILE
+from asyncrl.launcher import slurm
+from asyncrl.launcher.child import StopSignals
+from asyncrl.launcher.local import gpu_devices, run_processes
+from asyncrl.launcher.ray_backend import run_ray
+from asyncrl.launcher.results import is_finished, status_table
 from asyncrl.launcher.sweep import SWEEP_RECORD, Plan, Variant, load_sweep, plan_from_record, plan_sweep
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.logs import setup_console_logging
@@ -139,9 +144,7 @@ def _check_combination(options: argparse.Namespace, given: set[str]) -> None:
     if "experiments_per_gpu" in given and not options.num_gpus:
         raise UserError("--experiments_per_gpu needs --num_gpus > 0")
     if options.slurm_time is not None:
-        from asyncrl.launcher.slurm import check_slurm_time
-
-        check_slurm_time(options.slurm_time)
+        slurm.check_slurm_time(options.slurm_time)
 
 
 def _status_plan(target: str, train_dir: Path) -> Plan:
@@ -161,8 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = parse_options(sys.argv[1:] if argv is None else argv)
         train_dir = Path(options.train_dir)
         if options.status is not None:
-            from asyncrl.launcher.results import status_table
-
             print(status_table(_status_plan(options.status, train_dir)))
             return 0
         return launch(plan_sweep(load_sweep(options.run), train_dir), options)
@@ -173,14 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def launch(plan: Plan, options: argparse.Namespace) -> int:
-    from asyncrl.launcher import slurm
-    from asyncrl.launcher.results import is_finished
-
     if options.backend == "slurm" and not options.dry_run:
         slurm.require_sbatch()
     todo = [v for v in plan.variants if not is_finished(v)]
     skipped = len(plan.variants) - len(todo)
-    log.info("Sweep %s: %d experiments, %d finished already (skipped), %d to run with --backend=%s",
+    log.info("Sweep %s: %d experiment(s), %d finished already (skipped), %d to run with --backend=%s",
              plan.name, len(plan.variants), skipped, len(todo), options.backend)
     if options.backend == "slurm":
         return _launch_slurm(plan, todo, options)
@@ -192,8 +190,6 @@ def launch(plan: Plan, options: argparse.Namespace) -> int:
 
 def _print_commands(plan: Plan, todo: list[Variant], options: argparse.Namespace) -> None:
     if options.num_gpus and options.backend == "processes":
-        from asyncrl.launcher.local import gpu_devices
-
         print(f"# each command runs with CUDA_VISIBLE_DEVICES set to the least busy of GPUs "
               f"{','.join(gpu_devices(options.num_gpus))} ({options.experiments_per_gpu} per GPU)")
     elif options.num_gpus:
@@ -210,17 +206,10 @@ def _write_record(plan: Plan) -> None:
 
 
 def _run_local(plan: Plan, todo: list[Variant], options: argparse.Namespace) -> int:
-    from asyncrl.launcher.child import StopSignals
-    from asyncrl.launcher.results import status_table
-
-    from asyncrl.launcher.local import gpu_devices, run_processes
-
     devices = gpu_devices(options.num_gpus) if options.backend == "processes" else []
     _write_record(plan)
     with StopSignals() as stop:
         if options.backend == "ray":
-            from asyncrl.launcher.ray_backend import run_ray
-
             exit_codes = run_ray(plan, todo, options.max_parallel, options.num_gpus,
                                  options.experiments_per_gpu, options.pause_between,
                                  options.ray_address, options.ray_cpus_per_job, stop)
@@ -240,8 +229,6 @@ def _run_local(plan: Plan, todo: list[Variant], options: argparse.Namespace) -> 
 
 
 def _launch_slurm(plan: Plan, todo: list[Variant], options: argparse.Namespace) -> int:
-    from asyncrl.launcher import slurm
-
     setup = slurm.read_setup(options.slurm_setup)
     if not options.dry_run:
         todo = slurm.not_queued(plan, todo)

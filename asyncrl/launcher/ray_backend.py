@@ -31,14 +31,15 @@ class ExperimentActor:
         self._proc = None
         self._stop_signal: int | None = None
 
-    def run(self, command: list[str], exp_dir: str, env: dict[str, str]) -> int:
+    def run(self, command: list[str], exp_dir: str) -> int:
         # The command's interpreter is this worker's: nodes may keep Python elsewhere.
         command = [sys.executable if command[0] == "python" else command[0], *command[1:]]
         started = time.monotonic()
         with self._lock:
             if self._stop_signal is not None:
                 return -self._stop_signal
-            self._proc = start_logged(command, Path(exp_dir), env)
+            # CUDA_VISIBLE_DEVICES, when the actor has a GPU, is Ray's: the child inherits it.
+            self._proc = start_logged(command, Path(exp_dir), {})
         print(f"{Path(exp_dir).name}: started on {os.uname().nodename} (pid {self._proc.pid})", flush=True)
         returncode = self._proc.wait()
         note_exit(Path(exp_dir), returncode, time.monotonic() - started)
@@ -109,7 +110,7 @@ def _run_actors(ray: Any, actor_class: Any, plan: Plan, todo: list[Variant], max
             if queue and not stop.stopping and len(running) < max_parallel and now >= next_start:
                 variant = queue.pop(0)
                 actor = actor_class.remote()
-                ref = actor.run.remote(plan.command(variant, "python"), str(variant.exp_dir), {})
+                ref = actor.run.remote(plan.command(variant, "python"), str(variant.exp_dir))
                 running[ref] = (variant, actor, now)
                 log.info("Submitted %s to Ray, output in %s", variant.name, variant.exp_dir / CONSOLE_FILE)
                 next_start = now + pause_between
