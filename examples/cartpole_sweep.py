@@ -1,4 +1,4 @@
-"""A tiny CartPole sweep: learning rate x batch size, 4 experiments of a few seconds each.
+"""A tiny CartPole sweep: learning rate x batch size, 4 short runs of 30,000 env steps each.
 
     python -m asyncrl.launch --run=examples/cartpole_sweep.py                    # this machine
     python -m asyncrl.launch --run=examples/cartpole_sweep.py --backend=ray      # a Ray cluster
