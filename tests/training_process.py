@@ -4,6 +4,7 @@ signal, kill or time it."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ from typing import Callable
 import psutil
 import pytest
 
+from asyncrl.utils.processes import die_with_parent
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -20,10 +23,12 @@ def start(tmp_path: Path, *argv: str, script: list[str] | None = None) -> subpro
     """Trains in experiment `exp` under `tmp_path`; `script` replaces `-m asyncrl.train --env=CartPole-v1`."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     command = script or ["-m", "asyncrl.train", "--env=CartPole-v1"]
+    # If pytest itself is killed (a timeout), the training must not live on: its workers follow it.
     return subprocess.Popen([sys.executable, *command, f"--train_dir={tmp_path}",
                              "--experiment=exp", *argv],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: die_with_parent(signal.SIGKILL))
 
 
 def kill_tree(proc: subprocess.Popen) -> str:
