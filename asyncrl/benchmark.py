@@ -149,16 +149,16 @@ def make_plan(argv: Sequence[str]) -> Plan:
             raise UserError(f"--{name} cannot be given after --: the benchmark sets it ({instead})")
     parsed = parse_args(["--env", args.env, *extras], scope="train",
                         prog="python -m asyncrl.train")
+    given = {**parsed.preset, **parsed.explicit}  # after --, on the command line or in --config
     layout = {}
     for name, default in (("num_workers", 2), ("num_envs_per_worker", 32)):
-        ours, theirs = getattr(args, name), parsed.explicit.get(name)
+        ours, theirs = getattr(args, name), given.get(name)
         if ours is not None and theirs is not None and ours != theirs:
             raise UserError(f"--{name}={ours} and --{name}={theirs} after -- disagree: give it "
                             f"once (it applies to every system)")
         layout[name] = next(v for v in (ours, theirs, default) if v is not None)
     # The layout goes to asyncrl.train unless the parameters after -- already say it.
-    layout_args = [f"--{name}={value}" for name, value in layout.items()
-                   if name not in parsed.explicit]
+    layout_args = [f"--{name}={value}" for name, value in layout.items() if name not in given]
     cfg = parse_args(["--env", args.env, *layout_args, *extras], scope="train",
                      prog="python -m asyncrl.train").config()
     json_path = Path(args.json) if args.json else None

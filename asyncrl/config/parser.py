@@ -1,7 +1,9 @@
 """Command line -> parameters, generated from the parameter table (config/params.py).
 
-Resolution order of a value: table default < env family default override < command line.
-(Resuming an experiment puts its stored config.json between the last two: experiment/.)
+Resolution order of a value: table default < env family default override < preset file
+(`--config=preset.yaml`) < command line. (Resuming an experiment puts its stored config.json
+right after the family's overrides: a preset given again on resume overrides stored values, as the
+command line does.)
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import difflib
 import shlex
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from asyncrl.config.config import ConfigBase, check_value, make_config
@@ -29,20 +32,30 @@ class ParsedArgs:
     params: tuple[Param, ...]
     family: EnvFamily
     defaults: dict[str, Any]  # table defaults with the family's overrides
+    preset: dict[str, Any]  # the values of the --config file that apply to this entry point
+    preset_path: str | None  # the --config file as given
     explicit: dict[str, Any]  # only the parameters written on the command line
     command_line: str
 
     def config(self, stored: dict[str, Any] | None = None) -> ConfigBase:
-        """Defaults, then a stored config (when resuming), then this command line."""
+        """Defaults, then a stored config (when resuming), then the preset file, then this
+        command line."""
         values = dict(self.defaults)
         if stored:
             values.update({k: v for k, v in stored.items() if k in values})
+        values.update(self.preset)
         values.update(self.explicit)
         cfg = make_config(self.params, values)
         from asyncrl.config.validate import validate_config
 
         validate_config(cfg)
         return cfg
+
+    def override_sources(self) -> dict[str, str]:
+        """Parameter -> where its value was given (the preset file or the command line)."""
+        sources = {name: f"--config={self.preset_path}" for name in self.preset}
+        sources.update({name: "the command line" for name in self.explicit})
+        return sources
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,11 +91,14 @@ def build_argparser(params: Sequence[Param], defaults: dict[str, Any], prog: str
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-h", "--help", action="store_true", default=argparse.SUPPRESS,
                         help="Show this help (with --env: including that env's parameters)")
+    parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="YAML preset file: a mapping of parameter names to values, applied "
+                             "over the env's defaults; parameters on the command line override it")
     groups: dict[str, Any] = {}
     for p in params:
         group = groups.get(p.group) or groups.setdefault(p.group, parser.add_argument_group(p.group))
         default = defaults[p.name]
-        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         extra = f" (choices: {', '.join(map(str, p.choices))})" if p.choices else ""
         group.add_argument(f"--{p.name}", dest=p.name, default=argparse.SUPPRESS,
                            nargs="*" if p.is_list else None, metavar=p.type.__name__.upper(),
@@ -130,24 +146,31 @@ def _convert_scalar(param: Param, text: str) -> Any:
     return text
 
 
-def _find_env_name(argv: Sequence[str]) -> str | None:
+def _find_cli_value(argv: Sequence[str], name: str) -> str | None:
+    """The last value of `--name` on a command line (argparse keeps the last one too)."""
+    value = None
     for i, arg in enumerate(argv):
-        if arg.startswith("--env="):
-            return arg.split("=", 1)[1]
-        if arg == "--env" and i + 1 < len(argv):
-            return argv[i + 1]
-    return None
+        if arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1]
+        elif arg == f"--{name}" and i + 1 < len(argv):
+            value = argv[i + 1]
+    return value
 
 
 def parse_args(argv: Sequence[str] | None, scope: str, prog: str) -> ParsedArgs:
     """Parses a command line of `scope` ('train' or 'enjoy'). `--help` prints and exits 0."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    env_name = _find_env_name(argv)
+    preset_path = _find_cli_value(argv, "config")
+    preset_file = read_preset_file(preset_path) if preset_path is not None else {}
+    env_name = _find_cli_value(argv, "env")
+    if env_name is None and "env" in preset_file:
+        env_name = _file_value(_ENV_PARAM, preset_file["env"], preset_path)
     wants_help = any(a in ("-h", "--help") for a in argv)
     family = find_env_family(env_name) if env_name is not None else None
     params = params_in_scope(scope, family)
     defaults = family_defaults(params, family)
-    parser = build_argparser(params, defaults, prog)
+    preset = preset_values(preset_file, preset_path, scope, family) if preset_path else {}
+    parser = build_argparser(params, {**defaults, **preset}, prog)
     if wants_help:
         parser.print_help()
         raise SystemExit(0)
@@ -158,8 +181,9 @@ def parse_args(argv: Sequence[str] | None, scope: str, prog: str) -> ParsedArgs:
     explicit = {p.name: _convert(p, getattr(namespace, p.name))
                 for p in params if hasattr(namespace, p.name)}
     if env_name is None or family is None:
-        raise UserError("--env is required, e.g. --env=CartPole-v1")
-    return ParsedArgs(params=params, family=family, defaults=defaults, explicit=explicit,
+        raise UserError("--env is required, e.g. --env=CartPole-v1 (or env: in the --config file)")
+    return ParsedArgs(params=params, family=family, defaults=defaults, preset=preset,
+                      preset_path=preset_path, explicit=explicit,
                       command_line=shlex.join([prog, *argv]))
 
 
@@ -167,7 +191,76 @@ def _unknown_argument_message(arg: str, params: Sequence[Param]) -> str:
     name = arg.split("=", 1)[0]
     if not name.startswith("--"):
         return f"unexpected argument {arg!r}: parameters are given as --name=value or --name value"
-    names = [p.name for p in params]
-    close = difflib.get_close_matches(name[2:], names, n=1, cutoff=0.6)
-    hint = f"; did you mean --{close[0]}?" if close else "; see --help for the list"
-    return f"unknown parameter {name}{hint}"
+    return f"unknown parameter {name}{_did_you_mean(name[2:], params, '--')}"
+
+
+def _did_you_mean(name: str, params: Sequence[Param], prefix: str) -> str:
+    close = difflib.get_close_matches(name, [p.name for p in params], n=1, cutoff=0.6)
+    return f"; did you mean {prefix}{close[0]}?" if close else "; see --help for the list"
+
+
+# -- preset files (--config) --------------------------------------------------------------------
+_ENV_PARAM = next(p for p in PARAMS if p.name == "env")
+
+
+def read_preset_file(path: str) -> dict[str, Any]:
+    """The mapping of a YAML preset file, as YAML reads it; a UserError naming the file for
+    anything else."""
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise UserError(f"--config={path}: cannot read it ({e.strerror or e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{path}: not valid YAML: {problem}{where}") from None
+    if data is None:  # an empty file
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a preset is a mapping of parameter names to values "
+                        f"(name: value, one per line), not a {type(data).__name__}")
+    for name in data:
+        if not isinstance(name, str):
+            raise UserError(f"{path}: parameter names are strings, got {name!r}")
+    return data
+
+
+def preset_values(data: dict[str, Any], path: str, scope: str,
+                  family: EnvFamily | None) -> dict[str, Any]:
+    """Checks every value of a preset file like the command line does and returns those of this
+    entry point's scope: a training preset also serves asyncrl.enjoy, which ignores its
+    train-only parameters (and the other way round)."""
+    known = {p.name: p for p in (*PARAMS, *(family.extra_params if family else ()))}
+    values = {}
+    for name, raw in data.items():
+        param = known.get(name)
+        if param is None:
+            raise UserError(f"{path}: unknown parameter {name}"
+                            f"{_did_you_mean(name, tuple(known.values()), '')}")
+        value = _file_value(param, raw, path)
+        if param.scope in ("all", scope):
+            values[name] = value
+    return values
+
+
+def _file_value(param: Param, raw: Any, path: str) -> Any:
+    """A YAML value -> the parameter's value, with the command line's messages prefixed by the
+    file's name. Strings go through the command line's conversion, so that what YAML 1.1 leaves
+    as a string (3e-3, 1e6) or the command line's spellings (64,64, None) mean the same here."""
+    try:
+        if raw is None:
+            if param.optional:
+                return None
+            raise UserError(f"--{param.name} cannot be null (None)")
+        if isinstance(raw, str) and param.type is not str:
+            return _convert(param, [raw] if param.is_list else raw)
+        if param.is_list and isinstance(raw, list) and param.type is not str:
+            raw = [_convert_scalar(param, item) if isinstance(item, str) else item for item in raw]
+        return check_value(param, raw)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None

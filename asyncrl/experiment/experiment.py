@@ -133,10 +133,11 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
                     f"experiment '{cfg.experiment}' was trained on --env={stored.get('env')}, not "
                     f"--env={cfg.env}: choose another --experiment or --restart_behavior=restart")
             cfg = parsed.config(stored)
-            for name in parsed.explicit:
-                if name in stored and stored[name] != cfg.to_dict()[name]:
+            values = cfg.to_dict()
+            for name, source in parsed.override_sources().items():
+                if name in stored and stored[name] != values[name]:
                     notes.append(f"Overriding stored {name}={stored[name]!r} with "
-                                 f"{cfg.to_dict()[name]!r} from the command line")
+                                 f"{values[name]!r} from {source}")
         elif any(p.name != CONSOLE_FILE for p in exp_dir.iterdir()):
             raise UserError(f"{exp_dir} exists but has no {CONFIG_FILE}: use "
                             "--restart_behavior=restart (keeps it) or overwrite (deletes it)")
