@@ -62,8 +62,10 @@ _EVAL = "evaluation"
 PARAMS: tuple[Param, ...] = (
     # basic
     _p("algo", str, "APPO", "Algorithm to use", _BASIC, choices=("APPO",)),
-    _p("env", str, None, "Name of the environment to use: a gymnasium id (e.g. CartPole-v1) or a "
-       "registered env family name. Required.", _BASIC, optional=True),
+    _p("env", str, None, "Name of the environment to use: a gymnasium id (e.g. CartPole-v1), a "
+       "registered env family name, or module:EnvId (e.g. my_package.envs:MyEnv-v0), which "
+       "imports the module (registering the id) and then makes EnvId. Required.", _BASIC,
+       optional=True),
     _p("experiment", str, "default_experiment",
        "Unique experiment name; also the name of the experiment folder in train_dir. If the folder "
        "exists the experiment is RESUMED and parameters given on this command line override the "

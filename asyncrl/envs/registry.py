@@ -7,8 +7,10 @@ Families registered later take precedence, so users can override the built-in on
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -44,15 +46,77 @@ def register_env_family(family: EnvFamily) -> None:
 
 
 def find_env_family(env_name: str) -> EnvFamily:
-    """The family that builds `env_name`, or a UserError that names similar known envs."""
+    """The family that builds `env_name`, or a UserError that names similar known envs.
+    `module:EnvId` imports `module` first (which registers EnvId), then builds EnvId."""
     _load_builtin_families()
-    for family in _FAMILIES:
-        if family.matches(env_name):
-            return family
+    if ":" in env_name:
+        return _imported_env_family(env_name)
+    family = _matching_family(env_name)
+    if family is None:
+        raise UserError(f"--env={env_name}: unknown environment{_similar_envs(env_name)}")
+    return family
+
+
+def _matching_family(env_name: str) -> EnvFamily | None:
+    return next((family for family in _FAMILIES if family.matches(env_name)), None)
+
+
+def _similar_envs(env_name: str) -> str:
     known = sorted({name for family in _FAMILIES for name in family.known_names()})
     similar = difflib.get_close_matches(env_name, known, n=5, cutoff=0.5)
-    hint = f"; similar registered envs: {', '.join(similar)}" if similar else ""
-    raise UserError(f"--env={env_name}: unknown environment{hint}")
+    return f"; similar registered envs: {', '.join(similar)}" if similar else ""
+
+
+def split_module_env_name(env_name: str) -> tuple[str, str]:
+    """'my_package.envs:MyEnv-v0' -> ('my_package.envs', 'MyEnv-v0')."""
+    module, _, env_id = env_name.partition(":")
+    if not module or not env_id or ":" in env_id:
+        raise UserError(f"--env={env_name}: expected module:EnvId, e.g. my_package.envs:MyEnv-v0")
+    return module, env_id
+
+
+def import_env_module(env_name: str) -> str:
+    """Imports the module of a `module:EnvId` env name and returns EnvId. A no-op when the
+    module is imported already (as in forked worker processes); a spawned process registers the
+    id here."""
+    module, env_id = split_module_env_name(env_name)
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # the module's own errors too: whatever it raised, in one line
+        message = (str(e).splitlines() or [""])[0]
+        raise UserError(f"--env={env_name}: cannot import module {module} "
+                        f"({type(e).__name__}: {message})") from None
+    return env_id
+
+
+def _imported_env_family(env_name: str) -> EnvFamily:
+    """The family of EnvId once its module is imported, building envs under the full name (so
+    every process imports the module before making the env)."""
+    env_id = import_env_module(env_name)
+    family = _matching_family(env_id)
+    if family is None:
+        raise UserError(f"--env={env_name}: no env {env_id} is registered after importing "
+                        f"{env_name.partition(':')[0]}{_similar_envs(env_id)}")
+    imported = _ImportedEnv(family)
+    return dataclasses.replace(
+        family, matches=lambda name: name == env_name, make_env=imported.make_env,
+        make_vector_env=imported.make_vector_env if family.make_vector_env else None)
+
+
+@dataclass(frozen=True)
+class _ImportedEnv:
+    """make_env and make_vector_env of `module:EnvId`: import the module, then build EnvId with
+    the family that matches it."""
+
+    family: EnvFamily
+
+    def make_env(self, env_name: str, cfg: Any, env_index: int) -> gym.Env:
+        return self.family.make_env(import_env_module(env_name), cfg, env_index)
+
+    def make_vector_env(self, env_name: str, cfg: Any, first_env_index: int,
+                        num_envs: int) -> gym.vector.VectorEnv:
+        return self.family.make_vector_env(import_env_module(env_name), cfg, first_env_index,
+                                           num_envs)
 
 
 def make_vector_env(family: EnvFamily, env_name: str, cfg: Any, first_env_index: int,

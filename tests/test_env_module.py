@@ -1,0 +1,63 @@
+"""`--env=module:EnvId`: the module is imported (registering the id), in the parallel runtime's
+worker processes too, with one-line errors for a module that cannot be imported or an id it did
+not register."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asyncrl.config.parser import parse_args
+from asyncrl.experiment.checkpoint import load_checkpoint
+from asyncrl.utils.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+HELPERS = REPO / "tests" / "helpers"
+
+
+@pytest.fixture
+def importable(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(HELPERS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "broken_envs.py").write_text("raise RuntimeError('boom: no licence\\nsecond line')\n")
+
+
+def test_module_env_id_is_imported_and_made(importable):
+    parsed = parse_args(["--env=custom_envs:Corridor-v0"], scope="train", prog="test")
+    cfg, family = parsed.config(), parsed.family
+    env = family.make_env(cfg.env, cfg, 0)
+    assert type(env.unwrapped).__name__ == "Corridor" and family.name == "gymnasium"
+    # A module:id of a family with presets gets that family's defaults.
+    cartpole = parse_args(["--env=gymnasium:CartPole-v1"], scope="train", prog="test").config()
+    assert cartpole.num_envs_per_worker == 32 and cartpole.env == "gymnasium:CartPole-v1"
+
+
+@pytest.mark.parametrize("env, message", [
+    ("no_such_module_xyz:Foo-v0", "--env=no_such_module_xyz:Foo-v0: cannot import module "
+     "no_such_module_xyz (ModuleNotFoundError: No module named 'no_such_module_xyz')"),
+    ("broken_envs:Foo-v0", "cannot import module broken_envs (RuntimeError: boom: no licence)"),
+    ("custom_envs:Corridr-v0", "--env=custom_envs:Corridr-v0: no env Corridr-v0 is registered "
+     "after importing custom_envs; similar registered envs: Corridor-v0"),
+    (":Corridor-v0", "expected module:EnvId"),
+    ("custom_envs:", "expected module:EnvId"),
+])
+def test_module_env_errors_are_one_line(importable, env, message):
+    with pytest.raises(UserError) as info:
+        parse_args([f"--env={env}"], scope="train", prog="test")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_parallel_workers_build_the_module_env(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HELPERS)])}
+    result = subprocess.run(
+        [sys.executable, "-m", "asyncrl.train", "--env=custom_envs:Corridor-v0",
+         f"--train_dir={tmp_path}", "--experiment=exp", "--num_workers=2",
+         "--num_envs_per_worker=4", "--rollout=16", "--batch_size=64", "--device=cpu",
+         "--encoder_mlp_layers", "16", "--train_for_env_steps=1000"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    checkpoint = max((tmp_path / "exp" / "checkpoint_p0").glob("checkpoint_*.pth"))
+    lengths = load_checkpoint(checkpoint)["episode_stats"]["lengths"]
+    assert lengths and set(lengths) == {5}  # Corridor's episodes, stepped in the workers
