@@ -55,7 +55,7 @@ class _Sink(EventLoopObject):
 class Collected:
     trajectories: Trajectories  # [T, B], B = every env once per rollout
     truncations: list  # (slot, t, final obs) of time-limit ends
-    episodes: list  # (return, length)
+    episodes: list  # EpisodeStats
     buffers: TrajectoryBuffers
     slots: list[int]
     first_arrival: dict[str, float]  # rollout worker -> seconds from the start to its first data

@@ -93,7 +93,7 @@ def test_cartpole_uses_gymnasiums_array_implementation():
     assert traj.dones.sum() > 0
     assert torch.equal(traj.valid[1:], ~after_end[1:])
     assert torch.all(traj.rewards[~traj.valid] == 0)
-    assert all(ret == length for ret, length in got.episodes)
+    assert all(e.episode_return == e.length for e in got.episodes)
 
 
 class Exploding(Countdown):

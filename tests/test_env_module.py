@@ -55,9 +55,13 @@ def test_parallel_workers_build_the_module_env(tmp_path):
         [sys.executable, "-m", "asyncrl.train", "--env=custom_envs:Corridor-v0",
          f"--train_dir={tmp_path}", "--experiment=exp", "--num_workers=2",
          "--num_envs_per_worker=4", "--rollout=16", "--batch_size=64", "--device=cpu",
-         "--encoder_mlp_layers", "16", "--train_for_env_steps=1000"],
+         "--encoder_mlp_layers", "16", "--train_for_env_steps=1000", "--episode_counter=true"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     checkpoint = max((tmp_path / "exp" / "checkpoint_p0").glob("checkpoint_*.pth"))
-    lengths = load_checkpoint(checkpoint)["episode_stats"]["lengths"]
-    assert lengths and set(lengths) == {5}  # Corridor's episodes, stepped in the workers
+    stats = load_checkpoint(checkpoint)["episode_stats"]
+    assert stats["lengths"] and set(stats["lengths"]) == {5}  # Corridor's, stepped in the workers
+    # Its custom statistics came along from the workers: right_moves is each episode's return.
+    assert stats["extra"]["right_moves"] == stats["returns"]
+    assert stats["extra"]["half_right"] == [r / 2 for r in stats["returns"]]
+    assert max(stats["extra"]["episode_number"]) >= 1

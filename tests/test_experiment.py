@@ -156,10 +156,10 @@ def test_best_checkpoint_and_enjoy(tmp_path, capsys):
     assert list((tmp_path / "exp" / "checkpoint_p0").glob("best_*.pth"))
     capsys.readouterr()
     for kind in ("latest", "best"):
-        returns = enjoy.evaluate(["--env=CartPole-v1", f"--train_dir={tmp_path}", "--experiment=exp",
-                                  "--max_num_episodes=3", f"--load_checkpoint_kind={kind}",
-                                  "--eval_deterministic=true"])
-        assert len(returns) == 3 and all(r >= 1 for r in returns)
+        episodes = enjoy.evaluate(["--env=CartPole-v1", f"--train_dir={tmp_path}", "--experiment=exp",
+                                   "--max_num_episodes=3", f"--load_checkpoint_kind={kind}",
+                                   "--eval_deterministic=true"])
+        assert len(episodes) == 3 and all(e.episode_return >= 1 for e in episodes)
     out = capsys.readouterr().out
     assert "episode 3: return" in out and "mean return over 3 episodes" in out
     assert enjoy.main(["--env=CartPole-v1", f"--train_dir={tmp_path}", "--experiment=none"]) == 2

@@ -66,7 +66,7 @@ def test_obs_of_the_last_step_continue_in_the_next_trajectory():
 def test_reward_scale_and_clip_apply_to_learning_rewards_only():
     got = collect(cfg_of("--reward_scale=2", "--reward_clip=1.5"), rollouts=2)
     assert torch.all(got.trajectories.rewards == 1.5)
-    assert all(ret == length for ret, length in got.episodes)  # statistics keep raw rewards
+    assert all(e.episode_return == e.length for e in got.episodes)  # statistics keep raw rewards
 
 
 @pytest.mark.parametrize("bootstrap", [True, False])
@@ -161,5 +161,5 @@ def test_decorrelated_envs_start_out_of_phase(decorrelate):
                  "--batch_size=50", "--num_workers=1", "--worker_num_splits=1", env="Pendulum-v1")
     got = collect(cfg, rollouts=4)  # 4 envs, one message of 4 trajectories per rollout
     rollouts_with_ends = {int(b) // 4 for b in (got.trajectories.dones == 1).nonzero()[:, 1]}
-    assert {length for _, length in got.episodes} == {200}  # warm-up episodes are not reported
+    assert {e.length for e in got.episodes} == {200}  # warm-up episodes are not reported
     assert (len(rollouts_with_ends) > 1) == decorrelate

@@ -92,7 +92,8 @@ PARAMS: tuple[Param, ...] = (
     _p("batched_sampling", bool, False,
        "Step the envs of each split as one gymnasium vector env with arrays (the env's own "
        "array implementation where it has one, e.g. CartPole-v1: much faster) instead of one by "
-       "one. Episode statistics come from rewards and done flags only; a vector env that raises "
+       "one. Episode returns and lengths come from rewards and done flags, custom episode "
+       "statistics from the vector env's infos; a vector env that raises "
        "is recreated as a whole", _RUNTIME, scope="train"),
     _p("policy_workers_per_policy", int, 1, "Number of policy (inference) worker processes per "
        "policy; rollout workers are shared among them", _RUNTIME, minimum=1),
@@ -255,6 +256,15 @@ PARAMS: tuple[Param, ...] = (
        "seconds", _LOG, minimum=1, scope="train"),
     _p("stats_avg", int, 100, "Number of episodes to average episode statistics over", _LOG,
        minimum=1),
+    _p("use_record_episode_statistics", bool, False, "Take each episode's return and length "
+       "from gymnasium's RecordEpisodeStatistics wrapper (info['episode']) instead of summing the "
+       "rewards asyncrl sees, and count an episode only when the step that ends it carries "
+       "info['episode']: with wrappers that clip rewards or end an episode per life, the "
+       "statistics show the whole game's score. An env without the wrapper gets one around it; "
+       "Atari adds it around the raw game (lengths then count emulator frames)", _LOG),
+    _p("episode_counter", bool, False, "Count the episodes of each env: every finished episode "
+       "reports its number in its env (0, 1, ...) as the custom episode statistic "
+       "episode_number", _LOG),
     # wandb
     _p("with_wandb", bool, False, "Log to Weights & Biases (needs the 'wandb' extra; "
        "WANDB_MODE=offline works without a network)", _WANDB, scope="train"),

@@ -226,6 +226,8 @@ def needs_fire_reset(env: gym.Env) -> bool:
 def make_atari_env(env_name: str, cfg: Any, env_index: int) -> gym.Env:
     env_id = ale_env_id(env_name)  # raises the install hint without ale-py
     env: gym.Env = gym.make(env_id, frameskip=1, obs_type="grayscale")
+    if cfg.use_record_episode_statistics:  # the game's own score and length, in frames
+        env = gym.wrappers.RecordEpisodeStatistics(env)
     env = AtariFramePreprocessing(env, frame_skip=cfg.env_frameskip)
     if needs_fire_reset(env):
         env = FireReset(env)

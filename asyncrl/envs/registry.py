@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import gymnasium as gym
+from gymnasium.wrappers import RecordEpisodeStatistics
+from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpisodeStatistics
 
 from asyncrl.config.params import Param
 from asyncrl.utils.errors import UserError
@@ -119,13 +121,34 @@ class _ImportedEnv:
                                            num_envs)
 
 
+def make_env(family: EnvFamily, env_name: str, cfg: Any, env_index: int) -> gym.Env:
+    """An env of the family, with gymnasium's RecordEpisodeStatistics around it when
+    --use_record_episode_statistics needs one and the family did not put one inside."""
+    env = family.make_env(env_name, cfg, env_index)
+    if cfg.use_record_episode_statistics and not _has_wrapper(env, RecordEpisodeStatistics):
+        env = RecordEpisodeStatistics(env)
+    return env
+
+
 def make_vector_env(family: EnvFamily, env_name: str, cfg: Any, first_env_index: int,
                     num_envs: int) -> gym.vector.VectorEnv:
-    """The family's own vector env, else its envs in a gymnasium SyncVectorEnv."""
-    if family.make_vector_env is not None:
-        return family.make_vector_env(env_name, cfg, first_env_index, num_envs)
-    return gym.vector.SyncVectorEnv(
-        [functools.partial(family.make_env, env_name, cfg, first_env_index + i) for i in range(num_envs)])
+    """The family's own vector env, else its envs (`make_env`) in a gymnasium SyncVectorEnv."""
+    if family.make_vector_env is None:
+        return gym.vector.SyncVectorEnv(
+            [functools.partial(make_env, family, env_name, cfg, first_env_index + i)
+             for i in range(num_envs)])
+    vector = family.make_vector_env(env_name, cfg, first_env_index, num_envs)
+    if cfg.use_record_episode_statistics and not _has_wrapper(vector, VectorRecordEpisodeStatistics):
+        vector = VectorRecordEpisodeStatistics(vector)
+    return vector
+
+
+def _has_wrapper(env: Any, wrapper: type) -> bool:
+    while not isinstance(env, wrapper):
+        env = getattr(env, "env", None)
+        if env is None:
+            return False
+    return True
 
 
 def env_frames_per_step(cfg: Any) -> int:

@@ -8,13 +8,17 @@ actions. The last observation of a truncated episode is kept for value bootstrap
 (`--batched_sampling`) steps each split as one gymnasium VectorEnv with arrays; with the
 gymnasium default "next step" autoreset, the step after an episode end only resets the env, and
 is flagged invalid so that the learner leaves it out.
+
+A finished episode reports its return, length and the numbers of `info["episode_extra_stats"]` of
+its last step (`EpisodeAccounts`); `--use_record_episode_statistics` takes the return and length
+from gymnasium's RecordEpisodeStatistics (`info["episode"]`) instead.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -33,6 +37,106 @@ class EnvFailureLimit(RuntimeError):
 class EpisodeStats:
     episode_return: float
     length: int
+    extra: dict[str, float] = field(default_factory=dict)  # custom statistics, by name
+
+
+@dataclass(frozen=True)
+class EpisodeReporting:
+    """What a finished episode reports: `record_episode_statistics` takes its return and length
+    from info['episode'] (--use_record_episode_statistics), `episode_counter` adds its number in
+    its env (--episode_counter)."""
+
+    record_episode_statistics: bool = False
+    episode_counter: bool = False
+
+    @staticmethod
+    def of(cfg: Any) -> EpisodeReporting:
+        return EpisodeReporting(cfg.use_record_episode_statistics, cfg.episode_counter)
+
+
+_warned_extra_stats: set[str] = set()
+
+
+def episode_extra_stats(info: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers in info['episode_extra_stats'] (name -> value); a value that is not a number
+    is left out, with a warning the first time."""
+    raw = info.get("episode_extra_stats")
+    if not isinstance(raw, Mapping):
+        return {}
+    extra = {}
+    for name, value in raw.items():
+        if isinstance(value, (bool, int, float, np.number)) or (
+                isinstance(value, np.ndarray) and value.size == 1):
+            extra[str(name)] = float(value)
+        elif str(name) not in _warned_extra_stats:
+            _warned_extra_stats.add(str(name))
+            log.warning("episode_extra_stats[%r] = %r is not a number: left out of the "
+                        "statistics", name, value)
+    return extra
+
+
+def episode_stats(own_return: float, own_length: int, info: Mapping[str, Any],
+                  record_episode_statistics: bool) -> EpisodeStats | None:
+    """What an episode that ended with a step whose info is `info` reports; None when, with
+    record_episode_statistics, that step carries no info['episode'] (e.g. a life lost: the game
+    goes on)."""
+    extra = episode_extra_stats(info)
+    if not record_episode_statistics:
+        return EpisodeStats(own_return, own_length, extra)
+    recorded = info.get("episode")
+    if recorded is None:
+        return None
+    return EpisodeStats(float(recorded["r"]), int(recorded["l"]), extra)
+
+
+def env_info(infos: Mapping[str, Any], j: int) -> dict[str, Any]:
+    """Env j's info out of a vector env's infos: arrays `[num_envs]` and nested dicts of them,
+    with `_key` masks saying which envs have `key` (an array without a mask, as inside
+    RecordEpisodeStatistics' 'episode', belongs to every env). With same-step autoreset, the
+    info of the step that ended the episode (`final_info`) wins over that of the reset."""
+    info = {}
+    for key, value in infos.items():
+        mask = infos.get(f"_{key}")
+        if key.startswith("_") or key in ("final_obs", "final_info") or (
+                mask is not None and not mask[j]):
+            continue
+        if isinstance(value, Mapping):
+            info[key] = env_info(value, j)
+        elif isinstance(value, np.ndarray):
+            info[key] = value[j]
+    if "final_info" in infos and infos["_final_info"][j]:
+        info.update(env_info(infos["final_info"], j))
+    return info
+
+
+class EpisodeAccounts:
+    """Running return and length of each env's episode, and what it reports when it ends."""
+
+    def __init__(self, num_envs: int, reporting: EpisodeReporting):
+        self.reporting = reporting
+        self.returns = np.zeros(num_envs, dtype=np.float64)  # of the raw env rewards
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
+        self.unscored = np.zeros(num_envs, dtype=bool)  # the current episode is not reported
+        self.finished = np.zeros(num_envs, dtype=np.int64)  # episodes each env ended so far
+
+    def finish(self, i: int, info: Mapping[str, Any]) -> EpisodeStats | None:
+        """Env i's episode ended with a step whose info is `info`: its statistics, or None when
+        it is not reported."""
+        stats = None
+        if not self.unscored[i]:
+            stats = episode_stats(float(self.returns[i]), int(self.lengths[i]), info,
+                                  self.reporting.record_episode_statistics)
+        if stats is not None and self.reporting.episode_counter:
+            stats.extra["episode_number"] = float(self.finished[i])
+        self.finished[i] += 1
+        self.unscored[i] = False
+        self.cut(i)
+        return stats
+
+    def cut(self, envs: int | slice) -> None:
+        """The episode of `envs` ends unreported (its env was recreated)."""
+        self.returns[envs] = 0.0
+        self.lengths[envs] = 0
 
 
 @dataclass
@@ -63,7 +167,7 @@ class EnvVector:
     this many failures in a row of one env, EnvFailureLimit is raised."""
 
     def __init__(self, make_env: Callable[[int], gym.Env], num_envs: int, seed: int | None,
-                 max_failures: int = 10):
+                 max_failures: int = 10, reporting: EpisodeReporting = EpisodeReporting()):
         self.make_env = make_env
         self.max_failures = max_failures
         self.failures = np.zeros(num_envs, dtype=np.int64)  # consecutive, per env
@@ -84,9 +188,7 @@ class EnvVector:
         self.terminated = np.zeros(rows, dtype=bool)
         self.truncated = np.zeros(rows, dtype=bool)
         self.valid = np.ones(rows, dtype=bool)  # every step of an EnvVector is a transition
-        self._episode_return = np.zeros(rows, dtype=np.float64)
-        self._episode_length = np.zeros(rows, dtype=np.int64)
-        self._unscored = np.zeros(rows, dtype=bool)  # the current episode is not reported
+        self.accounts = EpisodeAccounts(rows, reporting)  # a row per agent
         for i, env in enumerate(self.envs):
             obs, _ = env.reset(seed=None if seed is None else seed + i)
             env.action_space.seed(None if seed is None else seed + i)  # warm-up actions
@@ -131,7 +233,7 @@ class EnvVector:
         for i, action in zip(env_indices.tolist(), env_actions):
             env = self.envs[i]
             try:
-                obs, reward, terminated, truncated, _ = env.step(action)
+                obs, reward, terminated, truncated, info = env.step(action)
             except Exception:
                 self._recreate(i, "step")
                 continue
@@ -139,10 +241,10 @@ class EnvVector:
             self.rewards[i] = reward
             self.terminated[i] = terminated
             self.truncated[i] = truncated and not terminated
-            self._episode_return[i] += reward
-            self._episode_length[i] += 1
+            self.accounts.returns[i] += reward
+            self.accounts.lengths[i] += 1
             if terminated or truncated:
-                self._end_episode(i, episodes)
+                self._end_episode(i, info, episodes)
                 if not terminated:
                     truncated_idx.append(i)
                     for k in final_obs:
@@ -180,10 +282,10 @@ class EnvVector:
                 self.rewards[row] = rewards[a]
                 self.terminated[row] = bool(terminated[a]) or (bool(truncated[a]) and final is None)
                 self.truncated[row] = final is not None
-                self._episode_return[row] += rewards[a]
-                self._episode_length[row] += 1
+                self.accounts.returns[row] += rewards[a]
+                self.accounts.lengths[row] += 1
                 if terminated[a] or truncated[a]:
-                    self._end_episode(row, episodes)
+                    self._end_episode(row, infos[a], episodes)
                 if final is not None:
                     truncated_rows.append(row)
                     for k in final_obs:
@@ -194,12 +296,9 @@ class EnvVector:
             final_obs={k: np.asarray(v, dtype=self.obs[k].dtype) for k, v in final_obs.items()},
             episodes=episodes)
 
-    def _end_episode(self, row: int, episodes: list[EpisodeStats]) -> None:
-        if not self._unscored[row]:
-            episodes.append(EpisodeStats(float(self._episode_return[row]), int(self._episode_length[row])))
-        self._unscored[row] = False
-        self._episode_return[row] = 0.0
-        self._episode_length[row] = 0
+    def _end_episode(self, row: int, info: Mapping[str, Any], episodes: list[EpisodeStats]) -> None:
+        if (stats := self.accounts.finish(row, info)) is not None:
+            episodes.append(stats)
 
     def warm_up(self, steps_per_env: Sequence[int]) -> None:
         """Steps env i `steps_per_env[i]` times with random actions, recording nothing, so that
@@ -211,7 +310,7 @@ class EnvVector:
                 self._step(np.arange(rows.start, rows.stop),
                            [space.sample() for _ in range(self.agents_per_env)])
         # An episode begun with random actions is nobody's result: leave it out of the statistics.
-        self._unscored |= np.repeat(np.asarray(steps_per_env) > 0, self.agents_per_env)
+        self.accounts.unscored |= np.repeat(np.asarray(steps_per_env) > 0, self.agents_per_env)
 
     def _recreate(self, i: int, what: str) -> None:
         """Env i raised: log it, replace it by a fresh env and end its episode here."""
@@ -229,8 +328,7 @@ class EnvVector:
         self.rewards[rows] = 0.0
         self.terminated[rows] = True  # the episode cannot continue: learn nothing past this step
         self.truncated[rows] = False
-        self._episode_return[rows] = 0.0
-        self._episode_length[rows] = 0
+        self.accounts.cut(rows)
         try:
             self.envs[i] = self.make_env(i)
             obs, _ = self.envs[i].reset()
@@ -256,7 +354,8 @@ class BatchedEnvVector:
     raises is recreated as a whole, which ends the episodes of all its envs."""
 
     def __init__(self, make_vector_env: SplitVectorFactory, num_envs: int, num_splits: int,
-                 seed: int | None, max_failures: int = 10):
+                 seed: int | None, max_failures: int = 10,
+                 reporting: EpisodeReporting = EpisodeReporting()):
         self.make_vector_env = make_vector_env
         self.max_failures = max_failures
         self.per_split = num_envs // num_splits
@@ -276,9 +375,7 @@ class BatchedEnvVector:
         self.truncated = np.zeros(num_envs, dtype=bool)
         self.valid = np.ones(num_envs, dtype=bool)  # False: the step only reset the env
         self._autoreset_pending = np.zeros(num_envs, dtype=bool)
-        self._episode_return = np.zeros(num_envs, dtype=np.float64)
-        self._episode_length = np.zeros(num_envs, dtype=np.int64)
-        self._unscored = np.zeros(num_envs, dtype=bool)
+        self.accounts = EpisodeAccounts(num_envs, reporting)
         for s, vector in enumerate(self.vectors):
             obs, _ = vector.reset(seed=None if seed is None else seed + s * self.per_split)
             vector.action_space.seed(None if seed is None else seed + s * self.per_split)
@@ -320,9 +417,11 @@ class BatchedEnvVector:
         self.rewards[rows] = np.where(valid, rewards, 0.0)
         self.terminated[rows] = terminated
         self.truncated[rows] = truncated & ~terminated
-        self._episode_return[rows] += self.rewards[rows]
-        self._episode_length[rows] += valid
-        episodes = self._finish_episodes(rows, terminated | truncated)
+        self.accounts.returns[rows] += self.rewards[rows]
+        self.accounts.lengths[rows] += valid
+        episodes = [stats for j in np.flatnonzero(terminated | truncated)
+                    if (stats := self.accounts.finish(rows.start + j, env_info(infos, j)))
+                    is not None]
         ended_by_limit = np.flatnonzero(self.truncated[rows])
         if self._next_step_autoreset[split]:
             # The observation returned with the time limit is the episode's last one.
@@ -335,16 +434,6 @@ class BatchedEnvVector:
         self._write_obs(rows, obs)
         return StepResult(env_indices, ended_by_limit + rows.start, final_obs, episodes)
 
-    def _finish_episodes(self, rows: slice, done: np.ndarray) -> list[EpisodeStats]:
-        episodes = []
-        for i in np.flatnonzero(done) + rows.start:
-            if not self._unscored[i]:
-                episodes.append(EpisodeStats(float(self._episode_return[i]), int(self._episode_length[i])))
-            self._unscored[i] = False
-            self._episode_return[i] = 0.0
-            self._episode_length[i] = 0
-        return episodes
-
     def warm_up(self, steps_per_env: Sequence[int]) -> None:
         """Steps each split with random actions as often as its envs' largest entry of
         `steps_per_env`, recording nothing, so that episodes drift out of phase."""
@@ -353,7 +442,7 @@ class BatchedEnvVector:
             indices = np.arange(rows.start, rows.stop)
             for _ in range(int(np.max(np.asarray(steps_per_env)[rows], initial=0))):
                 self._step(indices, vector.action_space.sample())
-        self._unscored[:] = True
+        self.accounts.unscored[:] = True
 
     def _recreate(self, split: int) -> None:
         self.failures[split] += 1
@@ -374,8 +463,7 @@ class BatchedEnvVector:
         self.truncated[rows] = False
         self.valid[rows] = True
         self._autoreset_pending[rows] = False
-        self._episode_return[rows] = 0.0
-        self._episode_length[rows] = 0
+        self.accounts.cut(rows)
         try:
             self.vectors[split] = self.make_vector_env(rows.start, self.per_split)
             obs, _ = self.vectors[split].reset()

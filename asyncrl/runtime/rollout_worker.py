@@ -22,8 +22,8 @@ import threadpoolctl
 import torch
 from signal_slot.signal_slot import TightLoop, Timer, signal
 
-from asyncrl.envs.registry import find_env_family, make_vector_env
-from asyncrl.envs.vector import BatchedEnvVector, EnvFailureLimit, EnvVector
+from asyncrl.envs.registry import find_env_family, make_env, make_vector_env
+from asyncrl.envs.vector import BatchedEnvVector, EnvFailureLimit, EnvVector, EpisodeReporting
 from asyncrl.runtime.buffers import TrajectoryBuffers
 from asyncrl.runtime.component import Component
 
@@ -95,13 +95,16 @@ class RolloutWorker(Component):
         family = find_env_family(cfg.env)
         first = self.worker_idx * cfg.num_envs_per_worker
         seed = None if cfg.seed is None else cfg.seed + first
+        reporting = EpisodeReporting.of(cfg)
         if cfg.batched_sampling:
             self.envs = BatchedEnvVector(
                 lambda i, n: make_vector_env(family, cfg.env, cfg, first + i, n),
-                cfg.num_envs_per_worker, cfg.worker_num_splits, seed, cfg.max_consecutive_env_failures)
+                cfg.num_envs_per_worker, cfg.worker_num_splits, seed,
+                cfg.max_consecutive_env_failures, reporting)
         else:
-            self.envs = EnvVector(lambda i: family.make_env(cfg.env, cfg, first + i),
-                                  cfg.num_envs_per_worker, seed, cfg.max_consecutive_env_failures)
+            self.envs = EnvVector(lambda i: make_env(family, cfg.env, cfg, first + i),
+                                  cfg.num_envs_per_worker, seed, cfg.max_consecutive_env_failures,
+                                  reporting)
         if cfg.decorrelate_envs_on_one_worker:
             try:
                 self.envs.warm_up([i * cfg.rollout for i in range(cfg.num_envs_per_worker)])
@@ -206,7 +209,7 @@ class RolloutWorker(Component):
                 final_obs = {k: v[j] for k, v in result.final_obs.items()}
                 split.truncations.append((int(split.slots[pos]), t, final_obs))
         if result.episodes:
-            self.episodes_finished.emit([(e.episode_return, e.length) for e in result.episodes])
+            self.episodes_finished.emit(result.episodes)
         split.step = t + 1
         self._write_obs(split, split.step)
         if split.step == cfg.rollout:

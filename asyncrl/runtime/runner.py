@@ -17,7 +17,7 @@ from signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess
 
 from asyncrl.envs.registry import find_env_family
 from asyncrl.envs.spaces import obs_dict_space
-from asyncrl.envs.vector import agents_per_env
+from asyncrl.envs.vector import EpisodeStats, agents_per_env
 from asyncrl.experiment.experiment import Experiment, mark_finished
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
@@ -269,7 +269,7 @@ class Runner(EventLoopObject):
             self._begin_stop(f"reached train_for_env_steps={self.cfg.train_for_env_steps}",
                              reached_limit=True)
 
-    def on_episodes(self, episodes: list[tuple[float, int]]) -> None:
+    def on_episodes(self, episodes: list[EpisodeStats]) -> None:
         self.episodes.add(episodes)
 
     def on_fatal_error(self, message: str) -> None:
@@ -284,10 +284,13 @@ class Runner(EventLoopObject):
 
     # -- timers ---------------------------------------------------------------------------------
     def _log_status(self) -> None:
+        extra = "".join(f" {name}={value:.3g}"
+                        for name, value in self.episodes.extra_averages().items())
         log.info("env_steps=%d fps=%.0f avg_return=%s (last %d of %d episodes) policy_version=%d "
-                 "policy_lag=%s", self.env_steps, self.fps.fps(10),
+                 "policy_lag=%s%s", self.env_steps, self.fps.fps(10),
                  _fmt(self.episodes.average()), len(self.episodes.returns), self.episodes.episodes,
-                 self.policy_version, _fmt(self.learner_stats.get("policy_lag_avg")))
+                 self.policy_version, _fmt(self.learner_stats.get("policy_lag_avg")),
+                 f" | episode_extra:{extra}" if extra else "")
 
     def _write_summaries(self) -> None:
         scalars = {f"train/{k}": v for k, v in self.learner_stats.items()}
@@ -296,6 +299,8 @@ class Runner(EventLoopObject):
         if self.episodes.returns:
             scalars["episode/return_avg"] = self.episodes.average("reward")
             scalars["episode/length_avg"] = self.episodes.average("len")
+        for name, value in self.episodes.extra_averages().items():
+            scalars[extra_stat_tag(name)] = value
         scalars["episode/count"] = self.episodes.episodes
         scalars["train/policy_version"] = self.policy_version
         scalars["perf/rollout_worker_restarts"] = self.worker_restarts
@@ -400,6 +405,12 @@ class Runner(EventLoopObject):
             parts = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(seconds.items())
                               if k != "total")
             log.info("Time of %s over %.0f s: %s", name, total, parts or "n/a")
+
+
+def extra_stat_tag(name: str) -> str:
+    """The summary tag of a custom episode statistic: `episode_extra/<name>`, or the name itself
+    when it names its own group (`game/coins`)."""
+    return name if "/" in name else f"episode_extra/{name}"
 
 
 def _exit_cause(exitcode: int | None) -> str:

@@ -1,36 +1,58 @@
-"""Running statistics for people: episode returns over the last `stats_avg` episodes, FPS."""
+"""Running statistics for people: episode returns, lengths and custom statistics over the last
+`stats_avg` episodes, FPS."""
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from typing import Any
 
+from asyncrl.envs.vector import EpisodeStats
 
 
 class EpisodeTracker:
+    """Returns, lengths and custom statistics (`info["episode_extra_stats"]`) of the last
+    `stats_avg` episodes; a custom statistic is averaged over the last `stats_avg` episodes that
+    reported it."""
+
     def __init__(self, stats_avg: int):
+        self.stats_avg = stats_avg
         self.returns: deque[float] = deque(maxlen=stats_avg)
         self.lengths: deque[int] = deque(maxlen=stats_avg)
+        self.extra: dict[str, deque[float]] = {}
         self.episodes = 0
 
-    def add(self, episodes: list[tuple[float, int]]) -> None:
-        """(return, length) of each finished episode."""
-        for episode_return, length in episodes:
-            self.returns.append(episode_return)
-            self.lengths.append(length)
+    def add(self, episodes: list[EpisodeStats]) -> None:
+        for episode in episodes:
+            self.returns.append(episode.episode_return)
+            self.lengths.append(episode.length)
+            for name, value in episode.extra.items():
+                self._extra(name).append(value)
         self.episodes += len(episodes)
+
+    def _extra(self, name: str) -> deque[float]:
+        if name not in self.extra:
+            self.extra[name] = deque(maxlen=self.stats_avg)
+        return self.extra[name]
 
     def average(self, metric: str = "reward") -> float | None:
         values = self.returns if metric == "reward" else self.lengths
         return sum(values) / len(values) if values else None
 
-    def state_dict(self) -> dict[str, list]:
+    def extra_averages(self) -> dict[str, float]:
+        """Custom statistic -> its average, by name."""
+        return {name: sum(values) / len(values) for name, values in sorted(self.extra.items())}
+
+    def state_dict(self) -> dict[str, Any]:
         return {"returns": list(self.returns), "lengths": list(self.lengths),
+                "extra": {name: list(values) for name, values in self.extra.items()},
                 "episodes": self.episodes}
 
-    def load_state_dict(self, state: dict[str, list]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.returns.extend(float(r) for r in state["returns"])
         self.lengths.extend(int(n) for n in state["lengths"])
+        for name, values in state.get("extra", {}).items():  # absent in older checkpoints
+            self._extra(name).extend(float(v) for v in values)
         self.episodes = int(state["episodes"])
 
 
