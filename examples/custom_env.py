@@ -27,8 +27,10 @@ class ObservationNoise(gym.ObservationWrapper):
         return (obs + self.rng.normal(0.0, self.std, size=obs.shape)).astype(obs.dtype)
 
 
-def make_noisy_cartpole(env_name: str, cfg, env_index: int) -> gym.Env:
-    return ObservationNoise(gym.make("CartPole-v1"), cfg.noise_std, seed=env_index)
+def make_noisy_cartpole(env_name: str, cfg, env_index: int, render_mode=None) -> gym.Env:
+    # render_mode: asyncrl.enjoy --save_video asks for 'rgb_array' frames
+    return ObservationNoise(gym.make("CartPole-v1", render_mode=render_mode), cfg.noise_std,
+                            seed=env_index)
 
 
 NOISY_CARTPOLE = EnvFamily(

@@ -137,5 +137,10 @@ def test_tiny_pong_training_run_counts_frames_and_evaluates(tmp_path, capsys):
     assert state["env_steps"] >= 4 * 128 and state["env_steps"] % 4 == 0
     assert any(k.endswith("image_encoders.0.conv_head.0.weight") for k in state["model"])
     capsys.readouterr()
-    assert enjoy.main([*argv, "--max_num_frames=40", "--device=cpu"]) == 0
+    assert enjoy.main([*argv, "--max_num_frames=40", "--device=cpu", "--save_video=true",
+                       "--video_frames=6"]) == 0
     assert "no episode finished within 40 frames" in capsys.readouterr().out
+    imageio = pytest.importorskip("imageio.v2")
+    reader = imageio.get_reader(tmp_path / "pong" / "replay.mp4")
+    assert reader.count_frames() == 6 and reader.get_data(5).shape == (210, 160, 3)  # in color
+    reader.close()

@@ -283,4 +283,17 @@ PARAMS: tuple[Param, ...] = (
        minimum=1, scope="enjoy"),
     _p("eval_deterministic", bool, False, "Take the most likely action instead of sampling",
        _EVAL, scope="enjoy"),
+    _p("save_video", bool, False, "Record the evaluation as an mp4 video in the experiment "
+       "folder, headless (the env renders rgb_array frames: one after each reset and step); "
+       "needs the 'video' extra", _EVAL, scope="enjoy"),
+    _p("video_frames", int, 1_000_000_000, "Put at most this many frames into the video (the "
+       "default: every frame evaluated); -1: only the first episode", _EVAL, minimum=-1,
+       scope="enjoy"),
+    _p("video_name", str, None, "File name of the video in the experiment folder (None: "
+       "replay.mp4); .mp4 is added when missing", _EVAL, optional=True, scope="enjoy"),
+    _p("fps", int, 0, "Frames per second of the video (0: the rate the env declares in its "
+       "metadata, render_fps, else 30)", _EVAL, minimum=0, scope="enjoy"),
+    _p("json", str, None, "Also write the evaluation to this JSON file: each episode's return, "
+       "length and custom statistics, and the summary (mean, std, min, max)", _EVAL,
+       optional=True, scope="enjoy"),
 )

@@ -223,9 +223,11 @@ def needs_fire_reset(env: gym.Env) -> bool:
     return len(meanings) >= 3 and meanings[1] == "FIRE"
 
 
-def make_atari_env(env_name: str, cfg: Any, env_index: int) -> gym.Env:
+def make_atari_env(env_name: str, cfg: Any, env_index: int, render_mode: str | None = None
+                   ) -> gym.Env:
     env_id = ale_env_id(env_name)  # raises the install hint without ale-py
-    env: gym.Env = gym.make(env_id, frameskip=1, obs_type="grayscale")
+    # render_mode='rgb_array' renders the color screen; observations stay grayscale.
+    env: gym.Env = gym.make(env_id, frameskip=1, obs_type="grayscale", render_mode=render_mode)
     if cfg.use_record_episode_statistics:  # the game's own score and length, in frames
         env = gym.wrappers.RecordEpisodeStatistics(env)
     env = AtariFramePreprocessing(env, frame_skip=cfg.env_frameskip)

@@ -31,9 +31,10 @@ def missing_dependency_message(env_name: str, error: Exception) -> str:
     return f"--env={env_name} needs a package that is not installed: {hint}"
 
 
-def make_gym_env(env_name: str, cfg: Any, env_index: int) -> gym.Env:
+def make_gym_env(env_name: str, cfg: Any, env_index: int, render_mode: str | None = None
+                 ) -> gym.Env:
     try:
-        return gym.make(env_name)
+        return gym.make(env_name, render_mode=render_mode)
     except gym.error.DependencyNotInstalled as e:
         raise UserError(missing_dependency_message(env_name, e)) from None
 

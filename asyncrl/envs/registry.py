@@ -1,7 +1,9 @@
 """Env families: how an env name becomes an env, with the parameters and defaults it brings.
 
 A family answers `matches(env_name)`, builds envs with `make_env(env_name, cfg, env_index)` (and,
-for `--batched_sampling`, vectors of them with `make_vector_env`) and may add parameters (`extra_params`) and change defaults (`default_overrides`, e.g. a tuned preset).
+for `--batched_sampling`, vectors of them with `make_vector_env`) and may add parameters
+(`extra_params`) and change defaults (`default_overrides`, e.g. a tuned preset). A make_env that
+also takes a `render_mode` keyword can record videos (`asyncrl.enjoy --save_video`).
 Families registered later take precedence, so users can override the built-in ones.
 """
 
@@ -11,6 +13,7 @@ import dataclasses
 import difflib
 import functools
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -21,7 +24,7 @@ from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpi
 from asyncrl.config.params import Param
 from asyncrl.utils.errors import UserError
 
-MakeEnv = Callable[[str, Any, int], gym.Env]
+MakeEnv = Callable[..., gym.Env]  # (env name, cfg, env index[, render_mode=...]) -> env
 # (env name, cfg, index of the first env, number of envs) -> a gymnasium VectorEnv
 MakeVectorEnv = Callable[[str, Any, int, int], gym.vector.VectorEnv]
 
@@ -112,8 +115,8 @@ class _ImportedEnv:
 
     family: EnvFamily
 
-    def make_env(self, env_name: str, cfg: Any, env_index: int) -> gym.Env:
-        return self.family.make_env(import_env_module(env_name), cfg, env_index)
+    def make_env(self, env_name: str, cfg: Any, env_index: int, **render_mode: Any) -> gym.Env:
+        return self.family.make_env(import_env_module(env_name), cfg, env_index, **render_mode)
 
     def make_vector_env(self, env_name: str, cfg: Any, first_env_index: int,
                         num_envs: int) -> gym.vector.VectorEnv:
@@ -121,10 +124,18 @@ class _ImportedEnv:
                                            num_envs)
 
 
-def make_env(family: EnvFamily, env_name: str, cfg: Any, env_index: int) -> gym.Env:
+def make_env(family: EnvFamily, env_name: str, cfg: Any, env_index: int,
+             render_mode: str | None = None) -> gym.Env:
     """An env of the family, with gymnasium's RecordEpisodeStatistics around it when
-    --use_record_episode_statistics needs one and the family did not put one inside."""
-    env = family.make_env(env_name, cfg, env_index)
+    --use_record_episode_statistics needs one and the family did not put one inside.
+    `render_mode` (e.g. 'rgb_array') needs a family whose make_env takes it."""
+    if render_mode is None:
+        env = family.make_env(env_name, cfg, env_index)
+    elif _takes_render_mode(family.make_env):
+        env = family.make_env(env_name, cfg, env_index, render_mode=render_mode)
+    else:
+        raise UserError(f"--env={env_name}: the make_env of env family {family.name} takes no "
+                        f"render_mode, so it cannot render frames")
     if cfg.use_record_episode_statistics and not _has_wrapper(env, RecordEpisodeStatistics):
         env = RecordEpisodeStatistics(env)
     return env
@@ -141,6 +152,11 @@ def make_vector_env(family: EnvFamily, env_name: str, cfg: Any, first_env_index:
     if cfg.use_record_episode_statistics and not _has_wrapper(vector, VectorRecordEpisodeStatistics):
         vector = VectorRecordEpisodeStatistics(vector)
     return vector
+
+
+def _takes_render_mode(make: MakeEnv) -> bool:
+    parameters = inspect.signature(make).parameters.values()
+    return any(p.name == "render_mode" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _has_wrapper(env: Any, wrapper: type) -> bool:
