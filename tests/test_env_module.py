@@ -11,6 +11,7 @@ import pytest
 
 from asyncrl.config.parser import parse_args
 from asyncrl.experiment.checkpoint import load_checkpoint
+from asyncrl.plot import read_curve
 from asyncrl.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,3 +66,7 @@ def test_parallel_workers_build_the_module_env(tmp_path):
     assert stats["extra"]["right_moves"] == stats["returns"]
     assert stats["extra"]["half_right"] == [r / 2 for r in stats["returns"]]
     assert max(stats["extra"]["episode_number"]) >= 1
+    # ... and into the summaries, under episode_extra/.
+    right_moves = read_curve(tmp_path / "exp", "episode_extra/right_moves").values
+    returns = read_curve(tmp_path / "exp", "episode/return_avg").values
+    assert right_moves.tolist() == pytest.approx(returns.tolist())
