@@ -154,7 +154,8 @@ def make_plan(argv: Sequence[str]) -> Plan:
     for name, default in (("num_workers", 2), ("num_envs_per_worker", 32)):
         ours, theirs = getattr(args, name), given.get(name)
         if ours is not None and theirs is not None and ours != theirs:
-            raise UserError(f"--{name}={ours} and --{name}={theirs} after -- disagree: give it "
+            where = "in the --config after --" if name not in parsed.explicit else "after --"
+            raise UserError(f"--{name}={ours} and --{name}={theirs} {where} disagree: give it "
                             f"once (it applies to every system)")
         layout[name] = next(v for v in (ours, theirs, default) if v is not None)
     # The layout goes to asyncrl.train unless the parameters after -- already say it.

@@ -60,7 +60,8 @@ def test_killed_rollout_worker_is_respawned_and_training_continues(tmp_path):
     time.sleep(2)
     victim = workers_of(proc)["asyncrl-rw1"]
     victim.kill()
-    wait_for(lambda: "asyncrl-rw1" in workers_of(proc) and workers_of(proc)["asyncrl-rw1"].pid != victim.pid, proc)
+    # One look at the processes per check: the killed worker may be reaped between two looks.
+    wait_for(lambda: workers_of(proc).get("asyncrl-rw1", victim).pid != victim.pid, proc)
     time.sleep(3)
     proc.send_signal(signal.SIGINT)
     code, out = finish(proc)
