@@ -119,3 +119,19 @@ def test_envs_that_cannot_render_are_one_line_errors():
         video.FrameRecorder(gym.make("CartPole-v1"), "CartPole-v1", budget)
     with pytest.raises(UserError, match="rendered NoneType , not an rgb_array frame"):
         video.FrameRecorder(Blind(render_mode="rgb_array"), "Blind", budget).reset()
+
+
+def test_mujoco_renders_off_screen():
+    pytest.importorskip("mujoco")
+    from asyncrl.config.parser import parse_args
+
+    video.check_video_support()  # MuJoCo renders with EGL: no display needed
+    parsed = parse_args(["--env=mujoco_halfcheetah"], scope="enjoy", prog="test")
+    env = make_env(parsed.family, "mujoco_halfcheetah", parsed.config(), 0, render_mode="rgb_array")
+    budget = video.VideoBudget(max_frames=2)
+    recorder = video.FrameRecorder(env, "mujoco_halfcheetah", budget)
+    recorder.reset(seed=0)
+    recorder.step(env.action_space.sample())
+    frames = budget.take()
+    assert len(frames) == 2 and frames[0].shape == (480, 480, 3) and frames[1].std() > 0
+    recorder.close()

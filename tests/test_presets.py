@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from asyncrl import train
 from asyncrl.config.parser import parse_args
@@ -113,11 +114,21 @@ def test_help_shows_the_preset_values_as_defaults(tmp_path):
     assert "(default: 8 4)" in " ".join(result.stdout.split()) and "--config PATH" in result.stdout
 
 
+def test_there_are_preset_files():
+    assert {"cartpole.yaml", "atari_pong.yaml", "pendulum.yaml", "lunarlander.yaml",
+            "mujoco_halfcheetah.yaml"} <= {p.name for p in CONFIGS}
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_file_in_configs_parses_and_validates(path):
+    settings = yaml.safe_load(path.read_text())
+    assert isinstance(settings, dict) and "env" in settings
     for scope in ("train", "enjoy"):
-        cfg = parsed(f"--config={path}", scope=scope).config()
-        assert cfg.env
+        args = parsed(f"--config={path}", scope=scope)
+        cfg = args.config()
+        for name in args.preset:  # every value of the file lands, as YAML wrote it
+            expected = tuple(settings[name]) if isinstance(settings[name], list) else settings[name]
+            assert getattr(cfg, name) == expected, name
 
 
 @pytest.mark.parametrize("name, defaults", [("cartpole.yaml", CARTPOLE_DEFAULTS),

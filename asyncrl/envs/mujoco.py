@@ -78,9 +78,10 @@ def _log_mujoco_warning(message: str) -> None:
     log.warning("mujoco: %s", message)
 
 
-def make_mujoco_env(env_name: str, cfg: Any, env_index: int) -> gym.Env:
+def make_mujoco_env(env_name: str, cfg: Any, env_index: int, render_mode: str | None = None
+                    ) -> gym.Env:
     _require_mujoco()
-    return gym.make(mujoco_env_id(env_name))
+    return gym.make(mujoco_env_id(env_name), render_mode=render_mode)
 
 
 # Sample Factory's MuJoCo preset (sf_examples/mujoco/mujoco_params.py), set for a machine with 2

@@ -23,10 +23,12 @@ def check_video_support() -> None:
     for module, package in (("imageio", "imageio"), ("imageio_ffmpeg", "imageio-ffmpeg")):
         if importlib.util.find_spec(module) is None:
             raise UserError(f"--save_video needs {package}, which is not installed: {INSTALL_HINT}")
-    # Frames only: SDL (pygame, which some envs draw with) must not look for a screen or sound card.
+    # Frames only: SDL (pygame, which some envs draw with) must not look for a screen or sound
+    # card, and MuJoCo renders off-screen with EGL (its default, GLFW, needs a display).
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def video_path(folder: Path, video_name: str | None) -> Path:
@@ -99,7 +101,7 @@ class FrameRecorder(gym.Wrapper):
         self.reset_frame = None
         if (frame := self._frame()) is not None:
             self.budget.add(frame)
-        if result[2] or result[3]:
+        if np.any(result[2]) or np.any(result[3]):  # lists of flags for a multi-agent env
             self.budget.episode_ended()
         return result
 
