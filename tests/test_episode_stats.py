@@ -93,6 +93,15 @@ def test_the_wrapper_is_added_once_where_it_belongs():
     assert chain.index("RecordEpisodeStatistics") > chain.index("AtariFramePreprocessing")
 
 
+def test_record_episode_statistics_refuses_multi_agent_envs(tmp_path, capsys):
+    from asyncrl import train
+
+    assert train.main(["--env=rendezvous", "--use_record_episode_statistics=true",
+                       f"--train_dir={tmp_path}"]) == 2
+    assert "--env=rendezvous is a multi-agent env" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_vector_envs_report_custom_stats_and_recorded_statistics():
     cfg = cfg_of("--env=Corridor-v0", "--episode_counter=true")
     family = find_env_family(cfg.env)

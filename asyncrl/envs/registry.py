@@ -137,6 +137,13 @@ def make_env(family: EnvFamily, env_name: str, cfg: Any, env_index: int,
         raise UserError(f"--env={env_name}: the make_env of env family {family.name} takes no "
                         f"render_mode, so it cannot render frames")
     if cfg.use_record_episode_statistics and not _has_wrapper(env, RecordEpisodeStatistics):
+        from asyncrl.envs.vector import is_multiagent
+
+        if is_multiagent(env):
+            env.close()
+            raise UserError(f"--use_record_episode_statistics: --env={env_name} is a multi-agent "
+                            f"env, whose rewards gymnasium's RecordEpisodeStatistics cannot sum "
+                            f"(asyncrl sums each agent's own)")
         env = RecordEpisodeStatistics(env)
     return env
 

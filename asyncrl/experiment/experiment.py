@@ -202,12 +202,12 @@ def _check_against_env(cfg: ConfigBase, resume_state: dict[str, Any] | None,
 
     from asyncrl.algo.learner import Learner
     from asyncrl.config.validate import validate_for_env
-    from asyncrl.envs.registry import find_env_family
+    from asyncrl.envs.registry import find_env_family, make_env
     from asyncrl.envs.vector import agents_per_env
 
     if getattr(cfg, "with_wandb", False) and importlib.util.find_spec("wandb") is None:
         raise UserError("--with_wandb=True needs wandb: pip install 'asyncrl[wandb]'")
-    env = find_env_family(cfg.env).make_env(cfg.env, cfg, 0)
+    env = make_env(find_env_family(cfg.env), cfg.env, cfg, 0)  # as the rollout workers make it
     try:
         validate_for_env(cfg, agents_per_env(env))
         learner = Learner(cfg, env.observation_space, env.action_space, torch.device("cpu"))
