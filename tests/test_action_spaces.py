@@ -169,7 +169,7 @@ def test_workers_store_flat_actions_that_reproduce_their_log_probs(env, batched)
     # is not reported. Each of the 8 envs finished its first 8-step episode, and one by one (not
     # batched, where the step after an episode end only resets the env) also its second.
     assert len(got.episodes) == (8 if batched == "true" else 16)
-    assert all(length == 8 for _, length in got.episodes)
+    assert all(e.length == 8 for e in got.episodes)
 
 
 def test_learner_trains_multi_discrete_with_symmetric_kl_and_refuses_it_for_box_parts():
@@ -216,7 +216,7 @@ def test_tiny_training_run_learns_and_enjoy_plays_it(tmp_path, capsys, env, opti
                        *options]) == 0
     assert average_return(tmp_path, "exp") > trained > chance
     capsys.readouterr()
-    returns = enjoy.evaluate([f"--env={env}", f"--train_dir={tmp_path}", "--experiment=exp",
-                              "--max_num_episodes=5", "--eval_deterministic=true"])
-    assert len(returns) == 5 and sum(returns) / 5 > deterministic
+    episodes = enjoy.evaluate([f"--env={env}", f"--train_dir={tmp_path}", "--experiment=exp",
+                               "--max_num_episodes=5", "--eval_deterministic=true"])
+    assert len(episodes) == 5 and sum(e.episode_return for e in episodes) / 5 > deterministic
     assert "mean return over 5 episodes" in capsys.readouterr().out
