@@ -514,7 +514,9 @@ def random_batch(learner: Any, obs_space: gym.Space, rollout: int, num_trajector
         rewards=torch.as_tensor(rng.uniform(-1.0, 1.0, (T, B)), dtype=torch.float32),
         dones=torch.as_tensor(rng.random((T, B)) < 0.01, dtype=torch.float32),
         valid=torch.ones((T, B), dtype=torch.bool),
-        policy_versions=torch.zeros((T, B), dtype=torch.int64))
+        policy_versions=torch.zeros((T, B), dtype=torch.int64),
+        rnn_states=(torch.zeros((T + 1, B, learner.model.rnn_state_size))
+                    if learner.model.rnn_state_size else None))
 
 
 def run_learner_limit(plan: Plan) -> Result:
@@ -702,7 +704,6 @@ def run_sample_factory(plan: Plan, workdir: Path) -> Result:
     command = [*program, f"--env={sf_env}",
                "--experiment=sf_benchmark", f"--train_dir={workdir}",
                f"--train_for_seconds={plan.seconds}", "--device=cpu",
-               "--use_rnn=False",  # asyncrl's model has no recurrent core
                f"--batched_sampling={plan.sf_batched_sampling}",
                *sf_arguments(plan.cfg, sf_params)]
     # Its --train_for_seconds never fires (2.1.1 does not advance the clock it checks): the

@@ -73,13 +73,17 @@ def evaluate(argv: Sequence[str] | None = None) -> list[EpisodeStats]:
     frames_per_step = env_frames_per_step(cfg)  # counted like asyncrl.train's env steps
     everyone = np.arange(envs.agents_per_env)  # every agent of the one env
     finished = False
+    rnn_states = None  # a recurrent policy's states, [agents, rnn_state_size]; None: zeros
     try:
         while len(episodes) < cfg.max_num_episodes and frames < cfg.max_num_frames:
             if video is not None:
                 video.add(budget.take())
             obs = {k: torch.from_numpy(v).to(learner.device) for k, v in envs.obs.items()}
-            actions = model.policy_step(obs, deterministic=cfg.eval_deterministic).actions.cpu()
-            result = envs.step(everyone, actions.numpy())
+            out = model.policy_step(obs, rnn_states, deterministic=cfg.eval_deterministic)
+            result = envs.step(everyone, out.actions.cpu().numpy())
+            if out.rnn_states is not None:  # an agent whose episode ended starts afresh
+                ended = torch.from_numpy(envs.terminated | envs.truncated).to(learner.device)
+                rnn_states = out.rnn_states * (~ended)[:, None]
             frames += frames_per_step
             for episode in result.episodes:
                 episodes.append(episode)

@@ -54,7 +54,7 @@ class _Sink(EventLoopObject):
 @dataclass
 class Collected:
     trajectories: Trajectories  # [T, B], B = every env once per rollout
-    truncations: list  # (slot, t, final obs) of time-limit ends
+    truncations: list  # (slot, t, final obs, recurrent state) of time-limit ends
     episodes: list  # EpisodeStats
     buffers: TrajectoryBuffers
     slots: list[int]
@@ -70,11 +70,11 @@ def collect(cfg, rollouts: int = 1, model: ActorCritic | None = None,
     probe.close()
     num_envs = cfg.num_workers * cfg.num_envs_per_worker * agents
     num_slots = num_envs * (rollouts + 1)
+    model = model or ActorCritic(cfg, obs_space, action_space)
     buffers = TrajectoryBuffers(obs_dict_space(obs_space), action_space, cfg.rollout, num_slots,
-                                num_envs)
+                                num_envs, model.rnn_state_size)
     free_slots = Queue(1_000_000)
     free_slots.put_many(list(range(num_slots)))
-    model = model or ActorCritic(cfg, obs_space, action_space)
     loop = EventLoop("test_loop", serial_mode=True)
     policy = PolicyWorker(loop, cfg, 0, 0, obs_space, action_space, buffers,
                           SharedWeights(model, policy_version), None, agents)

@@ -83,6 +83,14 @@ def test_layout_applies_to_every_system():
     # values (seed) are left to Sample Factory's defaults; parameters it lacks are not passed.
     assert "--learning_rate=0.003" in args
     assert not any(a.startswith(("--device", "--seed", "--gamma")) for a in args)
+    # The core goes as resolved (the CartPole preset is feed-forward, as Sample Factory's example).
+    rnn = {"use_rnn", "rnn_type", "rnn_size", "rnn_num_layers", "recurrence"}
+    assert set(sf_arguments(plan.cfg, rnn)) == {"--use_rnn=False", "--rnn_type=gru",
+                                                "--rnn_size=512", "--rnn_num_layers=1",
+                                                "--recurrence=-1"}
+    recurrent = make_plan(["--", "--use_rnn=true", "--rnn_size=64", "--recurrence=8"])
+    assert {"--use_rnn=True", "--rnn_size=64", "--recurrence=8"} <= set(
+        sf_arguments(recurrent.cfg, rnn))
 
 
 def test_learner_limit_times_training_on_random_batches():

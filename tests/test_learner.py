@@ -16,7 +16,8 @@ from asyncrl.runtime.rollout_worker import worker_env_indices
 
 
 def cfg_of(*argv, env="CartPole-v1"):
-    return parse_args([f"--env={env}", "--serial_mode=true", "--num_workers=2",
+    # Feed-forward on every env (recurrent policies are tested in test_recurrent.py).
+    return parse_args([f"--env={env}", "--use_rnn=false", "--serial_mode=true", "--num_workers=2",
                        "--num_envs_per_worker=4", "--worker_num_splits=2", "--rollout=8",
                        "--batch_size=32", "--num_batches_per_epoch=2",
                        "--decorrelate_envs_on_one_worker=false", "--encoder_mlp_layers", "16",

@@ -13,7 +13,9 @@ from asyncrl.utils.errors import UserError
 
 
 def cfg_of(*argv):
-    return parse_args(["--env=Pendulum-v1", *argv], scope="train", prog="test").config()
+    # Feed-forward unless a test asks for the core (recurrent cores: test_recurrent.py).
+    return parse_args(["--env=Pendulum-v1", "--use_rnn=false", *argv], scope="train",
+                      prog="test").config()
 
 
 def test_running_mean_std_matches_numpy_over_several_batches():
@@ -39,7 +41,7 @@ def test_discrete_model_shapes_shared_and_separate():
         cfg = cfg_of("--encoder_mlp_layers", "16", "8", "--decoder_mlp_layers", "6",
                      f"--actor_critic_share_weights={share}")
         model = ActorCritic(cfg, obs_space, gym.spaces.Discrete(3))
-        params, values = model({"obs": torch.zeros(5, 4)})
+        params, values, _ = model({"obs": torch.zeros(5, 4)})
         assert params.shape == (5, 3) and values.shape == (5,)
         out = model.policy_step({"obs": torch.randn(5, 4)})
         assert out.actions.shape == (5,) and out.log_probs.shape == (5,)
@@ -52,7 +54,7 @@ def test_continuous_parameterizations():
     cfg = cfg_of("--encoder_mlp_layers", "8", "--adaptive_stddev=false", "--initial_stddev=0.5",
                  "--continuous_tanh_scale=1.5")
     model = ActorCritic(cfg, obs_space, action_space)
-    params, _ = model({"obs": torch.randn(64, 3) * 100})
+    params, _, _ = model({"obs": torch.randn(64, 3) * 100})
     means, log_stds = params.chunk(2, dim=1)
     assert means.abs().max() <= 1.5 + 1e-6
     assert torch.allclose(log_stds, torch.full_like(log_stds, np.log(0.5)))
@@ -70,7 +72,7 @@ def test_tuple_parameterization_shapes_only_its_box_part():
                         obs_space, action_space)
     assert fixed.action_parameterization.head.out_features == 3 + 2
     assert fixed.action_parameterization.log_std.shape == (2,)
-    params, _ = fixed({"obs": torch.randn(64, 3) * 100})
+    params, _, _ = fixed({"obs": torch.randn(64, 3) * 100})
     logits, means, log_stds = params.split([3, 2, 2], dim=1)
     assert means.abs().max() <= 1.5 + 1e-6 and logits.abs().max() > 1.5  # tanh on means only
     assert torch.allclose(log_stds, torch.full_like(log_stds, np.log(0.5)))
@@ -78,7 +80,7 @@ def test_tuple_parameterization_shapes_only_its_box_part():
     # observations, zero biases) give logits 0, means 0 and exactly that offset.
     adaptive = ActorCritic(cfg_of("--encoder_mlp_layers", "8", "--initial_stddev=0.5"),
                            obs_space, action_space)
-    params, _ = adaptive({"obs": torch.zeros(2, 3)})
+    params, _, _ = adaptive({"obs": torch.zeros(2, 3)})
     expected = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, np.log(0.5), np.log(0.5)]] * 2, dtype=torch.float32)
     torch.testing.assert_close(params, expected)
     out = adaptive.policy_step({"obs": torch.randn(4, 3)})
@@ -130,5 +132,9 @@ def test_registered_encoder_factory_is_used():
         model = ActorCritic(cfg_of(), gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
         assert isinstance(model.actor_trunk.encoder, Tiny)
         assert model.critic_head.in_features == 7
+        recurrent = ActorCritic(cfg_of("--use_rnn=true", "--rnn_size=5"), gym.spaces.Box(-1, 1, (4,)),
+                                gym.spaces.Discrete(2))
+        assert recurrent.actor_trunk.core.rnn.input_size == 7
+        assert recurrent.critic_head.in_features == 5
     finally:
         encoders.register_encoder_factory(encoders.default_encoder_factory)

@@ -6,6 +6,7 @@ This is where the loss is taken. The same class serves the serial and the parall
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import gymnasium as gym
@@ -15,11 +16,48 @@ from torch import Tensor
 from asyncrl.algo import losses
 from asyncrl.algo.advantages import gae, vtrace
 from asyncrl.algo.optimizers import make_optimizer
-from asyncrl.algo.trajectories import Trajectories
+from asyncrl.algo.trajectories import Trajectories, from_sequences, to_sequences
+from asyncrl.config.validate import resolved_recurrence
 from asyncrl.envs.spaces import one_line
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.model.distributions import make_action_distribution
 from asyncrl.utils.errors import UserError
+
+
+@dataclass
+class _Sequences:
+    """Sequences of `recurrence` steps, time-major `[R, n, ...]` (n sequences)."""
+
+    obs: dict[str, Tensor]  # key -> [R, n, ...]
+    resets: Tensor  # [R, n] 1.0 where the recurrent state is zeroed after the step
+    start_states: Tensor | None  # [n, rnn_state_size] the behaviour policy's state at step 0
+    actions: Tensor  # [R, n] or [R, n, A]
+    log_probs: Tensor  # [R, n] behaviour
+    action_params: Tensor  # [R, n, P] behaviour
+    valid: Tensor | None  # [R, n] bool, False for reset-only steps; None: all valid
+
+    @property
+    def num_sequences(self) -> int:
+        return self.resets.shape[1]
+
+    def select(self, idx: Tensor) -> _Sequences:
+        return _Sequences(
+            obs={k: v[:, idx] for k, v in self.obs.items()}, resets=self.resets[:, idx],
+            start_states=None if self.start_states is None else self.start_states[idx],
+            actions=self.actions[:, idx], log_probs=self.log_probs[:, idx],
+            action_params=self.action_params[:, idx],
+            valid=None if self.valid is None else self.valid[:, idx])
+
+
+@dataclass
+class _Minibatch:
+    sequences: _Sequences
+    per_step: dict[str, Tensor]  # GAE: advantages, targets, old_values, [R * n] time-major
+    vtrace_data: tuple[Trajectories, Tensor] | None  # V-trace: the trajectories, discounts [T, b]
+
+
+def _at(rnn_states: Tensor | None, t: int) -> Tensor | None:
+    return None if rnn_states is None else rnn_states[t]
 
 
 class Learner:
@@ -36,6 +74,7 @@ class Learner:
         self.optimizer = make_optimizer(cfg.optimizer, self.model.parameters(), cfg.learning_rate,
                                         cfg.adam_eps, cfg.adam_beta1, cfg.adam_beta2)
         self.learning_rate = cfg.learning_rate
+        self.recurrence = resolved_recurrence(cfg)  # steps per training sequence
         self.policy_version = 0  # +1 per training iteration; stamps the experience it produces
         self.train_step = 0  # SGD steps (minibatches) taken
 
@@ -102,7 +141,7 @@ class Learner:
             minibatches = self._gae_minibatches(batch, discounts, valid)
 
         for epoch_kls in minibatches:
-            kls = [self._sgd_step(*mb, stats) for mb in epoch_kls]
+            kls = [self._sgd_step(mb, stats) for mb in epoch_kls]
             if cfg.lr_schedule == "kl_adaptive_epoch":
                 self._adapt_learning_rate(sum(kls) / len(kls))
 
@@ -121,27 +160,31 @@ class Learner:
 
     def _gae_minibatches(self, batch: Trajectories, discounts: Tensor, valid: Tensor | None):
         """Advantages once per batch (behaviour values, bootstrap from the current model), then
-        minibatches of `batch_size` valid transitions."""
+        minibatches of `batch_size` transitions: batch_size / recurrence sequences of
+        `recurrence` steps (single transitions for recurrence 1); a sequence without any valid
+        step is left out."""
         cfg = self.cfg
         T, B = batch.rewards.shape
-        bootstrap = self.model.values({k: v[T] for k, v in batch.obs.items()})  # [B]
+        bootstrap = self.model.values({k: v[T] for k, v in batch.obs.items()},
+                                      _at(batch.rnn_states, T))  # [B]
         advantages, returns = gae(batch.rewards, discounts, batch.values, bootstrap, cfg.gae_lambda)
-        items = (torch.arange(T * B, device=self.device) if valid is None
-                 else valid.flatten().nonzero()[:, 0])
         if self.model.returns_normalizer is not None:
-            self.model.returns_normalizer.update(returns.flatten()[items])
-        flat_obs = {k: v[:T].flatten(0, 1) for k, v in batch.obs.items()}
-        flat = dict(actions=batch.actions.flatten(0, 1), log_probs=batch.log_probs.flatten(),
-                    action_params=batch.action_params.flatten(0, 1),
-                    old_values=self.model.normalize_values(batch.values.flatten()),
-                    targets=self.model.normalize_values(returns.flatten()),
-                    advantages=advantages.flatten())
-        for epoch in self._epochs(items, cfg.batch_size):
-            yield [(({k: v[idx] for k, v in flat_obs.items()}),
-                    {k: v[idx] for k, v in flat.items()}, None) for idx in epoch]
+            self.model.returns_normalizer.update(returns.flatten() if valid is None else returns[valid])
+        sequences = self._sequences(batch, valid)
+        items = torch.arange(sequences.num_sequences, device=self.device)
+        if sequences.valid is not None:
+            items = sequences.valid.any(dim=0).nonzero()[:, 0]
+        per_step = {k: to_sequences(v, self.recurrence) for k, v in {
+            "old_values": self.model.normalize_values(batch.values),
+            "targets": self.model.normalize_values(returns), "advantages": advantages}.items()}
+        for epoch in self._epochs(items, cfg.batch_size // self.recurrence):
+            yield [_Minibatch(sequences.select(idx), {k: v[:, idx].flatten(0, 1)
+                                                      for k, v in per_step.items()}, None)
+                   for idx in epoch]
 
     def _vtrace_minibatches(self, batch: Trajectories, discounts: Tensor, valid: Tensor | None):
-        """Minibatches of whole trajectories; V-trace targets use the current model's values."""
+        """Minibatches of whole trajectories (each cut into sequences of `recurrence` steps);
+        V-trace targets use the current model's values."""
         cfg = self.cfg
         per_minibatch = max(1, cfg.batch_size // batch.rollout)
         trajectories = torch.arange(batch.num_trajectories, device=self.device)
@@ -149,32 +192,50 @@ class Learner:
             minibatches = []
             for idx in epoch:
                 mb = batch.select(idx)
-                minibatches.append(({k: v[:-1].flatten(0, 1) for k, v in mb.obs.items()},
-                                    dict(actions=mb.actions.flatten(0, 1),
-                                         log_probs=mb.log_probs.flatten(),
-                                         action_params=mb.action_params.flatten(0, 1)),
-                                    (mb, discounts[:, idx],
-                                     None if valid is None else valid[:, idx].flatten())))
+                minibatches.append(_Minibatch(
+                    self._sequences(mb, None if valid is None else valid[:, idx]), {},
+                    (mb, discounts[:, idx])))
             yield minibatches
 
-    def _sgd_step(self, obs: dict[str, Tensor], mb: dict[str, Tensor], vtrace_data,
-                  stats: dict[str, list[float]]) -> float:
-        cfg = self.cfg
-        action_params, values = self.model(obs)  # [N, P], [N] normalized
-        dist = make_action_distribution(self.action_layout, action_params)
-        log_probs = dist.log_prob(mb["actions"])
-        ratio = torch.exp(log_probs - mb["log_probs"])
+    def _sequences(self, batch: Trajectories, valid: Tensor | None) -> _Sequences:
+        R, T = self.recurrence, batch.rollout
+        # The core starts afresh after an episode end and after a reset-only step, as in acting.
+        resets = batch.dones if valid is None else torch.maximum(batch.dones, (~valid).float())
+        return _Sequences(
+            obs={k: to_sequences(v[:T], R) for k, v in batch.obs.items()},
+            resets=to_sequences(resets, R),
+            # The state each sequence starts in: steps 0, R, 2R... of each trajectory.
+            start_states=None if batch.rnn_states is None else batch.rnn_states[:T:R].flatten(0, 1),
+            actions=to_sequences(batch.actions, R), log_probs=to_sequences(batch.log_probs, R),
+            action_params=to_sequences(batch.action_params, R),
+            valid=None if valid is None else to_sequences(valid, R))
 
-        if vtrace_data is None:
-            advantages, targets, old_values = mb["advantages"], mb["targets"], mb["old_values"]
+    def _sgd_step(self, mb: _Minibatch, stats: dict[str, list[float]]) -> float:
+        cfg = self.cfg
+        seqs = mb.sequences
+        # [R * n, P], [R * n] normalized, time-major over the minibatch's n sequences
+        action_params, values, _ = self.model.forward_sequence(seqs.obs, seqs.start_states,
+                                                               seqs.resets)
+        actions = seqs.actions.flatten(0, 1)
+        behaviour_log_probs = seqs.log_probs.flatten()
+        behaviour_params = seqs.action_params.flatten(0, 1)
+        dist = make_action_distribution(self.action_layout, action_params)
+        log_probs = dist.log_prob(actions)
+
+        if mb.vtrace_data is None:
+            advantages, targets = mb.per_step["advantages"], mb.per_step["targets"]
+            old_values = mb.per_step["old_values"]
         else:
-            advantages, targets, old_values = self._vtrace_targets(vtrace_data, log_probs, values)
-            keep = vtrace_data[2]  # [N] valid steps of these whole trajectories
-            if keep is not None:
-                action_params, values, ratio = action_params[keep], values[keep], ratio[keep]
-                advantages, targets, old_values = advantages[keep], targets[keep], old_values[keep]
-                mb = {k: v[keep] for k, v in mb.items()}
-                dist = make_action_distribution(self.action_layout, action_params)
+            advantages, targets, old_values = self._vtrace_targets(mb.vtrace_data, log_probs,
+                                                                   values)
+        keep = None if seqs.valid is None else seqs.valid.flatten()
+        if keep is not None and not bool(keep.all()):
+            # Reset-only steps of vector envs stay in the sequences but out of the loss.
+            action_params, values, log_probs = action_params[keep], values[keep], log_probs[keep]
+            advantages, targets, old_values = advantages[keep], targets[keep], old_values[keep]
+            behaviour_log_probs, behaviour_params = behaviour_log_probs[keep], behaviour_params[keep]
+            dist = make_action_distribution(self.action_layout, action_params)
+        ratio = torch.exp(log_probs - behaviour_log_probs)
 
         advantages = losses.normalize_advantages(advantages)
         policy_loss = losses.policy_loss(ratio, advantages, cfg.ppo_clip_ratio)
@@ -183,7 +244,7 @@ class Learner:
             exploration_loss = losses.entropy_loss(dist)
         else:
             exploration_loss = losses.symmetric_kl_loss(dist)
-        behaviour = make_action_distribution(self.action_layout, mb["action_params"])
+        behaviour = make_action_distribution(self.action_layout, behaviour_params)
         kl_loss = losses.kl_loss(dist, behaviour)
         loss = (policy_loss + cfg.value_loss_coeff * value_loss
                 + cfg.exploration_loss_coeff * exploration_loss)
@@ -210,19 +271,30 @@ class Learner:
         return kl
 
     def _vtrace_targets(self, data, log_probs: Tensor, values: Tensor):
-        mb, discounts, valid = data
-        T, b = mb.rewards.shape
+        """`log_probs` and `values` `[R * n]` in the minibatch's sequence order -> advantages,
+        targets and old values in that order."""
+        mb, discounts = data
+        T = mb.rollout
+        R = self.recurrence
+
+        def steps(x: Tensor) -> Tensor:  # [R * n] in sequence order -> [T, b]
+            return from_sequences(x.view(R, -1), T)
+
+        def back(x: Tensor) -> Tensor:  # [T, b] -> [R * n] in sequence order
+            return to_sequences(x, R).flatten()
+
         with torch.no_grad():
-            values_raw = self.model.denormalize_values(values.detach()).view(T, b)
-            bootstrap = self.model.values({k: v[T] for k, v in mb.obs.items()})
-            log_rhos = (log_probs.detach() - mb.log_probs.flatten()).view(T, b)
+            values_raw = steps(self.model.denormalize_values(values.detach()))
+            bootstrap = self.model.values({k: v[T] for k, v in mb.obs.items()},
+                                          _at(mb.rnn_states, T))
+            log_rhos = steps(log_probs.detach()) - mb.log_probs
             vs, pg_advantages = vtrace(log_rhos, discounts, mb.rewards, values_raw, bootstrap,
                                        self.cfg.vtrace_rho, self.cfg.vtrace_c, self.cfg.vtrace_rho)
             if self.model.returns_normalizer is not None:
-                self.model.returns_normalizer.update(vs.flatten() if valid is None else vs.flatten()[valid])
-            targets = self.model.normalize_values(vs.flatten())
-            old_values = self.model.normalize_values(mb.values.flatten())
-        return pg_advantages.flatten(), targets, old_values
+                self.model.returns_normalizer.update(vs[mb.valid])
+            targets = self.model.normalize_values(back(vs))
+            old_values = self.model.normalize_values(back(mb.values))
+        return back(pg_advantages), targets, old_values
 
     def _adapt_learning_rate(self, kl: float) -> None:
         cfg = self.cfg

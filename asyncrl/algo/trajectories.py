@@ -20,6 +20,9 @@ class Trajectories:
     dones: Tensor  # [T, B] 1.0 where the episode ended at this step
     valid: Tensor  # [T, B] bool; False where a vector env's step only reset the env (no transition)
     policy_versions: Tensor  # [T, B] version of the policy that acted
+    # [T+1, B, rnn_state_size] the recurrent state each step was acted in; rnn_states[T] is the
+    # state obs[T] is met in. None for a feed-forward policy.
+    rnn_states: Tensor | None = None
 
     @property
     def rollout(self) -> int:
@@ -33,7 +36,10 @@ class Trajectories:
         values = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            values[f.name] = {k: fn(v) for k, v in value.items()} if isinstance(value, dict) else fn(value)
+            if isinstance(value, dict):
+                values[f.name] = {k: fn(v) for k, v in value.items()}
+            else:
+                values[f.name] = None if value is None else fn(value)
         return Trajectories(**values)
 
     def select(self, trajectory_indices: Tensor) -> "Trajectories":
@@ -52,6 +58,24 @@ class Trajectories:
             if isinstance(first, dict):
                 values[f.name] = {k: torch.cat([getattr(p, f.name)[k] for p in parts], dim=1)
                                   for k in first}
+            elif first is None:
+                values[f.name] = None
             else:
                 values[f.name] = torch.cat([getattr(p, f.name) for p in parts], dim=1)
         return Trajectories(**values)
+
+
+def to_sequences(x: Tensor, recurrence: int) -> Tensor:
+    """`[T, B, ...]` -> `[R, (T/R) * B, ...]` with R = `recurrence`: each column is a sequence of
+    R consecutive steps of one trajectory (column k*B + b: steps k*R .. k*R+R-1 of trajectory b).
+    A view, without copying, for R = 1 and R = T."""
+    T, B, *rest = x.shape
+    R, K = recurrence, T // recurrence
+    return x.reshape(K, R, B, *rest).transpose(0, 1).reshape(R, K * B, *rest)
+
+
+def from_sequences(x: Tensor, rollout: int) -> Tensor:
+    """The inverse of `to_sequences`: `[R, (T/R) * B, ...]` -> `[T, B, ...]` with T = `rollout`."""
+    R, C, *rest = x.shape
+    K = rollout // R
+    return x.reshape(R, K, C // K, *rest).transpose(0, 1).reshape(rollout, C // K, *rest)

@@ -140,6 +140,11 @@ PARAMS: tuple[Param, ...] = (
        minimum=1),
     _p("rollout", int, 32, "Length of the trajectory sent to the learner from each env, in "
        "steps; batch_size must be a multiple of it", _BATCH, minimum=1),
+    _p("recurrence", int, -1, "Length of the sequences the learner trains on (backpropagation "
+       "through time), in steps; rollout must be a multiple of it. Each sequence starts from the "
+       "recurrent state the policy had when it acted. -1: rollout for a recurrent policy, 1 for a "
+       "feed-forward one (whose minibatches are then cut into sequences of this many steps)",
+       _BATCH, minimum=-1),
     _p("shuffle_minibatches", bool, False, "Shuffle the transitions (or trajectories, with "
        "V-trace) into new minibatches each epoch", _BATCH),
     # RL
@@ -211,6 +216,15 @@ PARAMS: tuple[Param, ...] = (
     _p("encoder_conv_mlp_layers", int, [512], "Sizes of the fully connected layers after the "
        "convolutional encoder (empty: the flattened convolutional features)", _MODEL,
        is_list=True, minimum=1),
+    _p("use_rnn", bool, True, "Put a recurrent core (rnn_type) between the encoder and the "
+       "decoder: the policy then has a hidden state per agent, carried from step to step and "
+       "reset to zero when an episode ends", _MODEL),
+    _p("rnn_type", str, "gru", "Type of the recurrent core when use_rnn is True", _MODEL,
+       choices=("gru", "lstm")),
+    _p("rnn_size", int, 512, "Size of the hidden state of the recurrent core (of each layer)",
+       _MODEL, minimum=1),
+    _p("rnn_num_layers", int, 1, "Number of stacked recurrent layers in the core", _MODEL,
+       minimum=1),
     _p("decoder_mlp_layers", int, [], "Sizes of the MLP decoder layers after the core (empty: "
        "identity)", _MODEL, is_list=True, minimum=1),
     _p("nonlinearity", str, "elu", "Activation function", _MODEL, choices=("elu", "relu", "tanh")),
@@ -218,8 +232,9 @@ PARAMS: tuple[Param, ...] = (
        choices=("orthogonal", "xavier_uniform", "torch_default")),
     _p("policy_init_gain", float, 1.0, "Gain of the orthogonal / xavier initialization", _MODEL,
        minimum=0.0),
-    _p("actor_critic_share_weights", bool, True, "Share the encoder and decoder between the "
-       "policy and the value function", _MODEL),
+    _p("actor_critic_share_weights", bool, True, "Share the encoder, core and decoder between "
+       "the policy and the value function (False: each has its own, recurrent state included)",
+       _MODEL),
     _p("adaptive_stddev", bool, True, "Continuous (Box) actions, also the Box parts of a Tuple: "
        "state-dependent standard deviation (else one learned parameter per action dimension)",
        _MODEL),

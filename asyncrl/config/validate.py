@@ -1,10 +1,19 @@
-"""Checks that involve several parameters; single values are checked by their table row."""
+"""Checks that involve several parameters (single values are checked by their table row), and
+values derived from several parameters."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from asyncrl.utils.errors import UserError
+
+
+def resolved_recurrence(cfg: Any) -> int:
+    """The learner's sequence length: --recurrence, or for -1 (Sample Factory's default) the whole
+    rollout for a recurrent policy and single transitions for a feed-forward one."""
+    if cfg.recurrence == -1:
+        return cfg.rollout if cfg.use_rnn else 1
+    return cfg.recurrence
 
 
 def validate_config(cfg: Any) -> None:
@@ -16,6 +25,13 @@ def validate_config(cfg: Any) -> None:
     if cfg.batch_size % cfg.rollout != 0:
         raise UserError(
             f"--batch_size={cfg.batch_size} must be a multiple of --rollout={cfg.rollout}")
+    if cfg.recurrence == 0:
+        raise UserError("--recurrence=0 is not allowed: give a number of steps, or -1 for the "
+                        "rollout (recurrent policy) or 1 (feed-forward policy)")
+    if cfg.rollout % resolved_recurrence(cfg) != 0:
+        raise UserError(f"--rollout={cfg.rollout} must be a multiple of "
+                        f"--recurrence={cfg.recurrence} (the learner cuts each trajectory into "
+                        "sequences of that many steps)")
     if cfg.lr_adaptive_min > cfg.lr_adaptive_max:
         raise UserError(
             f"--lr_adaptive_min={cfg.lr_adaptive_min} must not exceed "

@@ -263,6 +263,7 @@ ATARI_DEFAULTS: dict[str, Any] = {
     "env_framestack": 4,
     "encoder_conv_architecture": "convnet_atari",
     "encoder_conv_mlp_layers": [512],
+    "use_rnn": False,  # as Sample Factory's Atari preset
     "nonlinearity": "relu",
     "obs_subtract_mean": 0.0,
     "obs_scale": 255.0,

@@ -66,6 +66,7 @@ CARTPOLE_DEFAULTS: dict[str, Any] = {
     "num_batches_per_epoch": 2,
     "num_epochs": 4,
     "encoder_mlp_layers": [64, 64],
+    "use_rnn": False,  # as Sample Factory's CartPole example (train_gym_env.py) runs it
     "learning_rate": 3e-3,
     "gamma": 0.99,
     "value_bootstrap": True,

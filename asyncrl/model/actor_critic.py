@@ -2,6 +2,11 @@
 
 Observations are dicts of tensors (a Box space is the single key "obs"). The value head predicts
 returns in normalized units when `normalize_returns` is on; `policy_step` returns raw values.
+
+With `use_rnn` the core is recurrent (model/core.py) and every call takes and returns the hidden
+states, one flat row per agent `[N, rnn_state_size]` (the actor's, then the critic's when they do
+not share weights); None stands for all-zero states (episode starts). Without it the core is the
+identity, `rnn_state_size` is 0 and states are None throughout.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from torch import Tensor, nn
 
 from asyncrl.envs.spaces import ActionLayout, action_layout, obs_dict_space
 from asyncrl.model.distributions import make_action_distribution
+from asyncrl.model.core import RecurrentCore
 from asyncrl.model.encoders import make_encoder, mlp
 from asyncrl.model.normalization import RunningMeanStd
 from asyncrl.utils.errors import UserError
@@ -27,6 +33,7 @@ class PolicyOutput:
     log_probs: Tensor  # [N]
     values: Tensor  # [N], raw (denormalized) units
     action_params: Tensor  # [N, P], the distribution the actions were drawn from
+    rnn_states: Tensor | None  # [N, rnn_state_size] after this step (None: feed-forward)
 
 
 class ObsPreprocessor(nn.Module):
@@ -70,17 +77,33 @@ class ObsPreprocessor(nn.Module):
 
 
 class _Trunk(nn.Module):
-    """Encoder -> core -> decoder. The core is the identity until recurrent cores arrive."""
+    """Encoder -> core -> decoder; the core is recurrent with use_rnn, else the identity."""
 
     def __init__(self, cfg: Any, obs_space: gym.spaces.Dict):
         super().__init__()
         self.encoder = make_encoder(cfg, obs_space)
-        self.core = nn.Identity()
-        self.decoder = mlp(self.encoder.out_size, cfg.decoder_mlp_layers, cfg)
-        self.out_size = cfg.decoder_mlp_layers[-1] if cfg.decoder_mlp_layers else self.encoder.out_size
+        self.core = RecurrentCore(cfg, self.encoder.out_size) if cfg.use_rnn else None
+        core_out = self.encoder.out_size if self.core is None else self.core.out_size
+        self.state_size = 0 if self.core is None else self.core.state_size
+        self.decoder = mlp(core_out, cfg.decoder_mlp_layers, cfg)
+        self.out_size = cfg.decoder_mlp_layers[-1] if cfg.decoder_mlp_layers else core_out
 
-    def forward(self, obs: dict[str, Tensor]) -> Tensor:
-        return self.decoder(self.core(self.encoder(obs)))
+    def forward(self, obs: dict[str, Tensor], states: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """One step of `[N]` agents: features `[N, out_size]`, next states `[N, state_size]`."""
+        x = self.encoder(obs)
+        if self.core is not None:
+            x, states = self.core(x, states)
+        return self.decoder(x), states
+
+    def sequence(self, obs: dict[str, Tensor], states: Tensor | None,
+                 dones: Tensor) -> tuple[Tensor, Tensor | None]:
+        """`obs` `[T * B, ...]` (time-major, flattened), `states` `[B, state_size]`, `dones`
+        `[T, B]` -> features `[T * B, out_size]` and the states after the last step."""
+        if self.core is None:
+            return self.forward(obs, None)
+        x = self.encoder(obs)
+        x, states = self.core.sequence(x.view(*dones.shape, -1), states, dones)
+        return self.decoder(x.flatten(0, 1)), states
 
 
 class ActionParameterization(nn.Module):
@@ -129,18 +152,52 @@ class ActorCritic(nn.Module):
         self.action_parameterization = ActionParameterization(cfg, self.action_layout,
                                                               self.actor_trunk.out_size)
         critic_in = (self.critic_trunk or self.actor_trunk).out_size
+        self.rnn_state_size = self.actor_trunk.state_size + (
+            0 if self.critic_trunk is None else self.critic_trunk.state_size)
         self.critic_head = nn.Linear(critic_in, 1)
         _initialize(self, cfg)
         # Convolution weights in channels-last layout: oneDNN's convolutions (and cuDNN's with
         # tensor cores) run them faster; other layers and the checkpoint format are unaffected.
         self.to(memory_format=torch.channels_last)
 
-    def forward(self, obs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Raw observations `[N, ...]` -> (action params `[N, P]`, normalized values `[N]`)."""
+    def forward(self, obs: dict[str, Tensor],
+                rnn_states: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One step: raw observations `[N, ...]` and states `[N, rnn_state_size]` -> (action
+        params `[N, P]`, normalized values `[N]`, next states `[N, rnn_state_size]`)."""
         x = self.preprocessor(obs)
-        actor_features = self.actor_trunk(x)
-        critic_features = actor_features if self.critic_trunk is None else self.critic_trunk(x)
-        return self.action_parameterization(actor_features), self.critic_head(critic_features)[:, 0]
+        states = self._states(rnn_states, next(iter(x.values())))
+        return self._heads(lambda trunk, s: trunk(x, s), states)
+
+    def forward_sequence(self, obs: dict[str, Tensor], rnn_states: Tensor | None,
+                         dones: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Sequences: raw observations `[T, B, ...]`, initial states `[B, rnn_state_size]` and
+        `dones` `[T, B]` (the state is zeroed after a step where an episode ended) -> (action
+        params `[T * B, P]`, normalized values `[T * B]`, time-major; the states after step T-1).
+        Gives what T calls of forward() with those resets give, in one pass."""
+        x = self.preprocessor({k: v.flatten(0, 1) for k, v in obs.items()})
+        states = self._states(rnn_states, dones[0])
+        return self._heads(lambda trunk, s: trunk.sequence(x, s, dones), states)
+
+    def _states(self, rnn_states: Tensor | None, like: Tensor) -> Tensor | None:
+        """The given states, zeros for None (`like`: any tensor with the agents as rows)."""
+        if self.rnn_state_size == 0 or rnn_states is not None:
+            return rnn_states
+        return torch.zeros((like.shape[0], self.rnn_state_size), device=like.device)
+
+    def _heads(self, run, states: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """`run(trunk, trunk_states) -> (features, trunk_states)` for each trunk, then the heads."""
+        actor_states, critic_states = states, None
+        if states is not None and self.critic_trunk is not None:
+            actor_states, critic_states = states.split(
+                [self.actor_trunk.state_size, self.critic_trunk.state_size], dim=1)
+        actor_features, actor_states = run(self.actor_trunk, actor_states)
+        if self.critic_trunk is None:
+            critic_features, next_states = actor_features, actor_states
+        else:
+            critic_features, critic_states = run(self.critic_trunk, critic_states)
+            next_states = None if states is None else torch.cat([actor_states, critic_states], 1)
+        return (self.action_parameterization(actor_features),
+                self.critic_head(critic_features)[:, 0], next_states)
 
     def denormalize_values(self, values: Tensor) -> Tensor:
         return values if self.returns_normalizer is None else self.returns_normalizer.denormalize(values)
@@ -149,18 +206,22 @@ class ActorCritic(nn.Module):
         return values if self.returns_normalizer is None else self.returns_normalizer.normalize(values)
 
     @torch.no_grad()
-    def policy_step(self, obs: dict[str, Tensor], deterministic: bool = False) -> PolicyOutput:
-        """Acting: actions for a batch of observations (no statistics are updated)."""
-        action_params, values = self(obs)
+    def policy_step(self, obs: dict[str, Tensor], rnn_states: Tensor | None = None,
+                    deterministic: bool = False) -> PolicyOutput:
+        """Acting: actions for a batch of observations `[N, ...]` in states `[N,
+        rnn_state_size]` (None: zeros), and the next states (no statistics are updated)."""
+        action_params, values, next_states = self(obs, rnn_states)
         dist = make_action_distribution(self.action_layout, action_params)
         actions = dist.deterministic() if deterministic else dist.sample()
         return PolicyOutput(actions=actions, log_probs=dist.log_prob(actions),
-                            values=self.denormalize_values(values), action_params=action_params)
+                            values=self.denormalize_values(values), action_params=action_params,
+                            rnn_states=next_states)
 
     @torch.no_grad()
-    def values(self, obs: dict[str, Tensor]) -> Tensor:
-        """Raw (denormalized) value estimates `[N]`."""
-        return self.denormalize_values(self(obs)[1])
+    def values(self, obs: dict[str, Tensor], rnn_states: Tensor | None = None) -> Tensor:
+        """Raw (denormalized) value estimates `[N]` of observations `[N, ...]` in states `[N,
+        rnn_state_size]` (None: zeros)."""
+        return self.denormalize_values(self(obs, rnn_states)[1])
 
 
 def _initialize(model: nn.Module, cfg: Any) -> None:

@@ -26,10 +26,15 @@ class TrajectoryBuffers:
     """`num_slots` trajectory slots of `rollout` steps: slot-major `[S, T(+1), ...]` tensors.
 
     A rollout worker holds one slot per env while it fills it; `env_slots[e]` says which slot env
-    `e` writes into, so that policy workers know where to read observations and write actions."""
+    `e` writes into, so that policy workers know where to read observations and write actions.
+
+    A recurrent policy (`rnn_state_size` > 0) also keeps `rnn_states` `[S, T+1, rnn_state_size]`:
+    the policy worker reads the state of step t and writes the next one at t+1; the rollout worker
+    zeroes it when the episode ended at step t, and starts a trajectory from the previous one's
+    state at T."""
 
     def __init__(self, obs_space: gym.spaces.Dict, action_space: gym.Space, rollout: int,
-                 num_slots: int, num_envs: int):
+                 num_slots: int, num_envs: int, rnn_state_size: int = 0):
         S, T = num_slots, rollout
         self.num_slots = num_slots
         self.obs = {k: torch.zeros((S, T + 1, *s.shape), dtype=_torch_dtype(s.dtype))
@@ -45,12 +50,16 @@ class TrajectoryBuffers:
         self.valid = torch.ones((S, T), dtype=torch.bool)  # False: an autoreset-only step
         self.policy_versions = torch.zeros((S, T), dtype=torch.int64)
         self.env_slots = torch.full((num_envs,), -1, dtype=torch.int64)  # -1: holds no slot
+        self.rnn_states = (torch.zeros((S, T + 1, rnn_state_size)) if rnn_state_size > 0
+                           else None)
         for tensor in self._tensors():
             tensor.share_memory_()
 
     def _tensors(self) -> list[Tensor]:
-        return [*self.obs.values(), self.actions, self.log_probs, self.action_params, self.values,
-                self.rewards, self.dones, self.valid, self.policy_versions, self.env_slots]
+        tensors = [*self.obs.values(), self.actions, self.log_probs, self.action_params,
+                   self.values, self.rewards, self.dones, self.valid, self.policy_versions,
+                   self.env_slots]
+        return tensors if self.rnn_states is None else [*tensors, self.rnn_states]
 
     def trajectories(self, slots: Tensor) -> Trajectories:
         """Copies the slots out as time-major Trajectories `[T, B]` (the slots can be reused)."""
@@ -61,7 +70,8 @@ class TrajectoryBuffers:
                             log_probs=take(self.log_probs), action_params=take(self.action_params),
                             values=take(self.values), rewards=take(self.rewards),
                             dones=take(self.dones), valid=take(self.valid),
-                            policy_versions=take(self.policy_versions))
+                            policy_versions=take(self.policy_versions),
+                            rnn_states=None if self.rnn_states is None else take(self.rnn_states))
 
 
 class SharedWeights:

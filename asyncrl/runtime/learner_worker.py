@@ -25,12 +25,16 @@ log = logging.getLogger(__name__)
 def add_truncation_bootstrap(buffers: TrajectoryBuffers, truncations: list, model: ActorCritic,
                              gamma: float) -> None:
     """A time limit is not a real end: adds gamma * V(final observation) to the reward of each
-    truncated step. `truncations`: (slot, step, final observation dict) as the workers send them."""
+    truncated step. `truncations`: (slot, step, final observation dict, recurrent state after the
+    step or None) as the workers send them."""
     device = next(model.parameters()).device
     obs = {k: torch.as_tensor(np.stack([f[2][k] for f in truncations])).to(device)
            for k in truncations[0][2]}
-    values = model.values(obs).cpu()
-    for (slot, t, _), value in zip(truncations, values):
+    states = None
+    if truncations[0][3] is not None:
+        states = torch.as_tensor(np.stack([f[3] for f in truncations])).to(device)
+    values = model.values(obs, states).cpu()
+    for (slot, t, _, _), value in zip(truncations, values):
         buffers.rewards[slot, t] += gamma * value
 
 

@@ -80,7 +80,10 @@ class PolicyWorker(Component):
         steps = torch.cat([torch.full((len(e),), t, dtype=torch.int64)
                            for e, (_, _, t, _) in zip(envs, requests)])
         obs = {k: v[slots, steps].to(self.device) for k, v in buffers.obs.items()}
-        out = self.model.policy_step(obs)
+        states = None if buffers.rnn_states is None else buffers.rnn_states[slots, steps].to(self.device)
+        out = self.model.policy_step(obs, states)
+        if out.rnn_states is not None:
+            buffers.rnn_states[slots, steps + 1] = out.rnn_states.cpu()
         buffers.actions[slots, steps] = out.actions.cpu()
         buffers.log_probs[slots, steps] = out.log_probs.cpu()
         buffers.values[slots, steps] = out.values.cpu()

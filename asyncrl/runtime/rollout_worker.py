@@ -2,6 +2,8 @@
 group whenever its actions arrive, so one group is stepped while the others wait for inference.
 
 Observations go straight into the trajectory slots in shared memory; messages carry only indices.
+For a recurrent policy the worker also looks after the hidden states in the slots: zeroed after an
+episode ends, carried from one trajectory into the next, zeros for fresh envs (start, respawn).
 
 A worker must survive being killed at any moment without breaking the others, so it never blocks
 inside a shared queue: a process killed while waiting on a process-shared condition variable can
@@ -54,6 +56,8 @@ class _Split:
     token: int = 0  # identifies the outstanding action request; stale replies are ignored
     truncations: list = field(default_factory=list)
     new_slots: list = field(default_factory=list)  # taken so far for the next trajectories
+    # [n, rnn_state_size] the recurrent states the next trajectories start from (None: feed-forward)
+    carried_states: torch.Tensor | None = None
 
 
 class RolloutWorker(Component):
@@ -112,10 +116,13 @@ class RolloutWorker(Component):
                 self._fail(e)
                 return
         per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * self.agents_per_env
+        states = self.buffers.rnn_states
         for s in range(cfg.worker_num_splits):
             self.splits.append(_Split(
                 env_indices=worker_env_indices(cfg, self.worker_idx, s, self.agents_per_env),
-                local=np.arange(s * per_split, (s + 1) * per_split)))
+                local=np.arange(s * per_split, (s + 1) * per_split),
+                carried_states=None if states is None else states.new_zeros(per_split,
+                                                                            states.shape[-1])))
         self.slot_retry_timer = Timer(self.event_loop, SLOT_RETRY_SEC)
         self.slot_retry_timer.timeout.connect(self._retry_waiting_splits)
         self.slot_retry_timer.stop()
@@ -165,6 +172,8 @@ class RolloutWorker(Component):
         split.new_slots = []
         split.step = 0
         self._write_obs(split, 0)
+        if split.carried_states is not None:
+            self.buffers.rnn_states[split.slots, 0] = split.carried_states
         self._request(s)
 
     def _retry_waiting_splits(self) -> None:
@@ -203,16 +212,28 @@ class RolloutWorker(Component):
         buffers.dones[split.slots, t] = torch.from_numpy(done.astype(np.float32))
         if cfg.batched_sampling:  # an EnvVector's steps are all valid, as the buffers start out
             buffers.valid[split.slots, t] = torch.from_numpy(self.envs.valid[split.local])
+        states = buffers.rnn_states  # [S, T+1, H]: the policy worker wrote step t+1's already
         if cfg.value_bootstrap and len(result.truncated_indices):
             positions = np.searchsorted(split.local, result.truncated_indices)
             for j, pos in enumerate(positions):
+                slot = int(split.slots[pos])
                 final_obs = {k: v[j] for k, v in result.final_obs.items()}
-                split.truncations.append((int(split.slots[pos]), t, final_obs))
+                # The final observation would have been met in the state after this step.
+                final_state = None if states is None else states[slot, t + 1].numpy().copy()
+                split.truncations.append((slot, t, final_obs, final_state))
+        if states is not None:
+            # The next episode starts afresh: after an episode end, and after a reset-only step
+            # of a vector env (whose state came from the last episode's final observation).
+            reset = done | ~self.envs.valid[split.local]
+            if reset.any():
+                states[split.slots[torch.from_numpy(reset)], t + 1] = 0.0
         if result.episodes:
             self.episodes_finished.emit(result.episodes)
         split.step = t + 1
         self._write_obs(split, split.step)
         if split.step == cfg.rollout:
+            if states is not None:
+                split.carried_states = states[split.slots, cfg.rollout].clone()
             # These slots become the learner's: a respawn must not return them to the pool (if
             # this worker dies right here, the slots are lost rather than used twice).
             buffers.env_slots[torch.from_numpy(split.env_indices)] = -1

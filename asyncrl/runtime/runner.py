@@ -72,11 +72,12 @@ class Runner(EventLoopObject):
             # Exactly one batch: collection stops until the learner has trained on it and
             # published the new weights, so every transition comes from the current policy.
             num_slots = batch_trajectories
+        model = self._initial_model()
         self.buffers = TrajectoryBuffers(obs_dict_space(self.obs_space), self.action_space,
-                                         cfg.rollout, num_slots, num_envs)
+                                         cfg.rollout, num_slots, num_envs, model.rnn_state_size)
         self.free_slots = Queue(max_size_bytes=max(1_000_000, 64 * num_slots))
         self.free_slots.put_many(list(range(num_slots)))
-        self.weights = SharedWeights(self._initial_model(), self._initial_version())
+        self.weights = SharedWeights(model, self._initial_version())
         self.wakeups = None if self.serial else [self.ctx.Semaphore(0) for _ in range(cfg.num_workers)]
 
         self.episodes = EpisodeTracker(cfg.stats_avg)
