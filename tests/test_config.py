@@ -10,6 +10,7 @@ import pytest
 
 from asyncrl.config.params import PARAMS, Param
 from asyncrl.config.parser import parse_args
+from asyncrl.config.validate import resolved_recurrence
 from asyncrl.envs.registry import EnvFamily, register_env_family, _FAMILIES
 from asyncrl.envs.gym_envs import CARTPOLE_DEFAULTS, make_gym_env
 from asyncrl.utils.errors import UserError
@@ -46,6 +47,16 @@ def test_config_is_immutable_and_replace_makes_a_new_one():
     changed = cfg.replace(learning_rate=0.5)
     assert changed.learning_rate == 0.5 and cfg.learning_rate != 0.5
     assert isinstance(cfg.to_dict()["encoder_mlp_layers"], list)
+
+
+def test_recurrence_follows_the_core_unless_given():
+    assert resolved_recurrence(cfg_of("--env=Pendulum-v1")) == 32  # use_rnn by default
+    assert resolved_recurrence(cfg_of("--env=Pendulum-v1", "--use_rnn=false")) == 1
+    assert resolved_recurrence(cfg_of("--env=Pendulum-v1", "--recurrence=8")) == 8
+    # The presets keep their feed-forward policies; the memory task's is a GRU.
+    assert not cfg_of("--env=CartPole-v1").use_rnn and not cfg_of("--env=ALE/Pong-v5").use_rnn
+    memory = cfg_of("--env=memory_cue")
+    assert memory.use_rnn and memory.rnn_type == "gru" and resolved_recurrence(memory) == 32
 
 
 def test_env_family_preset_overrides_defaults_and_cli_overrides_preset():
@@ -99,6 +110,12 @@ def test_scope_separates_train_and_enjoy_parameters():
       "--batch_size=64", "--rollout=32", "--num_batches_per_epoch=1"],
      "--async_rl=False needs each training batch to hold whole splits of envs"),
     (["--env=CartPole-v1", "stray"], "unexpected argument 'stray'"),
+    (["--env=CartPole-v1", "--use_rnn=true", "--recurrence=5"],
+     "--rollout=32 must be a multiple of --recurrence=5"),
+    (["--env=CartPole-v1", "--recurrence=0"], "--recurrence=0 is not allowed"),
+    (["--env=CartPole-v1", "--recurrence=-2"], "--recurrence=-2 is too small (minimum -1)"),
+    (["--env=CartPole-v1", "--rnn_type=rnn"], "--rnn_type=rnn is not allowed (choose from: gru, lstm)"),
+    (["--env=CartPole-v1", "--rnn_size=0"], "--rnn_size=0 is too small (minimum 1)"),
 ])
 def test_bad_input_is_one_clear_error(argv, message):
     with pytest.raises(UserError) as info:

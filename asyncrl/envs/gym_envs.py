@@ -1,6 +1,6 @@
 """The built-in env families: any registered gymnasium id, tuned presets for known tasks, Atari
-games (envs/atari.py), MuJoCo tasks (envs/mujoco.py) and the multi-agent rendezvous task
-(envs/rendezvous.py)."""
+games (envs/atari.py), MuJoCo tasks (envs/mujoco.py), the multi-agent rendezvous task
+(envs/rendezvous.py) and the memory task (envs/memory.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 
 from asyncrl.envs.atari import ATARI_DEFAULTS, ATARI_PARAMS, atari_names, make_atari_env, matches_atari
+from asyncrl.envs.memory import MEMORY_DEFAULTS, MEMORY_PARAMS, NAME as MEMORY_NAME, make_memory_env
 from asyncrl.envs.mujoco import MUJOCO_DEFAULTS, make_mujoco_env, matches_mujoco, mujoco_names
 from asyncrl.envs.registry import EnvFamily
 from asyncrl.envs.rendezvous import RENDEZVOUS_DEFAULTS, RENDEZVOUS_NAME, make_rendezvous
@@ -104,6 +105,14 @@ BUILTIN_FAMILIES: list[EnvFamily] = [
         make_env=make_mujoco_env,
         default_overrides=MUJOCO_DEFAULTS,
         known_names=mujoco_names,
+    ),
+    EnvFamily(
+        name=MEMORY_NAME,
+        matches=lambda name: name == MEMORY_NAME,
+        make_env=make_memory_env,
+        extra_params=MEMORY_PARAMS,
+        default_overrides=MEMORY_DEFAULTS,
+        known_names=lambda: [MEMORY_NAME],
     ),
     EnvFamily(name="gymnasium", matches=_is_gym_id, make_env=make_gym_env,
               make_vector_env=make_gym_vector_env, known_names=_gym_ids),
