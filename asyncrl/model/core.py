@@ -1,8 +1,8 @@
 """The recurrent core between encoder and decoder: a GRU or LSTM of `rnn_num_layers` layers.
 
-Its hidden state travels through the runtime as one flat tensor per agent, `[N, state_size]`
-(shared memory, checkpoints of trajectories, the learner's sequences): the layers' h, and for an
-LSTM then the layers' c, concatenated. An all-zero state starts an episode.
+Its hidden state travels through the runtime as one flat row per agent, `[N, state_size]` (the
+shared trajectory slots, the messages about truncated episodes, the learner's sequences): the
+layers' h, and for an LSTM then the layers' c, concatenated. An all-zero state starts an episode.
 """
 
 from __future__ import annotations
