@@ -54,7 +54,8 @@ def test_recurrence_follows_the_core_unless_given():
     assert resolved_recurrence(cfg_of("--env=Pendulum-v1", "--use_rnn=false")) == 1
     assert resolved_recurrence(cfg_of("--env=Pendulum-v1", "--recurrence=8")) == 8
     # The presets keep their feed-forward policies; the memory task's is a GRU.
-    assert not cfg_of("--env=CartPole-v1").use_rnn and not cfg_of("--env=ALE/Pong-v5").use_rnn
+    for env in ("CartPole-v1", "ALE/Pong-v5", "mujoco_halfcheetah", "rendezvous"):
+        assert not cfg_of(f"--env={env}").use_rnn, env
     memory = cfg_of("--env=memory_cue")
     assert memory.use_rnn and memory.rnn_type == "gru" and resolved_recurrence(memory) == 32
 

@@ -86,8 +86,8 @@ def make_mujoco_env(env_name: str, cfg: Any, env_index: int, render_mode: str | 
 
 # Sample Factory's MuJoCo preset (sf_examples/mujoco/mujoco_params.py), set for a machine with 2
 # CPU cores: its 8 workers x 8 envs become 2 x 32 (the same 64 envs, so the same batches). Its
-# lr_schedule=linear_decay is not available here (constant rate); recurrence and env_frameskip
-# have no counterpart (no frame skipping for these envs).
+# lr_schedule=linear_decay is not available here (constant rate); env_frameskip has no
+# counterpart (no frame skipping for these envs).
 MUJOCO_DEFAULTS: dict[str, Any] = {
     "batched_sampling": False,
     "num_workers": 2,
@@ -95,6 +95,8 @@ MUJOCO_DEFAULTS: dict[str, Any] = {
     "worker_num_splits": 2,
     "train_for_env_steps": 10_000_000,
     "encoder_mlp_layers": [64, 64],
+    "use_rnn": False,
+    "recurrence": 1,
     "nonlinearity": "tanh",
     "batch_size": 1024,
     "kl_loss_coeff": 0.1,

@@ -69,6 +69,7 @@ RENDEZVOUS_DEFAULTS: dict[str, Any] = {
     "num_batches_per_epoch": 1,
     "num_epochs": 4,
     "encoder_mlp_layers": [64, 64],
+    "use_rnn": False,
     "learning_rate": 3e-3,
     "gamma": 0.95,
     "value_bootstrap": True,
