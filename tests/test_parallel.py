@@ -16,10 +16,12 @@ from training_process import start as start_training
 
 from asyncrl.experiment.checkpoint import load_checkpoint
 
-# asyncrl.train with an env that raises or hangs on demand (see the script's docstring).
+# asyncrl.train with an env that raises or hangs on demand (see the script's docstring). Its
+# family has no preset: the policy is recurrent, so env crashes, hangs and respawns meet the
+# hidden states too (CartPole's preset is feed-forward).
 FLAKY = [str(REPO / "tests" / "helpers" / "flaky_env_train.py"), "--env=flaky_cartpole"]
 TINY = ["--num_workers=2", "--num_envs_per_worker=4", "--rollout=16", "--batch_size=64",
-        "--num_batches_per_epoch=1", "--encoder_mlp_layers", "16"]
+        "--num_batches_per_epoch=1", "--encoder_mlp_layers", "16", "--rnn_size=16"]
 
 
 def start(tmp_path: Path, *argv: str, script: list[str] | None = None) -> subprocess.Popen:
