@@ -38,12 +38,13 @@ def train_and_average(tmp_path, name: str, *argv: str) -> float:
 
 @pytest.mark.parametrize("use_rnn", [True, False])
 def test_gru_solves_it_and_a_feed_forward_policy_stays_at_chance(tmp_path, use_rnn):
-    # By hand, seeds 1-7: GRU 0.96-1.0, feed-forward 0.49-0.53 (chance: 0.5).
+    # By hand, seeds 1-7, twice: GRU 0.93-1.0, feed-forward 0.47-0.53 (chance: 0.5). The
+    # parallel runtime is not deterministic, hence the margins.
     average = train_and_average(tmp_path, "exp", f"--use_rnn={use_rnn}")
     if not use_rnn:
         assert average < 0.6
         return
-    assert average > 0.9
+    assert average > 0.85
     # enjoy carries the state from the cue to the query: without it, it would be at chance too.
     returns = enjoy.evaluate(["--env=memory_cue", f"--train_dir={tmp_path}", "--experiment=exp",
                               "--max_num_episodes=20", "--eval_deterministic=true"])
