@@ -25,10 +25,12 @@ def test_cue_first_then_blanks_then_query_and_reward_only_for_the_right_choice()
 
 
 def train_and_average(tmp_path, name: str, *argv: str) -> float:
-    """Trains the preset (parallel runtime) for 60k env steps; the average return of the last
-    500 episodes."""
+    """Trains the preset for 60k env steps in serial mode; the average return of the last 500
+    episodes. Serial mode has no policy lag, so what 60k steps teach does not depend on how fast
+    the machine acts relative to how fast it learns (the parallel runtime's policy lag does)."""
     code = train.main(["--env=memory_cue", f"--train_dir={tmp_path}", f"--experiment={name}",
-                       "--train_for_env_steps=60000", "--stats_avg=500", "--seed=4", *argv])
+                       "--serial_mode=true", "--train_for_env_steps=60000", "--stats_avg=500",
+                       "--seed=4", *argv])
     assert code == 0
     checkpoint = sorted((tmp_path / name / "checkpoint_p0").glob("checkpoint_*.pth"))[-1]
     returns = load_checkpoint(checkpoint)["episode_stats"]["returns"]
@@ -38,13 +40,13 @@ def train_and_average(tmp_path, name: str, *argv: str) -> float:
 
 @pytest.mark.parametrize("use_rnn", [True, False])
 def test_gru_solves_it_and_a_feed_forward_policy_stays_at_chance(tmp_path, use_rnn):
-    # By hand, seeds 1-7, twice: GRU 0.93-1.0, feed-forward 0.47-0.53 (chance: 0.5). The
-    # parallel runtime is not deterministic, hence the margins.
+    # By hand (serial mode): GRU 0.994-1.0 with seeds 1-7, feed-forward 0.50-0.56 with seeds
+    # 1-4 (chance: 0.5); seed 4 twice: 1.0 and 0.998, 0.53 and 0.50.
     average = train_and_average(tmp_path, "exp", f"--use_rnn={use_rnn}")
     if not use_rnn:
         assert average < 0.6
         return
-    assert average > 0.85
+    assert average > 0.9
     # enjoy carries the state from the cue to the query: without it, it would be at chance too.
     returns = enjoy.evaluate(["--env=memory_cue", f"--train_dir={tmp_path}", "--experiment=exp",
                               "--max_num_episodes=20", "--eval_deterministic=true"])
