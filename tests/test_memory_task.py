@@ -48,6 +48,6 @@ def test_gru_solves_it_and_a_feed_forward_policy_stays_at_chance(tmp_path, use_r
         return
     assert average > 0.9
     # enjoy carries the state from the cue to the query: without it, it would be at chance too.
-    returns = enjoy.evaluate(["--env=memory_cue", f"--train_dir={tmp_path}", "--experiment=exp",
-                              "--max_num_episodes=20", "--eval_deterministic=true"])
-    assert len(returns) == 20 and sum(returns) / 20 >= 0.9
+    episodes = enjoy.evaluate(["--env=memory_cue", f"--train_dir={tmp_path}", "--experiment=exp",
+                               "--max_num_episodes=20", "--eval_deterministic=true"])
+    assert len(episodes) == 20 and sum(e.episode_return for e in episodes) / 20 >= 0.9
