@@ -183,11 +183,13 @@ def test_learner_sequences_start_from_the_stored_states(recurrence, vtrace, batc
 def test_recurrent_cartpole_learns_in_parallel_and_resumes(tmp_path):
     argv = ["--env=CartPole-v1", f"--train_dir={tmp_path}", "--experiment=exp", "--use_rnn=true",
             "--rnn_size=32"]
-    assert train.main([*argv, "--train_for_env_steps=30000", "--seed=1"]) == 0
+    # Synchronous, so that how much is learnt in 30k steps does not depend on how fast this
+    # machine acts compared with how fast it trains (asynchronously, a fast run learnt less).
+    assert train.main([*argv, "--train_for_env_steps=30000", "--seed=1", "--async_rl=false"]) == 0
     state = load_checkpoint(max((tmp_path / "exp" / "checkpoint_p0").glob("checkpoint_*.pth")))
     returns = state["episode_stats"]["returns"]
-    # A random policy averages ~22; by hand (seeds 1-3) the GRU reached 61-63 by 30k steps.
-    assert sum(returns) / len(returns) > 40
+    # A random policy averages ~22; by hand (seeds 1-3) the GRU reached 91-114 by 30k steps.
+    assert sum(returns) / len(returns) > 50
     assert train.main([*argv, "--train_for_env_steps=32000", "--serial_mode=true"]) == 0
     resumed = load_checkpoint(max((tmp_path / "exp" / "checkpoint_p0").glob("checkpoint_*.pth")))
     assert resumed["env_steps"] >= 32000 and resumed["policy_version"] > state["policy_version"]
