@@ -139,6 +139,15 @@ class EpisodeAccounts:
         self.lengths[envs] = 0
 
 
+def write_obs(arrays: dict[str, np.ndarray], index: int | slice, obs: Any, obs_is_dict: bool) -> None:
+    """Stores an observation (a dict of them, or a batch for a slice) at `index` of the arrays."""
+    if obs_is_dict:
+        for k, v in obs.items():
+            arrays[k][index] = v
+    else:
+        arrays["obs"][index] = obs
+
+
 @dataclass
 class StepResult:
     env_indices: np.ndarray  # [n] the envs that were stepped
@@ -200,17 +209,11 @@ class EnvVector:
     def _write_obs(self, i: int, obs: Any) -> None:
         """Env i's observation (a list of them, one per agent, for a multi-agent env)."""
         if self.multiagent:
-            for row, agent_obs in zip(range(self.rows_of(i).start, self.rows_of(i).stop), obs):
-                self._write_row_obs(row, agent_obs)
+            rows = self.rows_of(i)
+            for row, agent_obs in zip(range(rows.start, rows.stop), obs):
+                write_obs(self.obs, row, agent_obs, self._obs_is_dict)
         else:
-            self._write_row_obs(i, obs)
-
-    def _write_row_obs(self, row: int, obs: Any) -> None:
-        if self._obs_is_dict:
-            for k, v in obs.items():
-                self.obs[k][row] = v
-        else:
-            self.obs["obs"][row] = obs
+            write_obs(self.obs, i, obs, self._obs_is_dict)
 
     def env_actions(self, actions: np.ndarray) -> Sequence[Any]:
         """Stored policy actions `[n]` or `[n, K + A]` -> the n actions env.step accepts (ints,
@@ -385,11 +388,7 @@ class BatchedEnvVector:
         return slice(split * self.per_split, (split + 1) * self.per_split)
 
     def _write_obs(self, rows: slice, obs: Any) -> None:
-        if self._obs_is_dict:
-            for k, v in obs.items():
-                self.obs[k][rows] = v
-        else:
-            self.obs["obs"][rows] = obs
+        write_obs(self.obs, rows, obs, self._obs_is_dict)
 
     def step(self, env_indices: np.ndarray, actions: np.ndarray) -> StepResult:
         """Steps the split whose envs are `env_indices` with policy `actions` `[n, ...]`."""
