@@ -11,6 +11,7 @@ time between a stop and a resume.
 from __future__ import annotations
 
 import argparse
+import re
 import struct
 import sys
 from dataclasses import dataclass
@@ -61,33 +62,55 @@ def read_events(path: Path) -> Iterator:
         position = start + length + _FOOTER
 
 
-def read_curve(experiment: Path, tag: str = DEFAULT_TAG, label: str | None = None) -> Curve:
-    """The values of `tag` in the experiment's summaries, against env steps and training time."""
+def read_curves(experiment: Path, tag: str = DEFAULT_TAG, label: str | None = None) -> list[Curve]:
+    """The values of `tag` in the experiment's summaries, against env steps and training time:
+    one curve, or one per policy (`p<i>/<tag>`) for an experiment of several policies."""
     files = sorted((experiment / "summaries").glob("events.out.tfevents.*"))
     if not files:
         raise UserError(f"{experiment} has no summaries yet (no event files in "
                         f"{experiment / 'summaries'})")
+    label = label or experiment.name
+    per_policy = re.compile(rf"^p(\d+)/{re.escape(tag)}$")
     runs = []
     for path in files:
         events = list(read_events(path))
         if events:
-            points = [(e.step, e.wall_time, v.simple_value)
-                      for e in events for v in e.summary.value if v.tag == tag]
+            points = []  # (curve label, step, wall time, value)
+            for e in events:
+                for v in e.summary.value:
+                    match = per_policy.match(v.tag)
+                    if v.tag == tag or match:
+                        name = f"{label} p{match.group(1)}" if match else label
+                        points.append((name, e.step, e.wall_time, v.simple_value))
             runs.append((events[0].wall_time, events[-1].wall_time, points))
-    steps, seconds, values = [], [], []
+    series: dict[str, tuple[list, list, list]] = {}
     offset = 0.0
     for start, end, points in sorted(runs, key=lambda run: run[0]):
-        for step, wall_time, value in points:
+        for name, step, wall_time, value in points:
+            steps, seconds, values = series.setdefault(name, ([], [], []))
             steps.append(step)
             seconds.append(offset + wall_time - start)
             values.append(value)
         offset += end - start
-    if not values:
+    if not series:
         raise UserError(f"{experiment}: no {tag} in its summaries yet (no episode finished, or "
                         f"no summary written: every --experiment_summaries_interval seconds)")
-    order = np.argsort(steps, kind="stable")
-    return Curve(label or experiment.name, np.asarray(steps)[order], np.asarray(seconds)[order],
-                 np.asarray(values)[order])
+    curves = []
+    for name, (steps, seconds, values) in sorted(series.items(), key=lambda item: _natural(item[0])):
+        order = np.argsort(steps, kind="stable")
+        curves.append(Curve(name, np.asarray(steps)[order], np.asarray(seconds)[order],
+                            np.asarray(values)[order]))
+    return curves
+
+
+def read_curve(experiment: Path, tag: str = DEFAULT_TAG, label: str | None = None) -> Curve:
+    """The curve of an experiment of one policy (of policy 0 for several)."""
+    return read_curves(experiment, tag, label)[0]
+
+
+def _natural(name: str) -> tuple:
+    """p2 before p10."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def find_experiment(name: str, train_dir: Path) -> Path:
@@ -170,9 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         folders = [find_experiment(name, Path(args.train_dir)) for name in args.experiments]
         # Experiments of the same name (in different folders) are told apart by their path.
         names = [folder.name for folder in folders]
-        curves = [read_curve(folder, args.tag,
-                             folder.name if names.count(folder.name) == 1 else str(folder))
-                  for folder in folders]
+        curves = [curve for folder in folders
+                  for curve in read_curves(folder, args.tag,
+                                           folder.name if names.count(folder.name) == 1 else str(folder))]
         plot_curves(curves, out, args.x, args.tag)
     except UserError as e:
         print(f"asyncrl: error: {e}", file=sys.stderr)

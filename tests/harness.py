@@ -17,7 +17,8 @@ from asyncrl.envs.vector import agents_per_env
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.policy_worker import PolicyWorker
-from asyncrl.runtime.rollout_worker import RolloutWorker, actions_ready_signal
+from asyncrl.runtime.rollout_worker import (RolloutWorker, actions_ready_signal,
+                                            request_actions_signal, trajectories_ready_signal)
 
 
 class _Sink(EventLoopObject):
@@ -48,7 +49,7 @@ class _Sink(EventLoopObject):
             self.event_loop.stop()
 
     def on_episodes(self, episodes):
-        self.episodes += episodes
+        self.episodes += [episode for _, episode in episodes]  # all of policy 0
 
 
 @dataclass
@@ -83,11 +84,11 @@ def collect(cfg, rollouts: int = 1, model: ActorCritic | None = None,
     loop.start.connect(policy.on_start)
     workers = []
     for w in range(cfg.num_workers):
-        worker = RolloutWorker(loop, cfg, w, buffers, free_slots, None, agents)
+        worker = RolloutWorker(loop, cfg, w, buffers, [free_slots], None, agents)
         loop.start.connect(worker.on_start)
-        worker.request_actions.connect(policy.on_request)
+        worker.connect(request_actions_signal(0), policy.on_request)
         policy.connect(actions_ready_signal(w), worker.on_actions_ready)
-        worker.trajectories_ready.connect(sink.on_trajectories)
+        worker.connect(trajectories_ready_signal(0), sink.on_trajectories)
         worker.episodes_finished.connect(sink.on_episodes)
         workers.append(worker)
     started = time.monotonic()

@@ -157,9 +157,9 @@ def test_hung_rollout_worker_is_terminated_and_respawned(tmp_path):
 
 def test_dead_policy_worker_ends_the_run_with_a_final_checkpoint(tmp_path):
     proc = start(tmp_path, *TINY, "--train_for_seconds=1000000")
-    wait_for(lambda: "asyncrl-pw0" in workers_of(proc), proc)
+    wait_for(lambda: "asyncrl-pw0-0" in workers_of(proc), proc)
     time.sleep(2)
-    workers_of(proc)["asyncrl-pw0"].kill()
+    workers_of(proc)["asyncrl-pw0-0"].kill()
     code, out = finish(proc)
     assert code == 1, out
     assert "policy_worker_p0_0 died (killed by SIGKILL): stopping the run" in out

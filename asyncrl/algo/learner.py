@@ -96,7 +96,7 @@ class Learner:
             raise UserError(f"{source}: the optimizer state does not fit ({e})") from None
         self.policy_version = int(state["policy_version"])
         self.train_step = int(state["train_step"])
-        self._set_learning_rate(float(state["learning_rate"]))
+        self.set_learning_rate(float(state["learning_rate"]))
 
     def load_weights(self, model_state: dict[str, Tensor], source: str) -> None:
         """Weights and normalizer statistics only; a different architecture is a UserError."""
@@ -115,7 +115,7 @@ class Learner:
                                 "here (different architecture or env)")
         self.model.load_state_dict(model_state)
 
-    def _set_learning_rate(self, lr: float) -> None:
+    def set_learning_rate(self, lr: float) -> None:
         self.learning_rate = lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -299,6 +299,6 @@ class Learner:
     def _adapt_learning_rate(self, kl: float) -> None:
         cfg = self.cfg
         if kl > 2.0 * cfg.lr_schedule_kl_threshold:
-            self._set_learning_rate(max(self.learning_rate / 1.5, cfg.lr_adaptive_min))
+            self.set_learning_rate(max(self.learning_rate / 1.5, cfg.lr_adaptive_min))
         elif kl < 0.5 * cfg.lr_schedule_kl_threshold:
-            self._set_learning_rate(min(self.learning_rate * 1.5, cfg.lr_adaptive_max))
+            self.set_learning_rate(min(self.learning_rate * 1.5, cfg.lr_adaptive_max))

@@ -58,6 +58,7 @@ _CKPT = "checkpoints and stopping"
 _LOG = "logging and summaries"
 _WANDB = "weights and biases"
 _EVAL = "evaluation"
+_PBT = "population-based training"
 
 PARAMS: tuple[Param, ...] = (
     # basic
@@ -95,6 +96,16 @@ PARAMS: tuple[Param, ...] = (
        "one. Episode returns and lengths come from rewards and done flags, custom episode "
        "statistics from the vector env's infos; a vector env that raises "
        "is recreated as a whole", _RUNTIME, scope="train"),
+    _p("num_policies", int, 1, "Number of policies trained jointly, each with its own learner, "
+       "policy workers, weights, optimizer and checkpoints (checkpoint_p<i>), sharing the rollout "
+       "workers: env i (or, with pbt_mix_policies_in_one_env, agent i of a multi-agent env) acts "
+       "for policy i % num_policies, so there must be at least as many envs (agents) as "
+       "policies. Training stops when every policy has reached train_for_env_steps", _RUNTIME,
+       minimum=1, scope="train"),
+    _p("pbt_mix_policies_in_one_env", bool, True, "For multi-agent envs: whether the agents of "
+       "one env may belong to different policies (agents are assigned to policies in turn); "
+       "False gives every agent of an env the same policy (envs are assigned in turn)", _RUNTIME,
+       scope="train"),
     _p("policy_workers_per_policy", int, 1, "Number of policy (inference) worker processes per "
        "policy; rollout workers are shared among them", _RUNTIME, minimum=1),
     _p("async_rl", bool, True, "Collect experience while the learner trains on the previous batch "
@@ -292,7 +303,43 @@ PARAMS: tuple[Param, ...] = (
     _p("wandb_tags", str, [], "W&B tags", _WANDB, is_list=True, scope="train"),
     _p("wandb_dir", str, None, "Folder for W&B files; None means the experiment folder", _WANDB,
        optional=True, scope="train"),
+    # population-based training
+    _p("with_pbt", bool, False, "Population-based training of the num_policies policies: every "
+       "pbt_period_env_steps the worst copy the best (weights, optimizer state, hyperparameters) "
+       "and the hyperparameters of all but the best mutate", _PBT, scope="train"),
+    _p("pbt_period_env_steps", int, 5_000_000, "A PBT round happens every this many env steps "
+       "of each policy", _PBT, minimum=1, scope="train"),
+    _p("pbt_start_mutation", int, 20_000_000, "The first PBT round happens once every policy has "
+       "this many env steps (time for the population to diversify)", _PBT, minimum=0,
+       scope="train"),
+    _p("pbt_replace_fraction", float, 0.3, "Fraction of the population (rounded up) that counts "
+       "as best and as worst in a PBT round", _PBT, minimum=0.0, maximum=0.5, scope="train"),
+    _p("pbt_mutation_rate", float, 0.15, "Probability that a hyperparameter of a policy that is "
+       "not among the best mutates in a PBT round", _PBT, minimum=0.0, maximum=1.0,
+       scope="train"),
+    _p("pbt_replace_reward_gap", float, 0.1, "A worst policy copies a best one only when it "
+       "trails it by more than this fraction of the best objective (and by more than "
+       "pbt_replace_reward_gap_absolute)", _PBT, minimum=0.0, scope="train"),
+    _p("pbt_replace_reward_gap_absolute", float, 1e-6, "A worst policy copies a best one only "
+       "when it trails it by more than this much", _PBT, minimum=0.0, scope="train"),
+    _p("pbt_optimize_gamma", bool, False, "Let PBT mutate gamma too (its horizon 1/(1-gamma) "
+       "scales)", _PBT, scope="train"),
+    _p("pbt_target_objective", str, "true_objective", "What PBT ranks policies by: "
+       "true_objective is the average episode return; any other name is a custom episode "
+       "statistic the env reports in info['episode_extra_stats']", _PBT, scope="train"),
+    _p("pbt_perturb_min", float, 1.1, "A mutation multiplies or divides a hyperparameter by a "
+       "factor drawn uniformly from [pbt_perturb_min, pbt_perturb_max]", _PBT, minimum=1.0,
+       scope="train"),
+    _p("pbt_perturb_max", float, 1.5, "See pbt_perturb_min", _PBT, minimum=1.0, scope="train"),
+    _p("policy_initial_hyperparameters", str, [], "Starting values of individual policies' "
+       "hyperparameters (those PBT tunes: learning_rate, exploration_loss_coeff, "
+       "value_loss_coeff, max_grad_norm, ppo_clip_ratio, ppo_clip_value, gamma) as "
+       "POLICY:NAME=VALUE items, e.g. --policy_initial_hyperparameters 2:learning_rate=1e-2 "
+       "3:learning_rate=1e-2; the others start from the command line's values", _PBT,
+       is_list=True, scope="train"),
     # evaluation (asyncrl.enjoy)
+    _p("policy_index", int, 0, "Which policy of a multi-policy experiment to evaluate (its "
+       "checkpoint_p<i>)", _EVAL, minimum=0, scope="enjoy"),
     _p("max_num_episodes", int, 10, "Number of episodes to evaluate", _EVAL, minimum=1,
        scope="enjoy"),
     _p("max_num_frames", int, 1_000_000_000, "Stop evaluating after this many env steps", _EVAL,

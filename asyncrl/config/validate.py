@@ -41,22 +41,62 @@ def validate_config(cfg: Any) -> None:
     if cfg.policy_workers_per_policy > cfg.num_workers:
         raise UserError(f"--policy_workers_per_policy={cfg.policy_workers_per_policy} must not "
                         f"exceed --num_workers={cfg.num_workers} (each serves whole workers)")
-    validate_for_env(cfg, agents_per_env=1)
+    if hasattr(cfg, "num_policies"):  # training (evaluation plays one policy)
+        _validate_population(cfg)
+    validate_for_env(cfg, agents_per_env=None)
     if "/" in cfg.experiment or cfg.experiment in ("", ".", ".."):
         raise UserError(f"--experiment={cfg.experiment!r} must be a plain folder name "
                         "(no '/')")
 
 
-def validate_for_env(cfg: Any, agents_per_env: int) -> None:
-    """The checks that depend on the env: how many agents act in each."""
+def _validate_population(cfg: Any) -> None:
+    if cfg.with_pbt and cfg.num_policies < 2:
+        raise UserError(f"--with_pbt=True needs a population: --num_policies={cfg.num_policies} "
+                        "must be at least 2")
+    if cfg.pbt_perturb_min > cfg.pbt_perturb_max:
+        raise UserError(f"--pbt_perturb_min={cfg.pbt_perturb_min} must not exceed "
+                        f"--pbt_perturb_max={cfg.pbt_perturb_max}")
+    from asyncrl.pbt.population import initial_hyperparameters
+
+    initial_hyperparameters(cfg)  # refuses malformed items
+
+
+def validate_for_env(cfg: Any, agents_per_env: int | None) -> None:
+    """The checks that depend on the env: how many agents act in each (None: not known yet; the
+    checks then assume one, skipping those that more agents could satisfy)."""
+    known = agents_per_env is not None
+    agents_per_env = agents_per_env or 1
     agents_per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * agents_per_env
     batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
-    if not cfg.async_rl and batch_trajectories % agents_per_split != 0:
+    # Evaluation (asyncrl.enjoy) has no training-only parameters and plays one policy.
+    policies = getattr(cfg, "num_policies", 1)
+    # What is assigned to policies in turn: agents (mixing policies in one env) or whole envs.
+    mixing = getattr(cfg, "pbt_mix_policies_in_one_env", True)
+    # Agents, not envs, may be what is assigned to policies: checked once the env is known.
+    check_units = known or not mixing
+    mixed = mixing and agents_per_env > 1
+    unit = "agents" if mixed else "envs"
+    units = cfg.num_workers * cfg.num_envs_per_worker * (agents_per_env if mixed else 1)
+    if check_units and units < policies:
+        raise UserError(f"--num_policies={policies} needs at least as many {unit} as policies "
+                        f"(each acts for one policy): num_workers*num_envs_per_worker"
+                        f"{' x agents per env' if mixed else ''} = {units}")
+    if check_units and not cfg.async_rl and policies > 1:
+        units_per_split = agents_per_split if mixed else agents_per_split // agents_per_env
+        if units_per_split % policies != 0:
+            raise UserError(
+                f"--async_rl=False with --num_policies={policies} needs the {unit} of each split "
+                f"to divide evenly among the policies: num_envs_per_worker/worker_num_splits"
+                f"{' x agents per env' if mixed else ''} = {units_per_split} is not a multiple of "
+                f"{policies}")
+    rows_per_split = agents_per_split // policies  # of each policy
+    if not cfg.async_rl and batch_trajectories % rows_per_split != 0:
         raise UserError(
             f"--async_rl=False needs each training batch to hold whole splits of envs: "
             f"batch_size*num_batches_per_epoch/rollout = {batch_trajectories} trajectories must be "
             f"a multiple of the agents of one split, num_envs_per_worker/worker_num_splits"
-            f"{f' x {agents_per_env} agents per env' if agents_per_env > 1 else ''} = {agents_per_split}")
+            f"{f' x {agents_per_env} agents per env' if agents_per_env > 1 else ''}"
+            f"{f' / {policies} policies' if policies > 1 else ''} = {rows_per_split}")
     if agents_per_env > 1 and getattr(cfg, "batched_sampling", False):
         raise UserError(f"--batched_sampling=True does not support multi-agent envs ({cfg.env} has "
                         f"{agents_per_env} agents per env): use --batched_sampling=False")

@@ -38,6 +38,7 @@ class EpisodeStats:
     episode_return: float
     length: int
     extra: dict[str, float] = field(default_factory=dict)  # custom statistics, by name
+    row: int = 0  # the env vector's row (agent) that played it
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,10 @@ class EpisodeAccounts:
         if not self.unscored[i]:
             stats = episode_stats(float(self.returns[i]), int(self.lengths[i]), info,
                                   self.reporting.record_episode_statistics)
-        if stats is not None and self.reporting.episode_counter:
-            stats.extra["episode_number"] = float(self.finished[i])
+        if stats is not None:
+            stats.row = i
+            if self.reporting.episode_counter:
+                stats.extra["episode_number"] = float(self.finished[i])
         self.finished[i] += 1
         self.unscored[i] = False
         self.cut(i)

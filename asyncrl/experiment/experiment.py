@@ -21,7 +21,8 @@ import asyncrl
 from asyncrl.config.config import ConfigBase
 from asyncrl.config.parser import ParsedArgs
 from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint
-from asyncrl.experiment.layout import CHECKPOINT_DIR, CONFIG_FILE, CONSOLE_FILE, FINISHED_FILE, LOG_FILE
+from asyncrl.experiment.layout import (CHECKPOINT_DIR, CONFIG_FILE, CONSOLE_FILE, FINISHED_FILE,
+                                       LOG_FILE, policy_checkpoint_dir)
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.logs import add_log_file
 
@@ -35,8 +36,8 @@ RUN_STATE_KEYS = ("env_steps", "episode_stats", "best_metric")
 class Experiment:
     cfg: ConfigBase
     dir: Path
-    checkpoints: CheckpointManager
-    resume_state: dict[str, Any] | None  # checkpoint this run continues from
+    checkpoints: list[CheckpointManager]  # per policy
+    resume_states: list[dict[str, Any] | None]  # per policy: the checkpoint it continues from
     init_weights: tuple[dict[str, Any], str] | None  # (model state, source) from initialize_from
     log_file: logging.Handler | None  # the experiment's log file, while the run lasts
 
@@ -123,7 +124,6 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
         raise UserError(f"{exp_dir} exists and is not a folder")
     resume = exists and cfg.restart_behavior == "resume"
 
-    resume_state = None
     notes: list[str] = []  # logged once the log file is open
     if resume:
         if config_path.exists():
@@ -134,6 +134,10 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
                     f"--env={cfg.env}: choose another --experiment or --restart_behavior=restart")
             cfg = parsed.config(stored)
             values = cfg.to_dict()
+            if values["num_policies"] != stored.get("num_policies", 1):
+                raise UserError(f"experiment '{cfg.experiment}' trains {stored.get('num_policies', 1)} "
+                                f"policies; --num_policies={values['num_policies']} cannot change that "
+                                "on resume: choose another --experiment or --restart_behavior=restart")
             for name, source in parsed.override_sources().items():
                 if name in stored and stored[name] != values[name]:
                     notes.append(f"Overriding stored {name}={stored[name]!r} with "
@@ -142,13 +146,17 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
             raise UserError(f"{exp_dir} exists but has no {CONFIG_FILE}: use "
                             "--restart_behavior=restart (keeps it) or overwrite (deletes it)")
 
-    checkpoints = CheckpointManager(exp_dir / CHECKPOINT_DIR, cfg.keep_checkpoints)
+    checkpoints = policy_checkpoints(exp_dir, cfg)
+    resume_states: list[dict[str, Any] | None] = [None] * cfg.num_policies
     if resume:
-        resume_state = checkpoints.load(cfg.load_checkpoint_kind)
+        resume_states = [manager.load(cfg.load_checkpoint_kind) for manager in checkpoints]
+        if any(state is not None for state in resume_states):
+            notes += [f"Policy {p} has no checkpoint yet: it starts afresh"
+                      for p, state in enumerate(resume_states) if state is None]
 
     init_weights = None
     if cfg.initialize_from is not None:
-        if resume_state is not None:
+        if any(state is not None for state in resume_states):
             notes.append(f"Resuming '{cfg.experiment}' from its own checkpoint; --initialize_from="
                          f"{cfg.initialize_from} applies only to a new experiment")
         else:
@@ -159,7 +167,7 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
                 raise UserError(f"--initialize_from: {source} holds no model weights")
             init_weights = (weights, str(source))
 
-    _check_against_env(cfg, resume_state, init_weights, str(exp_dir))
+    _check_against_env(cfg, resume_states, init_weights, str(exp_dir))
 
     # Every check has passed: only now is the disk changed.
     try:
@@ -170,10 +178,15 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
         log.info(note)
     previous = _stored_command_lines(config_path) if resume else []
     write_config(config_path, cfg, previous + [parsed.command_line])
-    checkpoints = CheckpointManager(exp_dir / CHECKPOINT_DIR, cfg.keep_checkpoints)
-    checkpoints.remove_stale_temp_files()
-    return Experiment(cfg=cfg, dir=exp_dir, checkpoints=checkpoints, resume_state=resume_state,
+    for manager in checkpoints:
+        manager.remove_stale_temp_files()
+    return Experiment(cfg=cfg, dir=exp_dir, checkpoints=checkpoints, resume_states=resume_states,
                       init_weights=init_weights, log_file=log_file)
+
+
+def policy_checkpoints(exp_dir: Path, cfg: ConfigBase) -> list[CheckpointManager]:
+    return [CheckpointManager(exp_dir / policy_checkpoint_dir(p), cfg.keep_checkpoints)
+            for p in range(cfg.num_policies)]
 
 
 def _apply_restart_behavior(cfg: ConfigBase, exp_dir: Path, exists: bool,
@@ -191,7 +204,7 @@ def _apply_restart_behavior(cfg: ConfigBase, exp_dir: Path, exists: bool,
     return add_log_file(exp_dir / LOG_FILE) if cfg.log_to_file else None
 
 
-def _check_against_env(cfg: ConfigBase, resume_state: dict[str, Any] | None,
+def _check_against_env(cfg: ConfigBase, resume_states: list[dict[str, Any] | None],
                        init_weights: tuple[dict[str, Any], str] | None, exp_dir: str) -> None:
     """Builds one env and the learner on the CPU so that env-dependent errors (unsupported
     spaces, options that do not fit the action space, checkpoints of another architecture)
@@ -213,11 +226,13 @@ def _check_against_env(cfg: ConfigBase, resume_state: dict[str, Any] | None,
         learner = Learner(cfg, env.observation_space, env.action_space, torch.device("cpu"))
     finally:
         env.close()
-    if resume_state is not None:
-        source = f"the checkpoint of {exp_dir}"
-        learner.load_state_dict(resume_state, source)
+    for p, state in enumerate(resume_states):
+        if state is None:
+            continue
+        source = f"the checkpoint of {exp_dir}" + (f" (policy {p})" if len(resume_states) > 1 else "")
+        learner.load_state_dict(state, source)
         for key in RUN_STATE_KEYS:
-            if key not in resume_state:
+            if key not in state:
                 raise UserError(f"{source} is incomplete: it has no {key!r}")
     if init_weights is not None:
         learner.load_weights(*init_weights)
@@ -238,9 +253,15 @@ def load_experiment_for_eval(parsed: ParsedArgs) -> tuple[ConfigBase, Path, dict
     if not config_path.exists():
         raise UserError(f"no experiment at {exp_dir} (no {CONFIG_FILE}); train it first with "
                         f"python -m asyncrl.train --env={cfg.env} --experiment={cfg.experiment}")
-    cfg = parsed.config(read_stored_config(config_path))
-    state = CheckpointManager(exp_dir / CHECKPOINT_DIR, keep_checkpoints=1_000_000).load(
-        cfg.load_checkpoint_kind)
+    stored = read_stored_config(config_path)
+    cfg = parsed.config(stored)
+    policies = int(stored.get("num_policies", 1))
+    if cfg.policy_index >= policies:
+        raise UserError(f"--policy_index={cfg.policy_index} is out of range: experiment {exp_dir} "
+                        f"trains {policies} {'policy' if policies == 1 else 'policies'} "
+                        f"(0..{policies - 1})")
+    state = CheckpointManager(exp_dir / policy_checkpoint_dir(cfg.policy_index),
+                              keep_checkpoints=1_000_000).load(cfg.load_checkpoint_kind)
     if state is None:
-        raise UserError(f"experiment {exp_dir} has no checkpoint yet")
+        raise UserError(f"experiment {exp_dir} has no checkpoint of policy {cfg.policy_index} yet")
     return cfg, exp_dir, state

@@ -2,7 +2,14 @@
 
 CONFIG_FILE = "config.json"
 LOG_FILE = "asyncrl_log.txt"
-CHECKPOINT_DIR = "checkpoint_p0"
+
+
+def policy_checkpoint_dir(policy: int) -> str:
+    """The checkpoint folder of one policy (each policy of a multi-policy run has its own)."""
+    return f"checkpoint_p{policy}"
+
+
+CHECKPOINT_DIR = policy_checkpoint_dir(0)  # the only policy's, or the first one's
 # Written when a run stops because it reached train_for_env_steps or train_for_seconds (not on a
 # signal or an error), removed when the next run of the folder starts: a sweep launcher skips
 # experiments that have it.

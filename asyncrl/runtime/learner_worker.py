@@ -4,6 +4,7 @@ the new weights to the policy workers and saves checkpoints when the runner asks
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -13,8 +14,9 @@ from signal_slot.signal_slot import signal
 
 from asyncrl.algo.learner import Learner
 from asyncrl.envs.registry import env_frames_per_step
-from asyncrl.experiment.checkpoint import CheckpointManager
+from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint, save_checkpoint_atomic
 from asyncrl.model.actor_critic import ActorCritic
+from asyncrl.pbt.population import hyperparameters_of
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.component import Component
 from asyncrl.utils.device import resolve_device
@@ -47,6 +49,7 @@ class LearnerWorker(Component):
         then on no further batch is trained, so the stop message is reached soon even behind a
         backlog of trajectories (a slow learner: Atari on a few CPU cores)."""
         super().__init__(event_loop, f"learner_p{policy_id}", cfg)
+        self.policy_id = policy_id
         self.obs_space = obs_space
         self.action_space = action_space
         self.buffers = buffers
@@ -60,6 +63,10 @@ class LearnerWorker(Component):
         self.pending: list[int] = []
         self.batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
         self.dropped_trajectories = 0
+        # Experience of an older version than this is never trained on: set when PBT gives this
+        # policy another policy's weights (its earlier experience is of a policy that is gone).
+        self.min_version = 0
+        self.pbt_dropped_trajectories = 0
         self.trained_samples = 0
         self.frames_per_step = env_frames_per_step(cfg)  # env_frameskip with summaries_use_frameskip
 
@@ -69,12 +76,16 @@ class LearnerWorker(Component):
     @signal
     def stopped(self): ...
 
+    @signal
+    def pbt_shared(self): ...
+
     def on_start(self) -> None:
         # Other processes may message us before our loop's start signal comes round.
         if self.learner is not None:
             return
         cfg = self.cfg
         self.learner = Learner(cfg, self.obs_space, self.action_space, resolve_device(cfg.device))
+        self._apply_hyperparameters(self.initial["hyperparameters"])
         resume_state = self.initial.get("resume_state")
         if resume_state is not None:
             self.learner.load_state_dict(resume_state, "the checkpoint")
@@ -102,10 +113,13 @@ class LearnerWorker(Component):
             if cfg.async_rl:
                 # The batch is copied out: the slots can take new experience while we train.
                 self.free_slots.put_many(batch_slots.tolist())
-            lag = self.learner.policy_version - batch.policy_versions.min(dim=0).values  # [B]
-            fresh = lag <= cfg.max_policy_lag
+            oldest = batch.policy_versions.min(dim=0).values  # [B]
+            fresh = self.learner.policy_version - oldest <= cfg.max_policy_lag
+            ours = oldest >= self.min_version
+            self.pbt_dropped_trajectories += int((~ours).sum())
+            self.dropped_trajectories += int((ours & ~fresh).sum())
+            fresh &= ours
             if not bool(fresh.all()):
-                self.dropped_trajectories += int((~fresh).sum())
                 if not bool(fresh.any()):
                     self._release_after_training(batch_slots)
                     continue
@@ -115,16 +129,50 @@ class LearnerWorker(Component):
             self.trained_samples += batch.rollout * batch.num_trajectories
             stats["samples_per_sec"] = self.trained_samples / max(self.timings.seconds["train"], 1e-9)
             stats["dropped_trajectories"] = float(self.dropped_trajectories)
+            if self.pbt_dropped_trajectories:
+                stats["pbt_dropped_trajectories"] = float(self.pbt_dropped_trajectories)
             self.weights.publish(self.learner.model, self.learner.policy_version)
             self._release_after_training(batch_slots)
-            self.report.emit(stats, self.env_steps, self.learner.policy_version)
+            self.report.emit(self.policy_id, stats, self.env_steps, self.learner.policy_version)
 
     def _release_after_training(self, batch_slots: torch.Tensor) -> None:
         if not self.cfg.async_rl:  # only now may collection go on, with the new weights
             self.free_slots.put_many(batch_slots.tolist())
 
     def checkpoint_state(self, run_state: dict[str, Any]) -> dict[str, Any]:
-        return {**self.learner.state_dict(), "env_steps": self.env_steps, **run_state}
+        return {**self.learner.state_dict(), "env_steps": self.env_steps,
+                "hyperparameters": hyperparameters_of(self.cfg), **run_state}
+
+    def _apply_hyperparameters(self, hyperparameters: dict[str, float]) -> None:
+        """A new immutable config for this policy (the run's config is never edited)."""
+        self.cfg = self.cfg.replace(**hyperparameters)
+        self.learner.cfg = self.cfg
+        self.learner.set_learning_rate(self.cfg.learning_rate)
+
+    # -- population-based training ----------------------------------------------------------------
+    def on_pbt_share(self, path: str) -> None:
+        """Writes the state another policy will copy (weights, optimizer state)."""
+        self.on_start()
+        save_checkpoint_atomic({"model": self.learner.model.state_dict(),
+                                "optimizer": self.learner.optimizer.state_dict()}, Path(path))
+        self.pbt_shared.emit(self.policy_id, path)
+
+    def on_pbt_replace(self, path: str, source: int, hyperparameters: dict[str, float]) -> None:
+        """Becomes a copy of policy `source`. Between two training iterations (this loop runs
+        one message at a time), so no batch mixes the two; experience collected so far was
+        produced by the replaced policy and is dropped."""
+        self.on_start()
+        state = load_checkpoint(Path(path))
+        self.learner.load_weights(state["model"], f"policy {source}'s weights")
+        self.learner.optimizer.load_state_dict(state["optimizer"])
+        self._apply_hyperparameters(hyperparameters)
+        self.learner.policy_version += 1
+        self.min_version = self.learner.policy_version
+        self.weights.publish(self.learner.model, self.learner.policy_version)
+
+    def on_pbt_hyperparameters(self, hyperparameters: dict[str, float]) -> None:
+        self.on_start()
+        self._apply_hyperparameters(hyperparameters)
 
     def on_save(self, kind: str, run_state: dict[str, Any], metric: float | None) -> None:
         self.on_start()
@@ -136,9 +184,9 @@ class LearnerWorker(Component):
             self.checkpoints.save_milestone(state, step, env_steps)
         else:
             path = self.checkpoints.save(state, step, env_steps)
-            log.info("Saved checkpoint %s", path.name)
+            log.info("Saved checkpoint %s/%s", path.parent.name, path.name)
 
     def on_stop(self, run_state: dict[str, Any]) -> None:
         self.on_save("regular", run_state, None)
-        self.stopped.emit(self.env_steps, self.learner.policy_version)
+        self.stopped.emit(self.policy_id, self.env_steps, self.learner.policy_version)
         self.event_loop.stop()

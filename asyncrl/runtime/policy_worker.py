@@ -1,5 +1,6 @@
 """A policy (inference) worker: batches the action requests of all rollout workers that arrived
-since its last pass, computes actions in one forward pass and writes them into shared memory."""
+since its last pass, computes actions in one forward pass and writes them into shared memory.
+With several policies, each has its own policy workers, which act for that policy's rows only."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from signal_slot.signal_slot import signal
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.component import Component
-from asyncrl.runtime.rollout_worker import actions_ready_signal, worker_env_indices
+from asyncrl.runtime.rollout_worker import actions_ready_signal, row_policies, worker_env_indices
 from asyncrl.utils.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,13 @@ class PolicyWorker(Component):
         self.version = -1
         self.pending: list[tuple[int, int, int, int]] = []
         self.scheduled = False
-        # Env indices of each (worker, split), computed once.
-        self.split_envs = {(w, s): torch.from_numpy(worker_env_indices(cfg, w, s, agents_per_env))
-                           for w in range(cfg.num_workers) for s in range(cfg.worker_num_splits)}
+        # The rows of each (worker, split) that act for this policy, computed once.
+        policies = row_policies(cfg, agents_per_env)
+        self.split_envs = {}
+        for w in range(cfg.num_workers):
+            for s in range(cfg.worker_num_splits):
+                rows = worker_env_indices(cfg, w, s, agents_per_env)
+                self.split_envs[(w, s)] = torch.from_numpy(rows[policies[rows] == policy_id])
 
     @signal
     def _process_pending(self): ...

@@ -39,6 +39,23 @@ def actions_ready_signal(worker_idx: int) -> str:
     return f"actions_ready_w{worker_idx}"
 
 
+def request_actions_signal(policy_id: int) -> str:
+    return f"request_actions_p{policy_id}"
+
+
+def trajectories_ready_signal(policy_id: int) -> str:
+    return f"trajectories_ready_p{policy_id}"
+
+
+def row_policies(cfg: Any, agents_per_env: int = 1) -> np.ndarray:
+    """`[num_rows]` the policy each experience row acts for: env i's agents act for policy
+    i % num_policies; with pbt_mix_policies_in_one_env, agent row r for r % num_policies (so the
+    agents of one env may belong to different policies). The assignment is fixed for the run."""
+    rows = np.arange(cfg.num_workers * cfg.num_envs_per_worker * agents_per_env)
+    units = rows if cfg.pbt_mix_policies_in_one_env else rows // agents_per_env
+    return units % cfg.num_policies
+
+
 def worker_env_indices(cfg: Any, worker_idx: int, split_idx: int, agents_per_env: int = 1) -> np.ndarray:
     """Global indices of the agents (one per env for single-agent envs) of one split of one worker:
     the rows of the trajectory buffers they fill."""
@@ -51,37 +68,37 @@ def worker_env_indices(cfg: Any, worker_idx: int, split_idx: int, agents_per_env
 class _Split:
     env_indices: np.ndarray  # global agent indices (one agent per single-agent env)
     local: np.ndarray  # rows of this worker's EnvVector
+    policies: np.ndarray  # [n] the policy of each row
+    policy_ids: tuple[int, ...] = ()  # the policies acting in this split
     slots: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
     step: int = 0
     token: int = 0  # identifies the outstanding action request; stale replies are ignored
-    truncations: list = field(default_factory=list)
-    new_slots: list = field(default_factory=list)  # taken so far for the next trajectories
+    replies_missing: int = 0  # policies whose actions for this step have not arrived yet
+    truncations: list = field(default_factory=list)  # (policy, truncation) pairs
+    new_slots: np.ndarray | None = None  # [n] taken so far for the next trajectories (-1: none yet)
     # [n, rnn_state_size] the recurrent states the next trajectories start from (None: feed-forward)
     carried_states: torch.Tensor | None = None
 
 
 class RolloutWorker(Component):
     def __init__(self, event_loop, cfg: Any, worker_idx: int, buffers: TrajectoryBuffers,
-                 free_slots: Any, wakeup: Any | None, agents_per_env: int = 1):
-        """`wakeup`: the semaphore policy workers post, or None when every component shares one
-        event loop (serial mode), whose own wait then does the sleeping."""
+                 free_slots: list[Any], wakeup: Any | None, agents_per_env: int = 1):
+        """`free_slots`: each policy's queue of free trajectory slots. `wakeup`: the semaphore
+        policy workers post, or None when every component shares one event loop (serial mode),
+        whose own wait then does the sleeping."""
         super().__init__(event_loop, f"rollout_worker_{worker_idx}", cfg)
         self.worker_idx = worker_idx
         self.agents_per_env = agents_per_env
         self.buffers = buffers
         self.free_slots = free_slots
+        self.policies = row_policies(cfg, agents_per_env)  # [num_rows] of every worker
+        self._first_row = worker_idx * cfg.num_envs_per_worker * agents_per_env
         self.wakeup = wakeup
         self.envs: EnvVector | BatchedEnvVector | None = None
         self.splits: list[_Split] = []
         self.waiting_for_slots: list[int] = []  # splits that wait for free trajectory slots
         self.slot_retry_timer: Timer | None = None
         self.idle_loop: TightLoop | None = None
-
-    @signal
-    def request_actions(self): ...
-
-    @signal
-    def trajectories_ready(self): ...
 
     @signal
     def episodes_finished(self): ...
@@ -118,9 +135,12 @@ class RolloutWorker(Component):
         per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * self.agents_per_env
         states = self.buffers.rnn_states
         for s in range(cfg.worker_num_splits):
+            env_indices = worker_env_indices(cfg, self.worker_idx, s, self.agents_per_env)
             self.splits.append(_Split(
-                env_indices=worker_env_indices(cfg, self.worker_idx, s, self.agents_per_env),
-                local=np.arange(s * per_split, (s + 1) * per_split),
+                env_indices=env_indices, local=np.arange(s * per_split, (s + 1) * per_split),
+                policies=self.policies[env_indices],
+                policy_ids=tuple(int(p) for p in np.unique(self.policies[env_indices])),
+                new_slots=np.full(per_split, -1),
                 carried_states=None if states is None else states.new_zeros(per_split,
                                                                             states.shape[-1])))
         self.slot_retry_timer = Timer(self.event_loop, SLOT_RETRY_SEC)
@@ -155,21 +175,24 @@ class RolloutWorker(Component):
         """Takes a free slot for each env of split s and asks for its first actions; while the
         learner holds every slot (backpressure), the split waits and is retried."""
         split = self.splits[s]
-        need = len(split.local) - len(split.new_slots)
-        try:
-            split.new_slots += self.free_slots.get_many(block=False, max_messages_to_get=need)
-        except Empty:
-            pass
+        for p in split.policy_ids:
+            rows = np.flatnonzero((split.new_slots < 0) & (split.policies == p))
+            if len(rows) == 0:
+                continue
+            try:
+                taken = self.free_slots[p].get_many(block=False, max_messages_to_get=len(rows))
+            except Empty:
+                continue
+            split.new_slots[rows[:len(taken)]] = taken
         # Recorded at once, so that a respawn returns even a partial set of slots to the pool.
-        taken = torch.tensor(split.new_slots, dtype=torch.int64)
-        self.buffers.env_slots[torch.from_numpy(split.env_indices[:len(taken)])] = taken
-        if len(split.new_slots) < len(split.local):
+        self.buffers.env_slots[torch.from_numpy(split.env_indices)] = torch.from_numpy(split.new_slots)
+        if (split.new_slots < 0).any():
             if s not in self.waiting_for_slots:
                 self.waiting_for_slots.append(s)
             self.slot_retry_timer.start()
             return
-        split.slots = taken
-        split.new_slots = []
+        split.slots = torch.from_numpy(split.new_slots.copy())
+        split.new_slots[:] = -1
         split.step = 0
         self._write_obs(split, 0)
         if split.carried_states is not None:
@@ -189,7 +212,9 @@ class RolloutWorker(Component):
     def _request(self, s: int) -> None:
         split = self.splits[s]
         split.token += 1
-        self.request_actions.emit(self.worker_idx, s, split.step, split.token)
+        split.replies_missing = len(split.policy_ids)
+        for p in split.policy_ids:
+            self.emit(request_actions_signal(p), self.worker_idx, s, split.step, split.token)
 
     def on_actions_ready(self, s: int, token: int) -> None:
         if self.wakeup is not None:
@@ -197,6 +222,9 @@ class RolloutWorker(Component):
         if s >= len(self.splits) or token != self.splits[s].token:
             return  # a reply to a request of a previous incarnation of this worker
         split = self.splits[s]
+        split.replies_missing -= 1
+        if split.replies_missing > 0:
+            return  # the other policies of this split are still computing their actions
         cfg, buffers, t = self.cfg, self.buffers, split.step
         actions = buffers.actions[split.slots, t].numpy()
         try:
@@ -220,7 +248,8 @@ class RolloutWorker(Component):
                 final_obs = {k: v[j] for k, v in result.final_obs.items()}
                 # The final observation would have been met in the state after this step.
                 final_state = None if states is None else states[slot, t + 1].numpy().copy()
-                split.truncations.append((slot, t, final_obs, final_state))
+                split.truncations.append((int(split.policies[pos]),
+                                          (slot, t, final_obs, final_state)))
         if states is not None:
             # The next episode starts afresh: after an episode end, and after a reset-only step
             # of a vector env (whose state came from the last episode's final observation).
@@ -228,7 +257,8 @@ class RolloutWorker(Component):
             if reset.any():
                 states[split.slots[torch.from_numpy(reset)], t + 1] = 0.0
         if result.episodes:
-            self.episodes_finished.emit(result.episodes)
+            self.episodes_finished.emit(
+                [(int(self.policies[self._first_row + e.row]), e) for e in result.episodes])
         split.step = t + 1
         self._write_obs(split, split.step)
         if split.step == cfg.rollout:
@@ -237,7 +267,10 @@ class RolloutWorker(Component):
             # These slots become the learner's: a respawn must not return them to the pool (if
             # this worker dies right here, the slots are lost rather than used twice).
             buffers.env_slots[torch.from_numpy(split.env_indices)] = -1
-            self.trajectories_ready.emit(split.slots.tolist(), split.truncations)
+            for p in split.policy_ids:
+                mine = split.slots[torch.from_numpy(split.policies == p)]
+                self.emit(trajectories_ready_signal(p), mine.tolist(),
+                          [tr for q, tr in split.truncations if q == p])
             split.truncations = []
             self._begin_trajectories(s)
         else:

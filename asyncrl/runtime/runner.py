@@ -9,8 +9,10 @@ import logging
 import multiprocessing as mp
 import signal as signals
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from faster_fifo import Queue
 from signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess, Timer
@@ -20,10 +22,13 @@ from asyncrl.envs.spaces import obs_dict_space
 from asyncrl.envs.vector import EpisodeStats, agents_per_env
 from asyncrl.experiment.experiment import Experiment, mark_finished
 from asyncrl.model.actor_critic import ActorCritic
+from asyncrl.pbt.population import Population, initial_hyperparameters, share_path
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.learner_worker import LearnerWorker
 from asyncrl.runtime.policy_worker import PolicyWorker
-from asyncrl.runtime.rollout_worker import RolloutWorker, actions_ready_signal
+from asyncrl.runtime.rollout_worker import (RolloutWorker, actions_ready_signal,
+                                            request_actions_signal, row_policies,
+                                            trajectories_ready_signal)
 from asyncrl.runtime.stats import EpisodeTracker, FpsMeter
 from asyncrl.runtime.summaries import Summaries
 from asyncrl.utils.processes import prepare_child_process
@@ -44,9 +49,25 @@ def init_child_process(name: str, niceness: int) -> None:
     torch.set_num_threads(1)
 
 
+@dataclass
+class PolicyProgress:
+    """What the runner knows of one policy: its episodes, counters and latest learner stats."""
+
+    episodes: EpisodeTracker
+    env_steps: int = 0
+    version: int = 0
+    best_metric: float | None = None
+    learner_stats: dict[str, float] = field(default_factory=dict)
+    stopped: bool = False  # its learner has confirmed its final checkpoint (or died)
+
+
 class Runner(EventLoopObject):
     """Builds the components and drives the run. Parallel: each component on an event loop in
-    its own process. Serial (`--serial_mode`): the very same components on this process's loop."""
+    its own process. Serial (`--serial_mode`): the very same components on this process's loop.
+
+    With `num_policies` > 1 every policy has its own learner, policy workers, shared weights,
+    checkpoints and pool of trajectory slots (so one policy's backlog never starves another's
+    collection); the rollout workers are shared, each row acting for a fixed policy."""
 
     def __init__(self, experiment: Experiment):
         cfg = self.cfg = experiment.cfg
@@ -62,38 +83,63 @@ class Runner(EventLoopObject):
         self.obs_space, self.action_space = probe.observation_space, probe.action_space
         self.agents_per_env = agents_per_env(probe)
         probe.close()
-        num_envs = cfg.num_workers * cfg.num_envs_per_worker * self.agents_per_env  # agents
+        num_policies = cfg.num_policies
+        num_rows = cfg.num_workers * cfg.num_envs_per_worker * self.agents_per_env  # agents
+        rows_per_policy = np.bincount(row_policies(cfg, self.agents_per_env), minlength=num_policies)
         batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
         if cfg.async_rl:
-            # Slots for every env's trajectory in flight plus the batches the learner may hold;
+            # Slots for every row's trajectory in flight plus the batches the learner may hold;
             # with none free the workers pause, which bounds the policy lag.
-            num_slots = num_envs + cfg.num_batches_to_accumulate * batch_trajectories
+            slots_per_policy = [int(rows) + cfg.num_batches_to_accumulate * batch_trajectories
+                                for rows in rows_per_policy]
         else:
             # Exactly one batch: collection stops until the learner has trained on it and
             # published the new weights, so every transition comes from the current policy.
-            num_slots = batch_trajectories
-        model = self._initial_model()
+            slots_per_policy = [batch_trajectories] * num_policies
+        models = [self._initial_model(p) for p in range(num_policies)]
         self.buffers = TrajectoryBuffers(obs_dict_space(self.obs_space), self.action_space,
-                                         cfg.rollout, num_slots, num_envs, model.rnn_state_size)
-        self.free_slots = Queue(max_size_bytes=max(1_000_000, 64 * num_slots))
-        self.free_slots.put_many(list(range(num_slots)))
-        self.weights = SharedWeights(model, self._initial_version())
+                                         cfg.rollout, sum(slots_per_policy), num_rows,
+                                         models[0].rnn_state_size)
+        # [num_slots] the policy whose pool each slot belongs to
+        self.slot_policy = torch.repeat_interleave(torch.arange(num_policies),
+                                                   torch.tensor(slots_per_policy))
+        self.free_slots = []
+        for p in range(num_policies):
+            pool = torch.nonzero(self.slot_policy == p)[:, 0].tolist()
+            queue = Queue(max_size_bytes=max(1_000_000, 64 * len(pool)))
+            queue.put_many(pool)
+            self.free_slots.append(queue)
+        self.weights = [SharedWeights(model, self._initial_version(p))
+                        for p, model in enumerate(models)]
         self.wakeups = None if self.serial else [self.ctx.Semaphore(0) for _ in range(cfg.num_workers)]
 
-        self.episodes = EpisodeTracker(cfg.stats_avg)
-        self.env_steps = 0
-        self.best_metric: float | None = None
-        state = experiment.resume_state
-        if state is not None:
-            self.episodes.load_state_dict(state["episode_stats"])
-            self.env_steps = int(state["env_steps"])
-            self.best_metric = state["best_metric"]
-            log.info("Resumed from env_steps=%d, policy_version=%d", self.env_steps,
+        self.progress = [PolicyProgress(EpisodeTracker(cfg.stats_avg), version=self._initial_version(p))
+                         for p in range(num_policies)]
+        for p, state in enumerate(experiment.resume_states):
+            if state is None:
+                continue
+            self.progress[p].episodes.load_state_dict(state["episode_stats"])
+            self.progress[p].env_steps = int(state["env_steps"])
+            self.progress[p].best_metric = state["best_metric"]
+            log.info("Resumed %sfrom env_steps=%d, policy_version=%d",
+                     f"policy {p} " if num_policies > 1 else "", self.progress[p].env_steps,
                      state["policy_version"])
-        elif experiment.init_weights is not None:
+        starting = initial_hyperparameters(cfg)
+        hyperparameters = [starting[p] if state is None else state.get("hyperparameters", starting[p])
+                           for p, state in enumerate(experiment.resume_states)]
+        self.population = None
+        if cfg.with_pbt:
+            clocks = [state["pbt"]["next_round"] for state in experiment.resume_states
+                      if state is not None and "pbt" in state]
+            self.population = Population(cfg, experiment.dir, hyperparameters,
+                                         max(clocks) if clocks else None)
+        self.pbt_waiting: dict[int, list[tuple[int, dict[str, float]]]] = {}  # source -> targets
+        if cfg.with_pbt or any(h != hyperparameters[0] for h in hyperparameters):
+            for p, params in enumerate(hyperparameters):
+                log.info("Policy %d hyperparameters: %s", p,
+                         " ".join(f"{name}={value:.6g}" for name, value in params.items()))
+        if experiment.init_weights is not None and not any(experiment.resume_states):
             log.info("Initialized the model from %s", experiment.init_weights[1])
-        self.policy_version = self._initial_version()
-        self.learner_stats: dict[str, float] = {}
         self.last_heartbeat: dict[str, float] = {}
         self.timings: dict[str, dict[str, float]] = {}  # component -> activity -> seconds
         self.worker_restarts = 0
@@ -104,21 +150,26 @@ class Runner(EventLoopObject):
         self.stopping = False
         self.failed: str | None = None
 
-        # Set when the stop begins: the learner then trains no further batch of its backlog, so
-        # that it reaches the stop message (and saves) within one training iteration.
+        # Set when the stop begins: the learners then train no further batch of their backlog,
+        # so that they reach the stop message (and save) within one training iteration.
         self.stop_requested = self.ctx.RawValue("b", 0)
 
         self.processes: dict[str, EventLoopProcess] = {}
-        self.learner = LearnerWorker(
-            self._loop_for("learner_p0", "asyncrl-learner"), cfg, 0, self.obs_space,
-            self.action_space, self.buffers, self.weights, self.free_slots, experiment.checkpoints,
-            {"resume_state": experiment.resume_state, "init_weights": experiment.init_weights},
-            stop_requested=self.stop_requested)
+        self.learners = [
+            LearnerWorker(
+                self._loop_for(f"learner_p{p}", f"asyncrl-learn{p}"), cfg, p, self.obs_space,
+                self.action_space, self.buffers, self.weights[p], self.free_slots[p],
+                experiment.checkpoints[p],
+                {"resume_state": experiment.resume_states[p], "init_weights": experiment.init_weights,
+                 "hyperparameters": hyperparameters[p]},
+                stop_requested=self.stop_requested)
+            for p in range(num_policies)]
         self.policy_workers = [
-            PolicyWorker(self._loop_for(f"policy_worker_p0_{i}", f"asyncrl-pw{i}"), cfg, 0, i,
-                         self.obs_space, self.action_space, self.buffers, self.weights,
-                         self.wakeups, self.agents_per_env)
-            for i in range(cfg.policy_workers_per_policy)]
+            [PolicyWorker(self._loop_for(f"policy_worker_p{p}_{i}", f"asyncrl-pw{p}-{i}"), cfg, p,
+                          i, self.obs_space, self.action_space, self.buffers, self.weights[p],
+                          self.wakeups, self.agents_per_env)
+             for i in range(cfg.policy_workers_per_policy)]
+            for p in range(num_policies)]
         self.rollout_workers = [
             RolloutWorker(self._loop_for(f"rollout_worker_{w}", f"asyncrl-rw{w}"), cfg, w,
                           self.buffers, self.free_slots, None if self.serial else self.wakeups[w],
@@ -126,16 +177,22 @@ class Runner(EventLoopObject):
             for w in range(cfg.num_workers)]
         self._connect()
 
-    def _initial_model(self) -> ActorCritic:
+    @property
+    def env_steps(self) -> int:
+        """Env steps of all policies together."""
+        return sum(progress.env_steps for progress in self.progress)
+
+    def _initial_model(self, policy: int) -> ActorCritic:
         model = ActorCritic(self.cfg, self.obs_space, self.action_space)
-        if self.experiment.resume_state is not None:
-            model.load_state_dict(self.experiment.resume_state["model"])
+        state = self.experiment.resume_states[policy]
+        if state is not None:
+            model.load_state_dict(state["model"])
         elif self.experiment.init_weights is not None:
             model.load_state_dict(self.experiment.init_weights[0])
         return model
 
-    def _initial_version(self) -> int:
-        state = self.experiment.resume_state
+    def _initial_version(self, policy: int) -> int:
+        state = self.experiment.resume_states[policy]
         return int(state["policy_version"]) if state is not None else 0
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -151,24 +208,30 @@ class Runner(EventLoopObject):
         return process.event_loop
 
     def _connect(self) -> None:
-        learner = self.learner
-        learner.event_loop.start.connect(learner.on_start)
-        learner.report.connect(self.on_report)
-        learner.stopped.connect(self.on_learner_stopped)
-        self.connect("save", learner.on_save)
-        self.connect("stop_learner", learner.on_stop)
-        for component in (learner, *self.policy_workers, *self.rollout_workers):
+        for p, learner in enumerate(self.learners):
+            learner.event_loop.start.connect(learner.on_start)
+            learner.report.connect(self.on_report)
+            learner.stopped.connect(self.on_learner_stopped)
+            self.connect(f"save_p{p}", learner.on_save)
+            self.connect(f"stop_learner_p{p}", learner.on_stop)
+            self.connect(f"pbt_share_p{p}", learner.on_pbt_share)
+            self.connect(f"pbt_replace_p{p}", learner.on_pbt_replace)
+            self.connect(f"pbt_hyperparameters_p{p}", learner.on_pbt_hyperparameters)
+            learner.pbt_shared.connect(self.on_pbt_shared)
+        policy_workers = [worker for workers in self.policy_workers for worker in workers]
+        for component in (*self.learners, *policy_workers, *self.rollout_workers):
             component.heartbeat.connect(self.on_heartbeat)
             component.timings_report.connect(self.on_timings)
-        for worker in self.policy_workers:
+        for worker in policy_workers:
             worker.event_loop.start.connect(worker.on_start)
             self.connect("stop_workers", worker.on_stop)
         for w, worker in enumerate(self.rollout_workers):
-            policy_worker = self.policy_workers[w % len(self.policy_workers)]
             worker.event_loop.start.connect(worker.on_start)
-            worker.request_actions.connect(policy_worker.on_request)
-            policy_worker.connect(actions_ready_signal(w), worker.on_actions_ready)
-            worker.trajectories_ready.connect(learner.on_trajectories)
+            for p, workers in enumerate(self.policy_workers):
+                policy_worker = workers[w % len(workers)]
+                worker.connect(request_actions_signal(p), policy_worker.on_request)
+                policy_worker.connect(actions_ready_signal(w), worker.on_actions_ready)
+                worker.connect(trajectories_ready_signal(p), self.learners[p].on_trajectories)
             worker.episodes_finished.connect(self.on_episodes)
             worker.fatal_error.connect(self.on_fatal_error)
             self.connect("stop_workers", worker.on_stop)
@@ -196,10 +259,12 @@ class Runner(EventLoopObject):
         self.start_time = time.monotonic()
         self.start_steps = self.env_steps
         agents = f" x {self.agents_per_env} agents" if self.agents_per_env > 1 else ""
-        log.info("Training %s on %s: %d rollout workers x %d envs%s (%d splits), %d policy "
-                 "worker(s), batch %d, device %s", cfg.experiment, cfg.env, cfg.num_workers,
-                 cfg.num_envs_per_worker, agents, cfg.worker_num_splits, cfg.policy_workers_per_policy,
-                 cfg.batch_size * cfg.num_batches_per_epoch, cfg.device)
+        policies = f"{cfg.num_policies} policies, " if cfg.num_policies > 1 else ""
+        log.info("Training %s on %s: %s%d rollout workers x %d envs%s (%d splits), %d policy "
+                 "worker(s) per policy, batch %d, device %s", cfg.experiment, cfg.env, policies,
+                 cfg.num_workers, cfg.num_envs_per_worker, agents, cfg.worker_num_splits,
+                 cfg.policy_workers_per_policy, cfg.batch_size * cfg.num_batches_per_epoch,
+                 cfg.device)
         previous = {s: signals.signal(s, self._on_signal) for s in (signals.SIGINT, signals.SIGTERM)}
         try:
             self.loop.exec()
@@ -207,25 +272,32 @@ class Runner(EventLoopObject):
             for s, handler in previous.items():
                 signals.signal(s, handler)
             self._shutdown()
-        elapsed = time.monotonic() - self.start_time
-        avg = self.episodes.average()
-        log.info("Stopped: %s. %d env steps in %.1f s (%.0f env steps/s this run), %d episodes, "
-                 "average return %s over the last %d, best %s, %d rollout worker restart(s), "
-                 "policy lag %s (max %s) in the last batch, %d trajectories dropped for policy "
-                 "lag; checkpoints in %s", self.stop_reason,
-                 self.env_steps, elapsed, (self.env_steps - self.start_steps) / max(elapsed, 1e-9),
-                 self.episodes.episodes, _fmt(avg), len(self.episodes.returns),
-                 _fmt(self.best_metric), self.worker_restarts,
-                 _fmt(self.learner_stats.get("policy_lag_avg")),
-                 _fmt(self.learner_stats.get("policy_lag_max")),
-                 int(self.learner_stats.get("dropped_trajectories", 0)),
-                 self.experiment.checkpoints.checkpoint_dir)
+        self._log_summary()
         if self.failed:
             log.error(self.failed)
             return 1
         if self.reached_limit:
             mark_finished(self.experiment.dir, self.stop_reason, self.env_steps)
         return 0
+
+    def _log_summary(self) -> None:
+        elapsed = time.monotonic() - self.start_time
+        total = self.env_steps
+        log.info("Stopped: %s. %d env steps in %.1f s (%.0f env steps/s this run), %d rollout "
+                 "worker restart(s); checkpoints in %s", self.stop_reason, total, elapsed,
+                 (total - self.start_steps) / max(elapsed, 1e-9), self.worker_restarts,
+                 self.experiment.dir)
+        for p, progress in enumerate(self.progress):
+            episodes, stats = progress.episodes, progress.learner_stats
+            log.info("%s%d env steps, %d episodes, average return %s over the last %d, best %s, "
+                     "policy lag %s (max %s) in the last batch, %d trajectories dropped for "
+                     "policy lag", self._policy_label(p), progress.env_steps, episodes.episodes,
+                     _fmt(episodes.average()), len(episodes.returns), _fmt(progress.best_metric),
+                     _fmt(stats.get("policy_lag_avg")), _fmt(stats.get("policy_lag_max")),
+                     int(stats.get("dropped_trajectories", 0)))
+
+    def _policy_label(self, policy: int) -> str:
+        return f"policy {policy}: " if self.cfg.num_policies > 1 else ""
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signals.Signals(signum).name
@@ -234,8 +306,12 @@ class Runner(EventLoopObject):
         log.info("%s received: stopping and saving a checkpoint", name)
         self._begin_stop(f"{name} received")
 
-    def _run_state(self) -> dict[str, Any]:
-        return {"episode_stats": self.episodes.state_dict(), "best_metric": self.best_metric}
+    def _run_state(self, policy: int) -> dict[str, Any]:
+        progress = self.progress[policy]
+        state = {"episode_stats": progress.episodes.state_dict(), "best_metric": progress.best_metric}
+        if self.population is not None:
+            state["pbt"] = self.population.state()
+        return state
 
     def _begin_stop(self, reason: str, reached_limit: bool = False) -> None:
         if self.stopping:
@@ -245,33 +321,69 @@ class Runner(EventLoopObject):
         self.stop_reason = reason
         self.reached_limit = reached_limit
         self.stop_requested.value = 1
-        self.emit("stop_learner", self._run_state())
+        for p, progress in enumerate(self.progress):
+            if not progress.stopped:
+                self.emit(f"stop_learner_p{p}", self._run_state(p))
+        self._stop_when_learners_stopped()
         deadline = Timer(self.loop, STOP_TIMEOUT_SEC, single_shot=True)
         deadline.timeout.connect(self._stop_timed_out)
 
     def _stop_timed_out(self) -> None:
-        self.failed = (f"the learner did not confirm its final checkpoint within "
+        late = [f"learner_p{p}" for p, progress in enumerate(self.progress) if not progress.stopped]
+        self.failed = (f"{', '.join(late)} did not confirm the final checkpoint within "
                        f"{STOP_TIMEOUT_SEC:.0f} s: stopping without it")
         self.emit("stop_workers")
         self.loop.stop()
 
-    def on_learner_stopped(self, env_steps: int, policy_version: int) -> None:
-        self.env_steps = max(self.env_steps, env_steps)
-        self.emit("stop_workers")
-        self.loop.stop()
+    def on_learner_stopped(self, policy: int, env_steps: int, policy_version: int) -> None:
+        progress = self.progress[policy]
+        progress.env_steps = max(progress.env_steps, env_steps)
+        progress.stopped = True
+        self._stop_when_learners_stopped()
+
+    def _stop_when_learners_stopped(self) -> None:
+        if self.stopping and all(progress.stopped for progress in self.progress):
+            self.emit("stop_workers")
+            self.loop.stop()
 
     # -- slots ----------------------------------------------------------------------------------
-    def on_report(self, stats: dict[str, float], env_steps: int, policy_version: int) -> None:
-        self.learner_stats = stats
-        self.env_steps = env_steps
-        self.policy_version = policy_version
-        self.fps.record(env_steps)
-        if env_steps >= self.cfg.train_for_env_steps:
-            self._begin_stop(f"reached train_for_env_steps={self.cfg.train_for_env_steps}",
-                             reached_limit=True)
+    def on_report(self, policy: int, stats: dict[str, float], env_steps: int,
+                  policy_version: int) -> None:
+        progress = self.progress[policy]
+        progress.learner_stats = stats
+        progress.env_steps = env_steps
+        progress.version = policy_version
+        self.fps.record(self.env_steps)
+        limit = self.cfg.train_for_env_steps
+        if all(progress.env_steps >= limit for progress in self.progress):
+            self._begin_stop(f"reached train_for_env_steps={limit}", reached_limit=True)
+        self._maybe_pbt_round()
 
-    def on_episodes(self, episodes: list[EpisodeStats]) -> None:
-        self.episodes.add(episodes)
+    def _maybe_pbt_round(self) -> None:
+        population = self.population
+        steps = [progress.env_steps for progress in self.progress]
+        if population is None or self.stopping or self.pbt_waiting or not population.due(steps):
+            return
+        objectives = population.objectives(
+            [progress.episodes.average() for progress in self.progress],
+            [progress.episodes.extra_averages() for progress in self.progress])
+        result = population.plan(objectives, steps)
+        replaced = set()
+        for r in result.replacements:
+            replaced.add(r.policy)
+            if r.source not in self.pbt_waiting:
+                self.pbt_waiting[r.source] = []
+                self.emit(f"pbt_share_p{r.source}", str(share_path(self.experiment.dir, r.source)))
+            self.pbt_waiting[r.source].append((r.policy, result.hyperparameters[r.policy]))
+        for p in {m.policy for m in result.mutations} - replaced:
+            self.emit(f"pbt_hyperparameters_p{p}", result.hyperparameters[p])
+
+    def on_pbt_shared(self, source: int, path: str) -> None:
+        for target, hyperparameters in self.pbt_waiting.pop(source, []):
+            self.emit(f"pbt_replace_p{target}", path, source, hyperparameters)
+    def on_episodes(self, episodes: list[tuple[int, EpisodeStats]]) -> None:
+        for policy, episode in episodes:
+            self.progress[policy].episodes.add([episode])
 
     def on_fatal_error(self, message: str) -> None:
         self.failed = message
@@ -285,42 +397,56 @@ class Runner(EventLoopObject):
 
     # -- timers ---------------------------------------------------------------------------------
     def _log_status(self) -> None:
-        extra = "".join(f" {name}={value:.3g}"
-                        for name, value in self.episodes.extra_averages().items())
-        log.info("env_steps=%d fps=%.0f avg_return=%s (last %d of %d episodes) policy_version=%d "
-                 "policy_lag=%s%s", self.env_steps, self.fps.fps(10),
-                 _fmt(self.episodes.average()), len(self.episodes.returns), self.episodes.episodes,
-                 self.policy_version, _fmt(self.learner_stats.get("policy_lag_avg")),
-                 f" | episode_extra:{extra}" if extra else "")
+        parts = []
+        for p, progress in enumerate(self.progress):
+            episodes = progress.episodes
+            extra = "".join(f" {name}={value:.3g}" for name, value in episodes.extra_averages().items())
+            parts.append(f"{self._policy_label(p)}avg_return={_fmt(episodes.average())} (last "
+                         f"{len(episodes.returns)} of {episodes.episodes} episodes) "
+                         f"policy_version={progress.version} "
+                         f"policy_lag={_fmt(progress.learner_stats.get('policy_lag_avg'))}"
+                         + (f" | episode_extra:{extra}" if extra else ""))
+        log.info("env_steps=%d fps=%.0f %s", self.env_steps, self.fps.fps(10), " | ".join(parts))
 
     def _write_summaries(self) -> None:
-        scalars = {f"train/{k}": v for k, v in self.learner_stats.items()}
-        for window in self.fps.windows:
-            scalars[f"perf/fps_{window}s"] = self.fps.fps(window)
-        if self.episodes.returns:
-            scalars["episode/return_avg"] = self.episodes.average("reward")
-            scalars["episode/length_avg"] = self.episodes.average("len")
-        for name, value in self.episodes.extra_averages().items():
-            scalars[extra_stat_tag(name)] = value
-        scalars["episode/count"] = self.episodes.episodes
-        scalars["train/policy_version"] = self.policy_version
+        scalars = {f"perf/fps_{window}s": self.fps.fps(window) for window in self.fps.windows}
         scalars["perf/rollout_worker_restarts"] = self.worker_restarts
+        for p, progress in enumerate(self.progress):
+            prefix = f"p{p}/" if self.cfg.num_policies > 1 else ""
+            episodes = progress.episodes
+            own = {f"train/{k}": v for k, v in progress.learner_stats.items()}
+            if episodes.returns:
+                own["episode/return_avg"] = episodes.average("reward")
+                own["episode/length_avg"] = episodes.average("len")
+            for name, value in episodes.extra_averages().items():
+                own[extra_stat_tag(name)] = value
+            own["episode/count"] = episodes.episodes
+            own["train/policy_version"] = progress.version
+            own["train/env_steps"] = progress.env_steps
+            scalars.update({prefix + name: value for name, value in own.items()})
+        if self.population is not None:
+            scalars.update(self.population.summaries())
         self.summaries.write(scalars, self.env_steps)
 
     def _save_regular(self) -> None:
-        self.emit("save", "regular", self._run_state(), None)
+        for p in range(self.cfg.num_policies):
+            self.emit(f"save_p{p}", "regular", self._run_state(p), None)
 
     def _save_milestone(self) -> None:
-        self.emit("save", "milestone", self._run_state(), None)
+        for p in range(self.cfg.num_policies):
+            self.emit(f"save_p{p}", "milestone", self._run_state(p), None)
 
     def _maybe_save_best(self) -> None:
         cfg = self.cfg
-        metric = self.episodes.average(cfg.save_best_metric)
-        if metric is None or self.env_steps < cfg.save_best_after or self.stopping:
+        if self.stopping:
             return
-        if self.best_metric is None or metric > self.best_metric:
-            self.best_metric = metric
-            self.emit("save", "best", self._run_state(), metric)
+        for p, progress in enumerate(self.progress):
+            metric = progress.episodes.average(cfg.save_best_metric)
+            if metric is None or progress.env_steps < cfg.save_best_after or progress.stopped:
+                continue
+            if progress.best_metric is None or metric > progress.best_metric:
+                progress.best_metric = metric
+                self.emit(f"save_p{p}", "best", self._run_state(p), metric)
 
     def _check_heartbeats(self) -> None:
         now = time.time()
@@ -348,27 +474,29 @@ class Runner(EventLoopObject):
                 continue
             self.failed = f"{name} died ({_exit_cause(process.exitcode)}): stopping the run"
             log.error(self.failed)
-            if name.startswith("learner"):
-                # Nobody else holds the optimizer state: stop without a final checkpoint.
-                self.stopping = True
-                self.stop_reason = f"{name} died"
-                self.emit("stop_workers")
-                self.loop.stop()
-            else:
-                self._begin_stop(f"{name} died")
+            if name.startswith("learner_p"):
+                # Nobody else holds its optimizer state: that policy stops without a final
+                # checkpoint; every other policy saves one.
+                self.progress[int(name[len("learner_p"):])].stopped = True
+            self._begin_stop(f"{name} died")
             return
 
     def _respawn_rollout_worker(self, w: int, cause: str) -> None:
-        log.warning("rollout_worker_%d died (%s) at policy_version=%d: respawning it with fresh "
-                    "envs; its partial trajectories are dropped", w, cause, self.policy_version)
+        versions = ", ".join(str(progress.version) for progress in self.progress)
+        log.warning("rollout_worker_%d died (%s) at policy_version=%s: respawning it with fresh "
+                    "envs; its partial trajectories are dropped", w, cause, versions)
         process = self.processes[f"rollout_worker_{w}"]
         process.join(timeout=1)
-        # The slots the dead worker was filling go back to the pool.
+        # The slots the dead worker was filling go back to their policies' pools.
         per_worker = self.cfg.num_envs_per_worker * self.agents_per_env
-        envs = slice(w * per_worker, (w + 1) * per_worker)
-        held = self.buffers.env_slots[envs]
-        self.free_slots.put_many(held[held >= 0].tolist())
-        self.buffers.env_slots[envs] = -1
+        rows = slice(w * per_worker, (w + 1) * per_worker)
+        held = self.buffers.env_slots[rows]
+        held = held[held >= 0]
+        for p, pool in enumerate(self.free_slots):
+            mine = held[self.slot_policy[held] == p]
+            if len(mine):
+                pool.put_many(mine.tolist())
+        self.buffers.env_slots[rows] = -1
         # This process still holds the worker as it was before its first start, wired to the
         # same queues: a new OS process running the same event loop is a fresh worker that every
         # other component already reaches. (Replies meant for the dead one carry stale tokens.)

@@ -70,10 +70,15 @@ class FpsMeter:
             self._history.popleft()
 
     def fps(self, window: int) -> float:
+        """Over the last `window` seconds of records, measured from the latest record at least
+        that old (or the oldest one): with sparse records (a slow learner reports seldom) a
+        baseline a moment ago would turn one report's steps into a huge rate."""
         if len(self._history) < 2:
             return 0.0
         now, steps = self._history[-1]
+        base_t, base_steps = self._history[0]
         for t, s in self._history:
-            if now - t <= window:
-                return (steps - s) / (now - t) if now > t else 0.0
-        return 0.0
+            if now - t < window:
+                break
+            base_t, base_steps = t, s
+        return (steps - base_steps) / (now - base_t) if now > base_t else 0.0
