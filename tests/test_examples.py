@@ -24,6 +24,14 @@ def run_example(name: str, tmp_path: Path, *argv: str) -> subprocess.CompletedPr
                       "--num_batches_per_epoch=1", *argv)
 
 
+def assert_evaluates(name: str, tmp_path: Path, experiment: str) -> None:
+    """The example's `enjoy` plays the trained experiment with the model the script registers."""
+    result = run_script(name, tmp_path, "enjoy", "--env=CartPole-v1", f"--experiment={experiment}",
+                        f"--train_dir={tmp_path}", "--max_num_episodes=2")
+    assert result.returncode == 0, result.stderr
+    assert "mean return over 2 episodes" in result.stdout
+
+
 def test_custom_env_family_with_its_own_parameter(tmp_path):
     result = run_example("custom_env.py", tmp_path, "--env=noisy_cartpole", "--noise_std=0.05",
                          "--experiment=noisy", "--train_for_env_steps=256")
@@ -41,6 +49,7 @@ def test_custom_encoder(tmp_path):
     assert "Stopped: reached train_for_env_steps=256" in result.stdout
     checkpoint = next((tmp_path / "enc" / "checkpoint_p0").glob("checkpoint_*.pth"))
     assert "actor_trunk.encoder.hidden.weight" in load_checkpoint(checkpoint)["model"]
+    assert_evaluates("custom_encoder.py", tmp_path, "enc")
 
 
 def test_custom_core_and_decoder_train_and_evaluate(tmp_path):
@@ -54,10 +63,7 @@ def test_custom_core_and_decoder_train_and_evaluate(tmp_path):
     for trunk in ("actor_trunk", "critic_trunk"):
         assert weights[f"{trunk}.core.keep_logit"].shape == (8,)
         assert f"{trunk}.decoder.norm.weight" in weights
-    evaluation = run_script("custom_model.py", tmp_path, "enjoy", "--env=CartPole-v1",
-                            "--experiment=model", f"--train_dir={tmp_path}", "--max_num_episodes=2")
-    assert evaluation.returncode == 0, evaluation.stderr
-    assert "mean return over 2 episodes" in evaluation.stdout
+    assert_evaluates("custom_model.py", tmp_path, "model")
 
 
 def test_time_to_target_reports_when_the_average_return_is_reached(tmp_path):
