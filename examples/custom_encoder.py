@@ -1,8 +1,11 @@
-"""Train with your own encoder: register a factory, then run asyncrl's usual entry point.
+"""Train and evaluate with your own encoder: register a factory, then run asyncrl's usual entry
+points from this script (so that the evaluation builds the same model).
 
     python examples/custom_encoder.py --env=CartPole-v1 --experiment=cartpole_custom_encoder
+    python examples/custom_encoder.py enjoy --env=CartPole-v1 --experiment=cartpole_custom_encoder
 
-Every command-line parameter works as with `python -m asyncrl.train`.
+Every command-line parameter works as with `python -m asyncrl.train` (or `asyncrl.enjoy` after
+`enjoy`).
 """
 
 import sys
@@ -10,7 +13,7 @@ import sys
 import torch
 from torch import nn
 
-from asyncrl import train
+from asyncrl import enjoy, train
 from asyncrl.model.encoders import Encoder, register_encoder_factory
 
 
@@ -31,10 +34,12 @@ class ResidualMlpEncoder(Encoder):
         return h + torch.relu(self.hidden(h))
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     register_encoder_factory(ResidualMlpEncoder)
-    return train.main()
+    if argv[:1] == ["enjoy"]:
+        return enjoy.main(argv[1:])
+    return train.main(argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,8 @@
-"""Normalizers, the actor-critic's shapes and options, and encoder registration."""
+"""Normalizers, the actor-critic's shapes and options, and encoder, core and decoder registration."""
+
+import importlib.util
+import re
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -6,7 +10,7 @@ import pytest
 import torch
 
 from asyncrl.config.parser import parse_args
-from asyncrl.model import encoders
+from asyncrl.model import core, decoders, encoders
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.model.normalization import RunningMeanStd
 from asyncrl.utils.errors import UserError
@@ -138,3 +142,118 @@ def test_registered_encoder_factory_is_used():
         assert recurrent.critic_head.in_features == 5
     finally:
         encoders.register_encoder_factory(encoders.default_encoder_factory)
+
+
+def example_module(name: str):
+    """A script of examples/ as a module (examples/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def custom_model():
+    """The core and decoder of examples/custom_model.py, registered for the test only."""
+    example = example_module("custom_model")
+    core.register_core_factory(example.LeakyMemoryCore)
+    decoders.register_decoder_factory(example.NormDecoder)
+    yield example
+    core.register_core_factory(core.default_core_factory)
+    decoders.register_decoder_factory(decoders.default_decoder_factory)
+
+
+def test_registered_core_and_decoder_are_used_in_both_trunks(custom_model):
+    cfg = cfg_of("--use_rnn=true", "--rnn_size=6", "--encoder_mlp_layers", "8",
+                 "--decoder_mlp_layers", "5", "--actor_critic_share_weights=false")
+    model = ActorCritic(cfg, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+    for trunk in (model.actor_trunk, model.critic_trunk):
+        assert isinstance(trunk.core, custom_model.LeakyMemoryCore)
+        assert isinstance(trunk.decoder, custom_model.NormDecoder)
+        assert trunk.core.inp.in_features == 8 and trunk.decoder.hidden.in_features == 12
+    assert model.rnn_state_size == 6 + 6  # the actor's memory, then the critic's
+    assert model.critic_head.in_features == 5
+    assert {"actor_trunk.core.keep_logit", "critic_trunk.decoder.norm.weight"} <= set(model.state_dict())
+    out = model.policy_step({"obs": torch.randn(3, 4)})
+    assert out.rnn_states.shape == (3, 12) and out.rnn_states.abs().sum() > 0
+
+
+@pytest.mark.parametrize("share", ["true", "false"])
+def test_custom_recurrent_core_sequence_gives_what_steps_give(custom_model, share):
+    torch.manual_seed(0)
+    cfg = cfg_of("--use_rnn=true", "--rnn_size=6", "--encoder_mlp_layers", "8",
+                 f"--actor_critic_share_weights={share}")
+    model = ActorCritic(cfg, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(3))
+    T, B = 6, 3
+    obs, states = torch.randn(T, B, 4), torch.randn(B, model.rnn_state_size)
+    dones = torch.zeros(T, B)
+    dones[1, 0] = dones[3, 1] = dones[4, 1] = dones[5, 2] = 1.0  # the last one changes nothing
+    params, values, final = model.forward_sequence({"obs": obs}, states, dones)
+    step_states = states
+    for t in range(T):  # as the rollout workers act: the state is zeroed after a done
+        step_params, step_values, next_states = model({"obs": obs[t]}, step_states)
+        torch.testing.assert_close(params.view(T, B, 3)[t], step_params)
+        torch.testing.assert_close(values.view(T, B)[t], step_values)
+        step_states = next_states * (1.0 - dones[t])[:, None]
+    torch.testing.assert_close(final, next_states)
+
+
+class _Stateless(core.Core):
+    def __init__(self, cfg, in_size):
+        super().__init__()
+        self.linear = torch.nn.Linear(in_size, 3)
+        self.out_size, self.state_size = 3, 0
+
+    def forward(self, x, states):
+        return self.linear(x), None
+
+
+def test_stateless_registered_core_keeps_the_policy_feed_forward():
+    core.register_core_factory(_Stateless)
+    try:
+        model = ActorCritic(cfg_of(), gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+        assert model.rnn_state_size == 0 and model.critic_head.in_features == 3
+        params, values, states = model.forward_sequence({"obs": torch.randn(4, 2, 4)}, None,
+                                                        torch.zeros(4, 2))
+        assert params.shape == (8, 2) and values.shape == (8,) and states is None
+    finally:
+        core.register_core_factory(core.default_core_factory)
+
+
+class _NoSizes(torch.nn.Module):
+    def __init__(self, cfg, in_size):
+        super().__init__()
+        self.out_size = 4
+
+
+class _NoSequence(_NoSizes):
+    def __init__(self, cfg, in_size):
+        super().__init__(cfg, in_size)
+        self.state_size = 4
+
+
+@pytest.mark.parametrize("register, factory, argv, message", [
+    (core.register_core_factory, _NoSizes, ["--use_rnn=true"],
+     "a registered core must set an integer attribute state_size >= 0 (_NoSizes.state_size is None)"),
+    (core.register_core_factory, _NoSequence, ["--use_rnn=true"],
+     "a registered core must implement sequence(x, states, dones) (_NoSequence does not; "),
+    (core.register_core_factory, lambda cfg, in_size: torch.nn.Linear(in_size, 2), ["--use_rnn=true"],
+     "a registered core must set an integer attribute out_size >= 1 (Linear.out_size is None)"),
+    (core.register_core_factory, lambda cfg, in_size: "gru", [],
+     "a registered core factory must return a torch.nn.Module, not str"),
+    (core.register_core_factory, lambda cfg, in_size: example_module("custom_model")
+     .LeakyMemoryCore(cfg, in_size), ["--use_rnn=false", "--rnn_size=4"],
+     "the core LeakyMemoryCore keeps a state (state_size=4) but --use_rnn=False"),
+    (decoders.register_decoder_factory, lambda cfg, in_size: torch.nn.Linear(in_size, 2), [],
+     "a registered decoder must set an integer attribute out_size >= 1"),
+])
+def test_registered_factory_results_are_checked(register, factory, argv, message):
+    default = (core.default_core_factory if register is core.register_core_factory
+               else decoders.default_decoder_factory)
+    register(factory)
+    try:
+        with pytest.raises(UserError, match=re.escape(message)):
+            ActorCritic(cfg_of(*argv), gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+    finally:
+        register(default)

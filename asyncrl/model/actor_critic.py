@@ -3,10 +3,11 @@
 Observations are dicts of tensors (a Box space is the single key "obs"). The value head predicts
 returns in normalized units when `normalize_returns` is on; `policy_step` returns raw values.
 
-With `use_rnn` the core is recurrent (model/core.py) and every call takes and returns the hidden
-states, one flat row per agent `[N, rnn_state_size]` (the actor's, then the critic's when they do
-not share weights); None stands for all-zero states (episode starts). Without it the core is the
-identity, `rnn_state_size` is 0 and states are None throughout.
+Each part comes from a factory that users may replace: model/encoders.py, model/core.py,
+model/decoders.py. With `use_rnn` the core is recurrent and every call takes and returns the
+hidden states, one flat row per agent `[N, rnn_state_size]` (the actor's, then the critic's when
+they do not share weights); None stands for all-zero states (episode starts). Without it there is
+no core (or a registered one without state), `rnn_state_size` is 0 and states are None throughout.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from torch import Tensor, nn
 
 from asyncrl.envs.spaces import ActionLayout, action_layout, obs_dict_space
 from asyncrl.model.distributions import make_action_distribution
-from asyncrl.model.core import RecurrentCore
-from asyncrl.model.encoders import make_encoder, mlp
+from asyncrl.model.core import make_core
+from asyncrl.model.decoders import make_decoder
+from asyncrl.model.encoders import make_encoder
 from asyncrl.model.normalization import RunningMeanStd
 from asyncrl.utils.errors import UserError
 
@@ -77,16 +79,16 @@ class ObsPreprocessor(nn.Module):
 
 
 class _Trunk(nn.Module):
-    """Encoder -> core -> decoder; the core is recurrent with use_rnn, else the identity."""
+    """Encoder -> core -> decoder, each from its factory; the core may be None (the identity)."""
 
     def __init__(self, cfg: Any, obs_space: gym.spaces.Dict):
         super().__init__()
         self.encoder = make_encoder(cfg, obs_space)
-        self.core = RecurrentCore(cfg, self.encoder.out_size) if cfg.use_rnn else None
+        self.core = make_core(cfg, self.encoder.out_size)
         core_out = self.encoder.out_size if self.core is None else self.core.out_size
         self.state_size = 0 if self.core is None else self.core.state_size
-        self.decoder = mlp(core_out, cfg.decoder_mlp_layers, cfg)
-        self.out_size = cfg.decoder_mlp_layers[-1] if cfg.decoder_mlp_layers else core_out
+        self.decoder = make_decoder(cfg, core_out)
+        self.out_size = self.decoder.out_size
 
     def forward(self, obs: dict[str, Tensor], states: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """One step of `[N]` agents: features `[N, out_size]`, next states `[N, state_size]`."""

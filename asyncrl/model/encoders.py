@@ -14,6 +14,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from asyncrl.model.parts import checked_part
 from asyncrl.utils.errors import UserError
 
 _ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -83,7 +84,4 @@ def register_encoder_factory(factory: EncoderFactory) -> None:
 
 
 def make_encoder(cfg: Any, obs_space: gym.spaces.Dict) -> Encoder:
-    encoder = _encoder_factory(cfg, obs_space)
-    if not isinstance(getattr(encoder, "out_size", None), int):
-        raise UserError("a registered encoder must set an integer attribute out_size")
-    return encoder
+    return checked_part(_encoder_factory(cfg, obs_space), "encoder", out_size=1)
