@@ -229,3 +229,32 @@ def test_a_replaced_policy_becomes_its_source_and_drops_its_former_experience(tm
     got.buffers.policy_versions[torch.tensor(second)] = 1  # acted by the new self
     learner.on_trajectories(second, [])
     assert learner.pbt_dropped_trajectories == 4 and learner.learner.policy_version == 2
+
+
+def test_population_rounds_are_reproducible_and_follow_their_clock(tmp_path):
+    from asyncrl.config.parser import parse_args
+    from asyncrl.pbt.population import Population, initial_hyperparameters
+
+    cfg = parse_args(["--env=CartPole-v1", "--num_policies=4", "--with_pbt=True", "--seed=7",
+                      "--pbt_start_mutation=100", "--pbt_period_env_steps=50",
+                      "--pbt_mutation_rate=0.5", "--pbt_target_objective=coins"],
+                     "train", "test").config()
+    plans = []
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        population = Population(cfg, tmp_path / run, initial_hyperparameters(cfg), None)
+        assert not population.due([100, 100, 99, 300])  # every policy must have reached it
+        objectives = population.objectives([1.0, 2.0, 3.0, 4.0], [{"coins": 5.0}, {}, {"coins": 1.0},
+                                                                   {"coins": 9.0}])
+        assert objectives[:1] + objectives[2:] == [5.0, 1.0, 9.0] and math.isnan(objectives[1])
+        assert population.due([100, 120, 130, 300])
+        plans.append(population.plan(objectives, [100, 120, 130, 300]))
+        assert population.next_round == 150  # the next period after the slowest policy's steps
+        population.plan(objectives, [260, 260, 260, 260])
+        assert population.next_round == 300  # periods that passed unseen are skipped, not queued
+    assert plans[0] == plans[1]
+    assert {r.policy for r in plans[0].replacements} == {1, 2}  # the two last, NaN among them
+    events = (tmp_path / "a" / "pbt" / "events.jsonl").read_text().splitlines()
+    assert json.loads(events[0])["event"] == "replace"
+    assert json.loads((tmp_path / "b" / "pbt" / "hyperparameters_p1.json").read_text()) == \
+        population.hyperparameters[1]  # after the last round
