@@ -34,10 +34,14 @@ def write_yaml(path: Path, text: str) -> Path:
     return path
 
 
-def launcher(tmp_path: Path, *argv: str, env_update: dict | None = None) -> subprocess.Popen:
+def launcher(tmp_path: Path, *argv: str, env_update: dict | None = None,
+             new_group: bool = False) -> subprocess.Popen:
+    """The launcher as a user starts it; `new_group`: in a process group of its own, as a shell
+    puts a command (a Ctrl+C in the terminal signals that group)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env_update or {})}
     return subprocess.Popen([sys.executable, "-m", "asyncrl.launch", *argv], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            process_group=0 if new_group else None)
 
 
 def launch(tmp_path: Path, *argv: str, timeout: float = 180, **kwargs) -> tuple[int, str]:
@@ -305,24 +309,69 @@ def test_processes_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoi
 
 # -- ray: a real local instance -------------------------------------------------------------------
 
-def test_ray_runs_a_two_variant_sweep_stops_on_ctrl_c_and_leaves_no_process(tmp_path):
+def end_survivors(processes: list[psutil.Process], timeout: float) -> list[str]:
+    """Waits up to `timeout` s for `processes` to exit; kills those still running (the test
+    started them) and returns what they were."""
+    deadline = time.monotonic() + timeout
+    alive = processes
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    survivors = []
+    for p in alive:
+        try:
+            survivors.append(f"{p.pid} {p.name()}")
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return survivors
+
+
+def test_ray_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoing_runs(tmp_path):
     pytest.importorskip("ray")
     started = time.time()
     shm_before = set(os.listdir("/dev/shm"))
-    # Both at once on a local Ray instance: "done" finishes, "endless" is stopped by Ctrl+C.
+    # Both at once on a local Ray instance: "done" finishes in the first launch; "long" (10 s of
+    # training in all) is killed with the launcher, resumed and stopped by Ctrl+C, resumed again
+    # and then finishes.
     sweep = write_yaml(tmp_path / "r.yaml", f"name: r\nbase: {TINY} --save_every_sec=1\nvariants:\n"
-                       "  - {train_for_env_steps: 512}\n  - {train_for_env_steps: 1000000000}\n"
-                       "short: {train_for_env_steps: steps}\n")
-    done, endless = tmp_path / "train_dir" / "r" / "steps512", tmp_path / "train_dir" / "r" / "steps1000000000"
-    proc = launcher(tmp_path, f"--run={sweep}", "--backend=ray", "--pause_between=0", "--ray_cpus_per_job=1")
-    wait_until(lambda: (done / "finished.json").exists() and checkpoint_steps(endless), proc, timeout=180)
-    proc.send_signal(signal.SIGINT)
+                       "  - {train_for_env_steps: 512}\n  - {train_for_seconds: 10}\n"
+                       "short: {train_for_env_steps: steps, train_for_seconds: secs}\n")
+    sweep_dir = tmp_path / "train_dir" / "r"
+    done, long = sweep_dir / "steps512", sweep_dir / "secs10"
+    argv = (f"--run={sweep}", "--backend=ray", "--pause_between=0", "--ray_cpus_per_job=1")
+
+    proc = launcher(tmp_path, *argv)
+    wait_until(lambda: (done / "finished.json").exists() and checkpoint_steps(long), proc, timeout=180)
+    # Everything it started: Ray's head processes, agents and workers, the experiments.
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    names = " ".join(p.name() for p in tree)
+    assert "raylet" in names and "ray::ExperimentActor" in names and "ray::DashboardAgent" in names
+    proc.kill()
+    proc.communicate()
+    assert not end_survivors(tree, timeout=20)
+    assert not processes_mentioning("ray::", since=started) and set(os.listdir("/dev/shm")) <= shm_before
+    # Its Ray worker gone, the experiment got its parent-death signal and saved.
+    assert "Stopped: SIGTERM received" in console(long) and not (long / "finished.json").exists()
+    saved = max(checkpoint_steps(long))
+
+    # Ctrl+C in a terminal signals the launcher's whole process group (Ray's head processes too).
+    proc = launcher(tmp_path, *argv, new_group=True)
+    wait_until(lambda: max(checkpoint_steps(long)) > saved, proc, timeout=180)
+    os.killpg(proc.pid, signal.SIGINT)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 130, out
-    assert "Submitted steps512 to Ray" in out and "1 of 2 finished, 1 unfinished" in out
-    assert "Stopped: reached train_for_env_steps=512" in console(done)
+    assert "1 finished already (skipped), 1 to run" in out and "Submitted secs10 to Ray" in out
+    assert "Stopped by SIGINT" in out and table_row(out, "secs10")[3] == "unfinished"
     # The child of a Ray worker hears the signal (a worker's threads block SIGINT: not inherited).
-    assert "Stopped: SIGINT received" in console(endless) and "exited with code 0" in console(endless)
+    assert "Stopped: SIGINT received" in console(long) and "exited with code 0" in console(long)
+
+    code, out = launch(tmp_path, *argv)
+    assert code == 0, out
+    assert "2 of 2 finished" in out
+    assert len(command_lines(done)) == 1 and console(done).count("launcher: running") == 1
+    assert len(command_lines(long)) == 3 and console(long).count("Resumed from env_steps=") == 2
+    assert "Stopped: reached train_for_seconds=10" in console(long)
     time.sleep(1)
-    assert not processes_mentioning("ray", since=started), out
+    assert not processes_mentioning("ray::", since=started), out
     assert not processes_mentioning(str(tmp_path)) and set(os.listdir("/dev/shm")) <= shm_before

@@ -4,6 +4,7 @@ folders must be on a path every node sees (they are absolute)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal as signals
@@ -17,6 +18,7 @@ from asyncrl.experiment.layout import CONSOLE_FILE
 from asyncrl.launcher.child import StopSignals, note_exit, start_logged
 from asyncrl.launcher.local import POLL_SEC, log_exit
 from asyncrl.launcher.sweep import Plan, Variant
+from asyncrl.launcher.watchdog import RayWatchdog
 from asyncrl.utils.errors import UserError
 
 log = logging.getLogger("asyncrl.launch")
@@ -67,25 +69,31 @@ def run_ray(plan: Plan, todo: list[Variant], max_parallel: int, num_gpus: int, e
     with `num_gpus` GPUs, started for this launch and shut down at its end)."""
     ray = _import_ray()
     gpus_per_job = 1 / experiments_per_gpu if num_gpus else 0
+    # A local instance ends with the launcher, even a SIGKILLed one (see watchdog.py).
+    with RayWatchdog() if address is None else contextlib.nullcontext():
+        _connect(ray, address, num_gpus)
+        try:
+            # Starting a local instance took SIGTERM over, to stop it; the launcher stops it itself.
+            stop.install()
+            _check_resources(ray.cluster_resources(), cpus_per_job, gpus_per_job)
+            actor_class = ray.remote(ExperimentActor).options(
+                num_cpus=cpus_per_job, num_gpus=gpus_per_job, max_concurrency=2, max_restarts=0)
+            return _run_actors(ray, actor_class, plan, todo, max_parallel, pause_between, stop)
+        finally:
+            ray.shutdown()
+
+
+def _connect(ray: Any, address: str | None, num_gpus: int) -> None:
     if address is None:
         # Ray would SIGKILL an actor's child when the actor dies (the launcher was killed): left
         # alone, the child gets PARENT_DEATH_SIGNAL from the kernel, saves and exits.
         ray.init(address="local", num_gpus=num_gpus, include_dashboard=False, log_to_driver=True,
                  _system_config={"kill_child_processes_on_worker_exit": False})
-        # Starting the instance took SIGTERM over, to stop it; the launcher stops it itself.
-        stop.install()
-    else:
-        try:
-            ray.init(address=address, log_to_driver=True)
-        except ConnectionError as e:
-            raise UserError(f"--ray_address={address}: cannot connect: {e}") from None
+        return
     try:
-        _check_resources(ray.cluster_resources(), cpus_per_job, gpus_per_job)
-        actor_class = ray.remote(ExperimentActor).options(
-            num_cpus=cpus_per_job, num_gpus=gpus_per_job, max_concurrency=2, max_restarts=0)
-        return _run_actors(ray, actor_class, plan, todo, max_parallel, pause_between, stop)
-    finally:
-        ray.shutdown()
+        ray.init(address=address, log_to_driver=True)
+    except ConnectionError as e:
+        raise UserError(f"--ray_address={address}: cannot connect: {e}") from None
 
 
 def _check_resources(cluster: dict[str, float], cpus_per_job: float, gpus_per_job: float) -> None:
