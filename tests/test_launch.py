@@ -85,6 +85,11 @@ def processes_mentioning(text: str, since: float = 0.0) -> list[psutil.Process]:
     return found
 
 
+def plot_hint(sweep_dir: Path, *names: str) -> str:
+    return (f"Overlay their learning curves: python -m asyncrl.plot {' '.join(names)} "
+            f"--train_dir={sweep_dir} --out={sweep_dir / 'learning_curves.png'}")
+
+
 def checkpoint_steps(exp_dir: Path) -> list[int]:
     return [load_checkpoint(p)["env_steps"] for p in (exp_dir / "checkpoint_p0").glob("checkpoint_*.pth")]
 
@@ -192,6 +197,10 @@ def test_example_dry_run_prints_the_same_commands_for_every_backend(tmp_path, ca
         printed[backend] = [line for line in capsys.readouterr().out.splitlines()
                             if line.startswith(sys.executable)]
     assert not (tmp_path / "train_dir").exists()  # a dry run changes nothing
+    assert main([f"--status={EXAMPLE}"]) == 0
+    out = capsys.readouterr().out
+    assert "0 of 4 finished, 0 unfinished, 4 not started" in out
+    assert out.splitlines()[-1].startswith("No learning curves yet")
     assert printed["processes"] == printed["ray"] and len(printed["ray"]) == 4
     assert "--learning_rate=0.003 --batch_size=1024" in printed["ray"][3]
 
@@ -235,6 +244,14 @@ def test_slurm_script_runs_its_experiment_under_bash_and_the_sweep_then_skips_it
     assert "1 of 1 finished" in out, out
     name, seed, state, steps, *_ = table_row(out, "seed7")
     assert (seed, state) == ("7", "finished") and int(steps.replace(",", "")) >= 256
+    # The table ends with the command that overlays the runs' curves; it works as printed.
+    sweep_dir = tmp_path / "train_dir" / "one"
+    assert out.splitlines()[-1] == plot_hint(sweep_dir, "seed7")
+    command = shlex.split(out.splitlines()[-1].split(": ", 1)[1])
+    ran = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert ran.returncode == 0 and "seed7: 1 point up to" in ran.stdout, ran.stdout + ran.stderr
+    assert (sweep_dir / "learning_curves.png").stat().st_size > 0
 
 
 def test_slurm_submits_with_sbatch_and_does_not_submit_a_queued_job_twice(tmp_path):
@@ -300,7 +317,7 @@ def test_processes_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoi
 
     code, out = launch(tmp_path, *argv)
     assert code == 0, out
-    assert "2 of 2 finished" in out
+    assert "2 of 2 finished" in out and plot_hint(sweep_dir, "tfes1000", "tfs5") in out
     assert len(command_lines(short)) == 1 and console(short).count("launcher: running") == 1
     assert len(command_lines(long)) == 3 and console(long).count("Resumed from env_steps=") == 2
     assert "Stopped: reached train_for_seconds=5" in console(long)
