@@ -2,6 +2,9 @@
 user runs them (processes and a real local Ray instance; Slurm scripts written, executed with
 bash, and submitted through stand-in sbatch/squeue), kills and relaunches, and no leftovers."""
 
+import concurrent.futures
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -21,6 +24,7 @@ from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.launcher import Sweep
 from asyncrl.launcher.cli import main, options_markdown
 from asyncrl.launcher.local import GpuSlots, gpu_devices
+from asyncrl.launcher.ray_backend import ExperimentActor
 from asyncrl.launcher.sweep import load_sweep, plan_sweep
 from asyncrl.utils.errors import UserError
 
@@ -34,14 +38,16 @@ def write_yaml(path: Path, text: str) -> Path:
     return path
 
 
-def launcher(tmp_path: Path, *argv: str, env_update: dict | None = None,
-             new_group: bool = False) -> subprocess.Popen:
+def launcher(tmp_path: Path, *argv: str, env_update: dict | None = None, new_group: bool = False,
+             output: Path | None = None) -> subprocess.Popen:
     """The launcher as a user starts it; `new_group`: in a process group of its own, as a shell
-    puts a command (a Ctrl+C in the terminal signals that group)."""
+    puts a command (a Ctrl+C in the terminal signals that group); `output`: a file for what it
+    prints, which can be read while it runs (default: a pipe)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env_update or {})}
-    return subprocess.Popen([sys.executable, "-m", "asyncrl.launch", *argv], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            process_group=0 if new_group else None)
+    with open(output, "w") if output else contextlib.nullcontext(subprocess.PIPE) as stdout:
+        return subprocess.Popen([sys.executable, "-m", "asyncrl.launch", *argv], cwd=tmp_path, env=env,
+                                stdout=stdout, stderr=subprocess.STDOUT, text=True,
+                                process_group=0 if new_group else None)
 
 
 def launch(tmp_path: Path, *argv: str, timeout: float = 180, **kwargs) -> tuple[int, str]:
@@ -306,9 +312,9 @@ def test_processes_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoi
     saved = max(checkpoint_steps(long))
     assert "launcher: running CUDA_VISIBLE_DEVICES=0 " in console(short)
 
-    proc = launcher(tmp_path, *argv)
+    proc = launcher(tmp_path, *argv, new_group=True)
     wait_until(lambda: max(checkpoint_steps(long)) > saved, proc)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl+C in a terminal: the launcher's process group
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 130, out
     assert "1 finished already (skipped), 1 to run" in out and "Stopped by SIGINT" in out
@@ -322,6 +328,41 @@ def test_processes_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoi
     assert len(command_lines(long)) == 3 and console(long).count("Resumed from env_steps=") == 2
     assert "Stopped: reached train_for_seconds=5" in console(long)
     assert not processes_mentioning(str(sweep_dir)) and set(os.listdir("/dev/shm")) <= shm_before
+
+
+def test_relaunch_waits_for_a_run_still_running_from_an_earlier_launch(tmp_path):
+    sweep = write_yaml(tmp_path / "w.yaml", f"name: w\nbase: {TINY} --train_for_env_steps=256\n"
+                                            "grid: {seed: [1]}\n")
+    exp_dir = tmp_path / "train_dir" / "w" / "seed1"
+    exp_dir.mkdir(parents=True)
+    output = tmp_path / "launcher.txt"
+    # As a run from an earlier launch that is still saving its checkpoint holds it.
+    with open(exp_dir / "console.txt", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        proc = launcher(tmp_path, f"--run={sweep}", "--pause_between=0", output=output)
+        wait_until(lambda: "Waiting: an earlier run of seed1 is still running" in output.read_text(), proc)
+        assert "launcher: running" not in console(exp_dir)
+    assert proc.wait(timeout=120) == 0, output.read_text()
+    assert "1 of 1 finished" in output.read_text() and console(exp_dir).count("launcher: running") == 1
+
+
+
+def test_ray_actor_waits_for_a_run_still_running_and_gives_up_when_stopped(tmp_path, capfd):
+    actor = ExperimentActor()  # the class itself: its waiting needs no Ray
+    command = ["python", "-c", "print('ran')"]
+    with open(tmp_path / "console.txt", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        result = concurrent.futures.ThreadPoolExecutor(1).submit(actor.run, command, str(tmp_path))
+        wait_until(lambda: "Waiting: an earlier run of" in capfd.readouterr().out)
+    assert result.result(timeout=60) == 0 and "ran\n" in console(tmp_path)
+
+    stopped = ExperimentActor()
+    with open(tmp_path / "console.txt", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        result = concurrent.futures.ThreadPoolExecutor(1).submit(stopped.run, command, str(tmp_path))
+        stopped.stop(signal.SIGINT)
+        assert result.result(timeout=60) == -signal.SIGINT
+    assert console(tmp_path).count("ran\n") == 1
 
 
 # -- ray: a real local instance -------------------------------------------------------------------

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from asyncrl.experiment.layout import CONSOLE_FILE
-from asyncrl.launcher.child import StopSignals, note_exit, start_logged
-from asyncrl.launcher.local import POLL_SEC, log_exit
+from asyncrl.launcher.child import ExperimentBusy, StopSignals, note_exit, start_logged
+from asyncrl.launcher.local import BUSY_RETRY_SEC, POLL_SEC, log_exit
 from asyncrl.launcher.sweep import Plan, Variant
 from asyncrl.launcher.watchdog import RayWatchdog
 from asyncrl.utils.errors import UserError
@@ -37,11 +37,20 @@ class ExperimentActor:
         # The command's interpreter is this worker's: nodes may keep Python elsewhere.
         command = [sys.executable if command[0] == "python" else command[0], *command[1:]]
         started = time.monotonic()
-        with self._lock:
-            if self._stop_signal is not None:
-                return -self._stop_signal
-            # CUDA_VISIBLE_DEVICES, when the actor has a GPU, is Ray's: the child inherits it.
-            self._proc = start_logged(command, Path(exp_dir), {})
+        waiting = False
+        while self._proc is None:
+            with self._lock:
+                if self._stop_signal is not None:
+                    return -self._stop_signal
+                try:
+                    # CUDA_VISIBLE_DEVICES, when the actor has a GPU, is Ray's: the child inherits it.
+                    self._proc = start_logged(command, Path(exp_dir), {})
+                    continue
+                except ExperimentBusy as e:  # it goes on once the earlier run has exited
+                    if not waiting:
+                        print(f"Waiting: {e}", flush=True)
+                    waiting = True
+            time.sleep(BUSY_RETRY_SEC)
         print(f"{Path(exp_dir).name}: started on {os.uname().nodename} (pid {self._proc.pid})", flush=True)
         returncode = self._proc.wait()
         note_exit(Path(exp_dir), returncode, time.monotonic() - started)
