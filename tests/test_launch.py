@@ -26,6 +26,7 @@ from asyncrl.launcher.cli import main, options_markdown
 from asyncrl.launcher.local import GpuSlots, gpu_devices
 from asyncrl.launcher.ray_backend import ExperimentActor
 from asyncrl.launcher.sweep import load_sweep, plan_sweep
+from asyncrl.launcher.watchdog import running
 from asyncrl.utils.errors import UserError
 
 EXAMPLE = REPO / "examples" / "cartpole_sweep.py"
@@ -371,12 +372,10 @@ def end_survivors(processes: list[psutil.Process], timeout: float) -> list[str]:
     """Waits up to `timeout` s for `processes` to exit; kills those still running (the test
     started them) and returns what they were."""
     deadline = time.monotonic() + timeout
-    alive = processes
-    while alive and time.monotonic() < deadline:
+    while any(running(p) for p in processes) and time.monotonic() < deadline:
         time.sleep(0.1)
-        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     survivors = []
-    for p in alive:
+    for p in filter(running, processes):
         try:
             survivors.append(f"{p.pid} {p.name()}")
             p.kill()

@@ -22,6 +22,7 @@ import os
 import select
 import subprocess
 import sys
+import time
 
 import psutil
 
@@ -42,14 +43,24 @@ def ray_processes(launcher: psutil.Process) -> list[psutil.Process]:
     return found
 
 
-def end(processes: dict[int, psutil.Process]) -> None:
+def running(p: psutil.Process) -> bool:
+    """Not exited (a zombie has: it waits only for its parent to collect its status)."""
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def end(processes: list[psutil.Process]) -> None:
     """SIGKILLs those still running (psutil checks the start time) and waits for them to go."""
-    for p in processes.values():
+    for p in processes:
         try:
             p.kill()
-        except psutil.NoSuchProcess:
+        except psutil.Error:
             pass
-    psutil.wait_procs(list(processes.values()), timeout=GIVE_UP_SEC)
+    deadline = time.monotonic() + GIVE_UP_SEC
+    while any(running(p) for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def watch(launcher_pid: int) -> None:
@@ -63,7 +74,7 @@ def watch(launcher_pid: int) -> None:
                 break  # end of file: the launcher is gone or done
     except psutil.NoSuchProcess:  # the launcher died between two looks
         pass
-    end(noted)
+    end(list(noted.values()))
 
 
 class RayWatchdog:
