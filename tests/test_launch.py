@@ -81,11 +81,12 @@ def table_row(out: str, name: str) -> list[str]:
 
 
 def processes_mentioning(text: str, since: float = 0.0) -> list[psutil.Process]:
+    """Running ones (a zombie has exited: it waits for its parent, or init, to collect it)."""
     found = []
     for p in psutil.process_iter(["cmdline", "create_time", "name"]):
         try:
             line = " ".join(p.info["cmdline"] or []) + " " + (p.info["name"] or "")
-            if text in line and p.info["create_time"] >= since and p.pid != os.getpid():
+            if text in line and p.info["create_time"] >= since and p.pid != os.getpid() and running(p):
                 found.append(p)
         except psutil.Error:
             pass
