@@ -389,15 +389,16 @@ def test_ray_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoing_run
     pytest.importorskip("ray")
     started = time.time()
     shm_before = set(os.listdir("/dev/shm"))
-    # Both at once on a local Ray instance: "done" finishes in the first launch; "long" (10 s of
-    # training in all) is killed with the launcher, resumed and stopped by Ctrl+C, resumed again
-    # and then finishes.
+    # One at a time on a local Ray instance: "done" finishes in the first launch; "long" (10 s of
+    # training in all) is killed with the launcher a second into its run, resumed and stopped by
+    # Ctrl+C, resumed again and then finishes.
     sweep = write_yaml(tmp_path / "r.yaml", f"name: r\nbase: {TINY} --save_every_sec=1\nvariants:\n"
                        "  - {train_for_env_steps: 512}\n  - {train_for_seconds: 10}\n"
                        "short: {train_for_env_steps: steps, train_for_seconds: secs}\n")
     sweep_dir = tmp_path / "train_dir" / "r"
     done, long = sweep_dir / "steps512", sweep_dir / "secs10"
-    argv = (f"--run={sweep}", "--backend=ray", "--pause_between=0", "--ray_cpus_per_job=1")
+    argv = (f"--run={sweep}", "--backend=ray", "--max_parallel=1", "--pause_between=0",
+            "--ray_cpus_per_job=1")
 
     proc = launcher(tmp_path, *argv)
     wait_until(lambda: (done / "finished.json").exists() and checkpoint_steps(long), proc, timeout=180)

@@ -30,17 +30,11 @@ NOTE_EVERY_SEC = 0.5  # Ray starts its processes at ray.init and each worker whe
 GIVE_UP_SEC = 10.0
 
 
-def ray_processes(launcher: psutil.Process) -> list[psutil.Process]:
-    """The launcher's descendants in its own session: not the experiments, not this watchdog."""
-    session = os.getsid(launcher.pid)
-    found = []
-    for p in launcher.children(recursive=True):
-        try:
-            if os.getsid(p.pid) == session and p.pid != os.getpid():
-                found.append(p)
-        except ProcessLookupError:
-            pass
-    return found
+def in_session(p: psutil.Process, session: int) -> bool:
+    try:
+        return os.getsid(p.pid) == session and p.pid != os.getpid()
+    except ProcessLookupError:
+        return False
 
 
 def running(p: psutil.Process) -> bool:
@@ -65,16 +59,19 @@ def end(processes: list[psutil.Process]) -> None:
 
 def watch(launcher_pid: int) -> None:
     noted: dict[int, psutil.Process] = {}
+    session = os.getsid(launcher_pid)
     try:
         launcher = psutil.Process(launcher_pid)
         while True:
-            noted.update((p.pid, p) for p in ray_processes(launcher))
+            # The launcher's descendants in its session: Ray's processes, not the experiments.
+            noted.update((p.pid, p) for p in launcher.children(recursive=True) if in_session(p, session))
             readable, _, _ = select.select([sys.stdin], [], [], NOTE_EVERY_SEC)
             if readable and not os.read(sys.stdin.fileno(), 4096):
                 break  # end of file: the launcher is gone or done
     except psutil.NoSuchProcess:  # the launcher died between two looks
         pass
-    end(list(noted.values()))
+    # Again now: a child seen between its fork and its setsid is an experiment's session leader.
+    end([p for p in noted.values() if in_session(p, session)])
 
 
 class RayWatchdog:
