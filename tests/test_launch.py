@@ -20,7 +20,7 @@ import pytest
 
 from training_process import REPO
 
-from asyncrl.experiment.checkpoint import load_checkpoint
+from asyncrl.experiment.checkpoint import CheckpointError, load_checkpoint
 from asyncrl.launcher import Sweep
 from asyncrl.launcher.cli import main, options_markdown
 from asyncrl.launcher.local import GpuSlots, gpu_devices
@@ -99,7 +99,16 @@ def plot_hint(sweep_dir: Path, *names: str) -> str:
 
 
 def checkpoint_steps(exp_dir: Path) -> list[int]:
-    return [load_checkpoint(p)["env_steps"] for p in (exp_dir / "checkpoint_p0").glob("checkpoint_*.pth")]
+    """The env steps of the experiment's checkpoints, read while it may be running."""
+    steps = []
+    for path in (exp_dir / "checkpoint_p0").glob("checkpoint_*.pth"):
+        try:
+            steps.append(load_checkpoint(path)["env_steps"])
+        except CheckpointError:
+            if path.exists():
+                raise
+            # Else the run removed it (it keeps the latest few) after the listing.
+    return steps
 
 
 def console(exp_dir: Path) -> str:
