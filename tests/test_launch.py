@@ -378,20 +378,25 @@ def test_ray_actor_waits_for_a_run_still_running_and_gives_up_when_stopped(tmp_p
 
 # -- ray: a real local instance -------------------------------------------------------------------
 
+def name_of(p: psutil.Process) -> str:
+    try:
+        return p.name()
+    except psutil.NoSuchProcess:  # e.g. a process of the experiment that just finished
+        return ""
+
+
 def end_survivors(processes: list[psutil.Process], timeout: float) -> list[str]:
     """Waits up to `timeout` s for `processes` to exit; kills those still running (the test
     started them) and returns what they were."""
     deadline = time.monotonic() + timeout
     while any(running(p) for p in processes) and time.monotonic() < deadline:
         time.sleep(0.1)
-    survivors = []
-    for p in filter(running, processes):
-        try:
-            survivors.append(f"{p.pid} {p.name()}")
+    survivors = [p for p in processes if running(p)]
+    described = [f"{p.pid} {name_of(p)}" for p in survivors]
+    for p in survivors:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    return survivors
+    return described
 
 
 def test_ray_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoing_runs(tmp_path):
@@ -413,7 +418,7 @@ def test_ray_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoing_run
     wait_until(lambda: (done / "finished.json").exists() and checkpoint_steps(long), proc, timeout=180)
     # Everything it started: Ray's head processes, agents and workers, the experiments.
     tree = psutil.Process(proc.pid).children(recursive=True)
-    names = " ".join(p.name() for p in tree)
+    names = " ".join(name_of(p) for p in tree)
     assert "raylet" in names and "ray::ExperimentActor" in names and "ray::DashboardAgent" in names
     proc.kill()
     proc.communicate()
