@@ -2,6 +2,9 @@
 user runs them (processes and a real local Ray instance; Slurm scripts written, executed with
 bash, and submitted through stand-in sbatch/squeue), kills and relaunches, and no leftovers."""
 
+import concurrent.futures
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -17,11 +20,13 @@ import pytest
 
 from training_process import REPO
 
-from asyncrl.experiment.checkpoint import load_checkpoint
+from asyncrl.experiment.checkpoint import CheckpointError, load_checkpoint
 from asyncrl.launcher import Sweep
 from asyncrl.launcher.cli import main, options_markdown
 from asyncrl.launcher.local import GpuSlots, gpu_devices
+from asyncrl.launcher.ray_backend import ExperimentActor
 from asyncrl.launcher.sweep import load_sweep, plan_sweep
+from asyncrl.launcher.watchdog import running
 from asyncrl.utils.errors import UserError
 
 EXAMPLE = REPO / "examples" / "cartpole_sweep.py"
@@ -34,10 +39,16 @@ def write_yaml(path: Path, text: str) -> Path:
     return path
 
 
-def launcher(tmp_path: Path, *argv: str, env_update: dict | None = None) -> subprocess.Popen:
+def launcher(tmp_path: Path, *argv: str, env_update: dict | None = None, new_group: bool = False,
+             output: Path | None = None) -> subprocess.Popen:
+    """The launcher as a user starts it; `new_group`: in a process group of its own, as a shell
+    puts a command (a Ctrl+C in the terminal signals that group); `output`: a file for what it
+    prints, which can be read while it runs (default: a pipe)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env_update or {})}
-    return subprocess.Popen([sys.executable, "-m", "asyncrl.launch", *argv], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(output, "w") if output else contextlib.nullcontext(subprocess.PIPE) as stdout:
+        return subprocess.Popen([sys.executable, "-m", "asyncrl.launch", *argv], cwd=tmp_path, env=env,
+                                stdout=stdout, stderr=subprocess.STDOUT, text=True,
+                                process_group=0 if new_group else None)
 
 
 def launch(tmp_path: Path, *argv: str, timeout: float = 180, **kwargs) -> tuple[int, str]:
@@ -70,19 +81,34 @@ def table_row(out: str, name: str) -> list[str]:
 
 
 def processes_mentioning(text: str, since: float = 0.0) -> list[psutil.Process]:
+    """Running ones (a zombie has exited: it waits for its parent, or init, to collect it)."""
     found = []
     for p in psutil.process_iter(["cmdline", "create_time", "name"]):
         try:
             line = " ".join(p.info["cmdline"] or []) + " " + (p.info["name"] or "")
-            if text in line and p.info["create_time"] >= since and p.pid != os.getpid():
+            if text in line and p.info["create_time"] >= since and p.pid != os.getpid() and running(p):
                 found.append(p)
         except psutil.Error:
             pass
     return found
 
 
+def plot_hint(sweep_dir: Path, *names: str) -> str:
+    return (f"Overlay their learning curves: python -m asyncrl.plot {' '.join(names)} "
+            f"--train_dir={sweep_dir} --out={sweep_dir / 'learning_curves.png'}")
+
+
 def checkpoint_steps(exp_dir: Path) -> list[int]:
-    return [load_checkpoint(p)["env_steps"] for p in (exp_dir / "checkpoint_p0").glob("checkpoint_*.pth")]
+    """The env steps of the experiment's checkpoints, read while it may be running."""
+    steps = []
+    for path in (exp_dir / "checkpoint_p0").glob("checkpoint_*.pth"):
+        try:
+            steps.append(load_checkpoint(path)["env_steps"])
+        except CheckpointError:
+            if path.exists():
+                raise
+            # Else the run removed it (it keeps the latest few) after the listing.
+    return steps
 
 
 def console(exp_dir: Path) -> str:
@@ -188,6 +214,10 @@ def test_example_dry_run_prints_the_same_commands_for_every_backend(tmp_path, ca
         printed[backend] = [line for line in capsys.readouterr().out.splitlines()
                             if line.startswith(sys.executable)]
     assert not (tmp_path / "train_dir").exists()  # a dry run changes nothing
+    assert main([f"--status={EXAMPLE}"]) == 0
+    out = capsys.readouterr().out
+    assert "0 of 4 finished, 0 unfinished, 4 not started" in out
+    assert out.splitlines()[-1].startswith("No learning curves yet")
     assert printed["processes"] == printed["ray"] and len(printed["ray"]) == 4
     assert "--learning_rate=0.003 --batch_size=1024" in printed["ray"][3]
 
@@ -231,6 +261,14 @@ def test_slurm_script_runs_its_experiment_under_bash_and_the_sweep_then_skips_it
     assert "1 of 1 finished" in out, out
     name, seed, state, steps, *_ = table_row(out, "seed7")
     assert (seed, state) == ("7", "finished") and int(steps.replace(",", "")) >= 256
+    # The table ends with the command that overlays the runs' curves; it works as printed.
+    sweep_dir = tmp_path / "train_dir" / "one"
+    assert out.splitlines()[-1] == plot_hint(sweep_dir, "seed7")
+    command = shlex.split(out.splitlines()[-1].split(": ", 1)[1])
+    ran = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert ran.returncode == 0 and "seed7: 1 point up to" in ran.stdout, ran.stdout + ran.stderr
+    assert (sweep_dir / "learning_curves.png").stat().st_size > 0
 
 
 def test_slurm_submits_with_sbatch_and_does_not_submit_a_queued_job_twice(tmp_path):
@@ -285,9 +323,9 @@ def test_processes_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoi
     saved = max(checkpoint_steps(long))
     assert "launcher: running CUDA_VISIBLE_DEVICES=0 " in console(short)
 
-    proc = launcher(tmp_path, *argv)
+    proc = launcher(tmp_path, *argv, new_group=True)
     wait_until(lambda: max(checkpoint_steps(long)) > saved, proc)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl+C in a terminal: the launcher's process group
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 130, out
     assert "1 finished already (skipped), 1 to run" in out and "Stopped by SIGINT" in out
@@ -296,33 +334,117 @@ def test_processes_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoi
 
     code, out = launch(tmp_path, *argv)
     assert code == 0, out
-    assert "2 of 2 finished" in out
+    assert "2 of 2 finished" in out and plot_hint(sweep_dir, "tfes1000", "tfs5") in out
     assert len(command_lines(short)) == 1 and console(short).count("launcher: running") == 1
     assert len(command_lines(long)) == 3 and console(long).count("Resumed from env_steps=") == 2
     assert "Stopped: reached train_for_seconds=5" in console(long)
     assert not processes_mentioning(str(sweep_dir)) and set(os.listdir("/dev/shm")) <= shm_before
 
 
+def test_relaunch_waits_for_a_run_still_running_from_an_earlier_launch(tmp_path):
+    sweep = write_yaml(tmp_path / "w.yaml", f"name: w\nbase: {TINY} --train_for_env_steps=256\n"
+                                            "grid: {seed: [1]}\n")
+    exp_dir = tmp_path / "train_dir" / "w" / "seed1"
+    exp_dir.mkdir(parents=True)
+    output = tmp_path / "launcher.txt"
+    # As a run from an earlier launch that is still saving its checkpoint holds it.
+    with open(exp_dir / "console.txt", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        proc = launcher(tmp_path, f"--run={sweep}", "--pause_between=0", output=output)
+        wait_until(lambda: "Waiting: an earlier run of seed1 is still running" in output.read_text(), proc)
+        assert "launcher: running" not in console(exp_dir)
+    assert proc.wait(timeout=120) == 0, output.read_text()
+    assert "1 of 1 finished" in output.read_text() and console(exp_dir).count("launcher: running") == 1
+
+
+
+def test_ray_actor_waits_for_a_run_still_running_and_gives_up_when_stopped(tmp_path, capfd):
+    actor = ExperimentActor()  # the class itself: its waiting needs no Ray
+    command = ["python", "-c", "print('ran')"]
+    with open(tmp_path / "console.txt", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        result = concurrent.futures.ThreadPoolExecutor(1).submit(actor.run, command, str(tmp_path))
+        wait_until(lambda: "Waiting: an earlier run of" in capfd.readouterr().out)
+    assert result.result(timeout=60) == 0 and "ran\n" in console(tmp_path)
+
+    stopped = ExperimentActor()
+    with open(tmp_path / "console.txt", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        result = concurrent.futures.ThreadPoolExecutor(1).submit(stopped.run, command, str(tmp_path))
+        stopped.stop(signal.SIGINT)
+        assert result.result(timeout=60) == -signal.SIGINT
+    assert console(tmp_path).count("ran\n") == 1
+
+
 # -- ray: a real local instance -------------------------------------------------------------------
 
-def test_ray_runs_a_two_variant_sweep_stops_on_ctrl_c_and_leaves_no_process(tmp_path):
+def name_of(p: psutil.Process) -> str:
+    try:
+        return p.name()
+    except psutil.NoSuchProcess:  # e.g. a process of the experiment that just finished
+        return ""
+
+
+def end_survivors(processes: list[psutil.Process], timeout: float) -> list[str]:
+    """Waits up to `timeout` s for `processes` to exit; kills those still running (the test
+    started them) and returns what they were."""
+    deadline = time.monotonic() + timeout
+    while any(running(p) for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [p for p in processes if running(p)]
+    described = [f"{p.pid} {name_of(p)}" for p in survivors]
+    for p in survivors:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    return described
+
+
+def test_ray_sweep_survives_sigkill_and_ctrl_c_and_completes_without_redoing_runs(tmp_path):
     pytest.importorskip("ray")
     started = time.time()
     shm_before = set(os.listdir("/dev/shm"))
-    # Both at once on a local Ray instance: "done" finishes, "endless" is stopped by Ctrl+C.
+    # One at a time on a local Ray instance: "done" finishes in the first launch; "long" (10 s of
+    # training in all) is killed with the launcher a second into its run, resumed and stopped by
+    # Ctrl+C, resumed again and then finishes.
     sweep = write_yaml(tmp_path / "r.yaml", f"name: r\nbase: {TINY} --save_every_sec=1\nvariants:\n"
-                       "  - {train_for_env_steps: 512}\n  - {train_for_env_steps: 1000000000}\n"
-                       "short: {train_for_env_steps: steps}\n")
-    done, endless = tmp_path / "train_dir" / "r" / "steps512", tmp_path / "train_dir" / "r" / "steps1000000000"
-    proc = launcher(tmp_path, f"--run={sweep}", "--backend=ray", "--pause_between=0", "--ray_cpus_per_job=1")
-    wait_until(lambda: (done / "finished.json").exists() and checkpoint_steps(endless), proc, timeout=180)
-    proc.send_signal(signal.SIGINT)
+                       "  - {train_for_env_steps: 512}\n  - {train_for_seconds: 10}\n"
+                       "short: {train_for_env_steps: steps, train_for_seconds: secs}\n")
+    sweep_dir = tmp_path / "train_dir" / "r"
+    done, long = sweep_dir / "steps512", sweep_dir / "secs10"
+    argv = (f"--run={sweep}", "--backend=ray", "--max_parallel=1", "--pause_between=0",
+            "--ray_cpus_per_job=1")
+
+    proc = launcher(tmp_path, *argv)
+    wait_until(lambda: (done / "finished.json").exists() and checkpoint_steps(long), proc, timeout=180)
+    # Everything it started: Ray's head processes, agents and workers, the experiments.
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    names = " ".join(name_of(p) for p in tree)
+    assert "raylet" in names and "ray::ExperimentActor" in names and "ray::DashboardAgent" in names
+    proc.kill()
+    proc.communicate()
+    assert not end_survivors(tree, timeout=20)
+    assert not processes_mentioning("ray::", since=started) and set(os.listdir("/dev/shm")) <= shm_before
+    # Its Ray worker gone, the experiment got its parent-death signal and saved.
+    assert "Stopped: SIGTERM received" in console(long) and not (long / "finished.json").exists()
+    saved = max(checkpoint_steps(long))
+
+    # Ctrl+C in a terminal signals the launcher's whole process group (Ray's head processes too).
+    proc = launcher(tmp_path, *argv, new_group=True)
+    wait_until(lambda: max(checkpoint_steps(long)) > saved, proc, timeout=180)
+    os.killpg(proc.pid, signal.SIGINT)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 130, out
-    assert "Submitted steps512 to Ray" in out and "1 of 2 finished, 1 unfinished" in out
-    assert "Stopped: reached train_for_env_steps=512" in console(done)
+    assert "1 finished already (skipped), 1 to run" in out and "Submitted secs10 to Ray" in out
+    assert "Stopped by SIGINT" in out and table_row(out, "secs10")[3] == "unfinished"
     # The child of a Ray worker hears the signal (a worker's threads block SIGINT: not inherited).
-    assert "Stopped: SIGINT received" in console(endless) and "exited with code 0" in console(endless)
+    assert "Stopped: SIGINT received" in console(long) and "exited with code 0" in console(long)
+
+    code, out = launch(tmp_path, *argv)
+    assert code == 0, out
+    assert "2 of 2 finished" in out
+    assert len(command_lines(done)) == 1 and console(done).count("launcher: running") == 1
+    assert len(command_lines(long)) == 3 and console(long).count("Resumed from env_steps=") == 2
+    assert "Stopped: reached train_for_seconds=10" in console(long)
     time.sleep(1)
-    assert not processes_mentioning("ray", since=started), out
+    assert not processes_mentioning("ray::", since=started), out
     assert not processes_mentioning(str(tmp_path)) and set(os.listdir("/dev/shm")) <= shm_before

@@ -3,6 +3,7 @@ console.txt in its folder, and its life tied to whoever started it (the launcher
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import signal as signals
@@ -39,14 +40,26 @@ def _stamp(text: str) -> str:
     return f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] launcher: {text}\n"
 
 
+class ExperimentBusy(Exception):
+    """An earlier run of the experiment is still running (e.g. saving its checkpoint after its
+    launcher was killed): starting another in the same folder now would mix the two."""
+
+
 def start_logged(command: list[str], exp_dir: Path, env_update: Mapping[str, str]) -> subprocess.Popen:
     """Starts `command`, its stdout and stderr appended to <exp_dir>/console.txt. The child gets a
     session of its own: a Ctrl+C in the terminal reaches only the launcher, which decides how to
-    stop it."""
+    stop it. Raises ExperimentBusy while an earlier run of the experiment holds console.txt."""
     exp_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **env_update}
     shown = " ".join(f"{k}={v}" for k, v in env_update.items())
     with open(exp_dir / CONSOLE_FILE, "a") as log:
+        # The lock belongs to this open file, which is also the child's stdout: the child and every
+        # process it starts hold it until the last of them exits.
+        try:
+            fcntl.flock(log.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ExperimentBusy(f"an earlier run of {exp_dir.name} is still running (it holds "
+                                 f"{exp_dir / CONSOLE_FILE})") from None
         log.write(_stamp(f"running {shown + ' ' if shown else ''}{shlex.join(command)}"))
         log.flush()
         return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -11,12 +11,13 @@ import time
 from dataclasses import dataclass
 
 from asyncrl.experiment.layout import CONSOLE_FILE
-from asyncrl.launcher.child import StopSignals, note_exit, start_logged
+from asyncrl.launcher.child import ExperimentBusy, StopSignals, note_exit, start_logged
 from asyncrl.launcher.sweep import Plan, Variant
 from asyncrl.utils.errors import UserError
 
 log = logging.getLogger("asyncrl.launch")
 POLL_SEC = 0.1
+BUSY_RETRY_SEC = 0.5
 
 
 @dataclass
@@ -73,6 +74,7 @@ def run_processes(plan: Plan, todo: list[Variant], max_parallel: int, devices: l
     running: dict[subprocess.Popen, _Running] = {}
     exit_codes: dict[str, int] = {}
     next_start = 0.0
+    busy: set[str] = set()  # experiments found still running from an earlier launch
     while running or (queue and not stop.stopping):
         for signum in stop.new():
             for proc in running:
@@ -85,6 +87,14 @@ def run_processes(plan: Plan, todo: list[Variant], max_parallel: int, devices: l
                 env = {} if gpu is None else {"CUDA_VISIBLE_DEVICES": devices[gpu]}
                 try:
                     proc = start_logged(plan.command(variant, sys.executable), variant.exp_dir, env)
+                except ExperimentBusy as e:  # it goes on once the earlier run has exited
+                    if variant.name not in busy:
+                        log.warning("Waiting: %s", e)
+                    busy.add(variant.name)
+                    gpus.give_back(gpu)
+                    queue.append(variant)
+                    next_start = now + BUSY_RETRY_SEC
+                    continue
                 except OSError as e:  # e.g. a sweep `command` that is not there
                     log.error("%s could not start: %s", variant.name, e)
                     gpus.give_back(gpu)

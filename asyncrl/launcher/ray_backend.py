@@ -4,6 +4,7 @@ folders must be on a path every node sees (they are absolute)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal as signals
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from asyncrl.experiment.layout import CONSOLE_FILE
-from asyncrl.launcher.child import StopSignals, note_exit, start_logged
-from asyncrl.launcher.local import POLL_SEC, log_exit
+from asyncrl.launcher.child import ExperimentBusy, StopSignals, note_exit, start_logged
+from asyncrl.launcher.local import BUSY_RETRY_SEC, POLL_SEC, log_exit
 from asyncrl.launcher.sweep import Plan, Variant
+from asyncrl.launcher.watchdog import RayWatchdog
 from asyncrl.utils.errors import UserError
 
 log = logging.getLogger("asyncrl.launch")
@@ -35,11 +37,20 @@ class ExperimentActor:
         # The command's interpreter is this worker's: nodes may keep Python elsewhere.
         command = [sys.executable if command[0] == "python" else command[0], *command[1:]]
         started = time.monotonic()
-        with self._lock:
-            if self._stop_signal is not None:
-                return -self._stop_signal
-            # CUDA_VISIBLE_DEVICES, when the actor has a GPU, is Ray's: the child inherits it.
-            self._proc = start_logged(command, Path(exp_dir), {})
+        waiting = False
+        while self._proc is None:
+            with self._lock:
+                if self._stop_signal is not None:
+                    return -self._stop_signal
+                try:
+                    # CUDA_VISIBLE_DEVICES, when the actor has a GPU, is Ray's: the child inherits it.
+                    self._proc = start_logged(command, Path(exp_dir), {})
+                    continue
+                except ExperimentBusy as e:  # it goes on once the earlier run has exited
+                    if not waiting:
+                        print(f"Waiting: {e}", flush=True)
+                    waiting = True
+            time.sleep(BUSY_RETRY_SEC)
         print(f"{Path(exp_dir).name}: started on {os.uname().nodename} (pid {self._proc.pid})", flush=True)
         returncode = self._proc.wait()
         note_exit(Path(exp_dir), returncode, time.monotonic() - started)
@@ -67,25 +78,31 @@ def run_ray(plan: Plan, todo: list[Variant], max_parallel: int, num_gpus: int, e
     with `num_gpus` GPUs, started for this launch and shut down at its end)."""
     ray = _import_ray()
     gpus_per_job = 1 / experiments_per_gpu if num_gpus else 0
+    # A local instance ends with the launcher, even a SIGKILLed one (see watchdog.py).
+    with RayWatchdog() if address is None else contextlib.nullcontext():
+        _connect(ray, address, num_gpus)
+        try:
+            # Starting a local instance took SIGTERM over, to stop it; the launcher stops it itself.
+            stop.install()
+            _check_resources(ray.cluster_resources(), cpus_per_job, gpus_per_job)
+            actor_class = ray.remote(ExperimentActor).options(
+                num_cpus=cpus_per_job, num_gpus=gpus_per_job, max_concurrency=2, max_restarts=0)
+            return _run_actors(ray, actor_class, plan, todo, max_parallel, pause_between, stop)
+        finally:
+            ray.shutdown()
+
+
+def _connect(ray: Any, address: str | None, num_gpus: int) -> None:
     if address is None:
         # Ray would SIGKILL an actor's child when the actor dies (the launcher was killed): left
         # alone, the child gets PARENT_DEATH_SIGNAL from the kernel, saves and exits.
         ray.init(address="local", num_gpus=num_gpus, include_dashboard=False, log_to_driver=True,
                  _system_config={"kill_child_processes_on_worker_exit": False})
-        # Starting the instance took SIGTERM over, to stop it; the launcher stops it itself.
-        stop.install()
-    else:
-        try:
-            ray.init(address=address, log_to_driver=True)
-        except ConnectionError as e:
-            raise UserError(f"--ray_address={address}: cannot connect: {e}") from None
+        return
     try:
-        _check_resources(ray.cluster_resources(), cpus_per_job, gpus_per_job)
-        actor_class = ray.remote(ExperimentActor).options(
-            num_cpus=cpus_per_job, num_gpus=gpus_per_job, max_concurrency=2, max_restarts=0)
-        return _run_actors(ray, actor_class, plan, todo, max_parallel, pause_between, stop)
-    finally:
-        ray.shutdown()
+        ray.init(address=address, log_to_driver=True)
+    except ConnectionError as e:
+        raise UserError(f"--ray_address={address}: cannot connect: {e}") from None
 
 
 def _check_resources(cluster: dict[str, float], cpus_per_job: float, gpus_per_job: float) -> None:

@@ -13,6 +13,7 @@ from asyncrl.launcher.sweep import Plan, Variant, format_value
 from asyncrl.utils.errors import UserError
 
 FINISHED, UNFINISHED, NOT_STARTED = "finished", "unfinished", "not started"
+PLOT_IMAGE = "learning_curves.png"  # in the sweep folder
 
 
 def last_command_args(exp_dir: Path) -> list[str] | None:
@@ -85,4 +86,19 @@ def status_table(plan: Plan) -> str:
     summary = (f"Sweep {plan.name} in {plan.sweep_dir}: {states.count(FINISHED)} of "
                f"{len(plan.variants)} finished, {states.count(UNFINISHED)} unfinished, "
                f"{states.count(NOT_STARTED)} not started")
-    return "\n".join([summary, *lines])
+    return "\n".join([summary, *lines, plot_hint(plan)])
+
+
+def _has_curves(exp_dir: Path) -> bool:
+    """It has TensorBoard event files, which asyncrl.plot reads (`<experiment>/summaries/`)."""
+    return any((exp_dir / "summaries").glob("events.out.tfevents.*"))
+
+
+def plot_hint(plan: Plan) -> str:
+    """One line: the command that overlays the learning curves of the sweep's experiments."""
+    names = [v.name for v in plan.variants if _has_curves(v.exp_dir)]
+    if not names:
+        return "No learning curves yet: asyncrl.plot overlays them once the experiments have summaries"
+    command = ["python", "-m", "asyncrl.plot", *names, f"--train_dir={plan.sweep_dir}",
+               f"--out={plan.sweep_dir / PLOT_IMAGE}"]
+    return f"Overlay their learning curves: {shlex.join(command)}"
