@@ -24,8 +24,10 @@ TINY = ["--num_workers=2", "--num_envs_per_worker=4", "--rollout=16", "--batch_s
         "--num_batches_per_epoch=1", "--encoder_mlp_layers", "16", "--rnn_size=16"]
 
 
-def start(tmp_path: Path, *argv: str, script: list[str] | None = None) -> subprocess.Popen:
-    return start_training(tmp_path, "--serial_mode=false", *argv, script=script)
+def start(tmp_path: Path, *argv: str, script: list[str] | None = None,
+          new_session: bool = False) -> subprocess.Popen:
+    return start_training(tmp_path, "--serial_mode=false", *argv, script=script,
+                          new_session=new_session)
 
 
 def workers_of(proc: subprocess.Popen) -> dict[str, psutil.Process]:
@@ -93,18 +95,25 @@ def test_env_that_always_fails_stops_the_run_with_a_clear_error(tmp_path):
     assert "failed 4 times in a row in step (limit --max_consecutive_env_failures=3)" in out
 
 
-def test_sigint_leaves_no_child_process_and_no_shared_memory(tmp_path):
+@pytest.mark.parametrize("signum, whole_group", [(signal.SIGINT, False), (signal.SIGTERM, True)])
+def test_a_stop_signal_saves_and_leaves_no_child_process_and_no_shared_memory(tmp_path, signum,
+                                                                             whole_group):
+    """SIGINT to the main process (Ctrl+C), or SIGTERM to every process of the run at once
+    (scancel, `kill -TERM -<group>`): the workers leave the stop to the main process."""
     before = shm_entries()
-    proc = start(tmp_path, *TINY, "--train_for_seconds=1000000")
+    proc = start(tmp_path, *TINY, "--train_for_seconds=1000000", new_session=whole_group)
     wait_for(lambda: len(workers_of(proc)) == 4, proc)
     children = list(workers_of(proc).values())
     time.sleep(2)
     cores = psutil.cpu_count()
     assert workers_of(proc)["asyncrl-rw1"].cpu_affinity() == [1 % cores]  # pinned by default
-    proc.send_signal(signal.SIGINT)
+    if whole_group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     code, out = finish(proc, timeout=30)
     assert code == 0, out
-    assert "SIGINT received" in out and "Saved checkpoint" in out
+    assert f"{signal.Signals(signum).name} received" in out and "Saved checkpoint" in out
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert shm_entries() <= before
 

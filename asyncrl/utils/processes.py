@@ -20,12 +20,15 @@ def _prctl(option: int, value: int | bytes) -> None:
 
 
 def prepare_child_process(name: str, niceness: int = 0) -> None:
-    """Names the process, leaves Ctrl+C to the parent, ties its life to the parent's."""
+    """Names the process, leaves Ctrl+C and SIGTERM to the parent, ties its life to the
+    parent's."""
     # The name shows in ps and top (15 characters at most), e.g. "asyncrl-rw0".
     _prctl(_PR_SET_NAME, name.encode()[:15])
-    # Ctrl+C reaches the whole process group: only the parent decides how to stop.
+    # Ctrl+C, and SIGTERM from scancel, `kill -TERM -<group>` or a container stop, may reach the
+    # whole process group: only the parent decides how to stop (with a final checkpoint, which
+    # needs its learners alive).
     signals.signal(signals.SIGINT, signals.SIG_IGN)
-    signals.signal(signals.SIGTERM, signals.SIG_DFL)
+    signals.signal(signals.SIGTERM, signals.SIG_IGN)
     # Die with the parent, even if it is SIGKILLed.
     die_with_parent(signals.SIGKILL)
     if niceness:
