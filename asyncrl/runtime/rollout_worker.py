@@ -31,8 +31,13 @@ from asyncrl.runtime.component import Component
 
 log = logging.getLogger(__name__)
 
+# While a split waits for free slots (the learner is behind), it retries after 1 ms, then ever
+# less often up to 16 ms: under such backpressure a slot arrives only with a trained batch, and
+# polling faster would take the CPU the learner needs.
 SLOT_RETRY_SEC = 0.001
+SLOT_RETRY_MAX_SEC = 0.016
 IDLE_WAIT_SEC = 0.01
+POST_WAIT_SEC = 0.01
 
 
 def actions_ready_signal(worker_idx: int) -> str:
@@ -98,6 +103,7 @@ class RolloutWorker(Component):
         self.splits: list[_Split] = []
         self.waiting_for_slots: list[int] = []  # splits that wait for free trajectory slots
         self.slot_retry_timer: Timer | None = None
+        self.slot_retry_sec = SLOT_RETRY_SEC
         self.idle_loop: TightLoop | None = None
 
     @signal
@@ -166,7 +172,7 @@ class RolloutWorker(Component):
         # Waits until some actions are ready without consuming the post: the message that goes
         # with it may sit behind this one in the batch being processed.
         # While a split waits for free slots, wake up soon to retry.
-        timeout = SLOT_RETRY_SEC if self.waiting_for_slots else IDLE_WAIT_SEC
+        timeout = self.slot_retry_sec if self.waiting_for_slots else IDLE_WAIT_SEC
         with self.timings.timeit("wait_for_slots" if self.waiting_for_slots else "wait_for_actions"):
             if self.wakeup.acquire(timeout=timeout):
                 self.wakeup.release()
@@ -204,6 +210,10 @@ class RolloutWorker(Component):
         self.slot_retry_timer.stop()
         for s in waiting:
             self._begin_trajectories(s)
+        still_waiting = bool(self.waiting_for_slots)
+        self.slot_retry_sec = min(2 * self.slot_retry_sec, SLOT_RETRY_MAX_SEC) if still_waiting \
+            else SLOT_RETRY_SEC
+        self.slot_retry_timer.set_interval(self.slot_retry_sec)
 
     def _write_obs(self, split: _Split, t: int) -> None:
         for k, v in self.envs.obs.items():
@@ -218,7 +228,10 @@ class RolloutWorker(Component):
 
     def on_actions_ready(self, s: int, token: int) -> None:
         if self.wakeup is not None:
-            self.wakeup.acquire(block=False)  # the post that came with this message
+            # The post that goes with this message. The policy worker posts right after sending
+            # it, so it may not be there yet: a post left behind would keep every later wait
+            # from sleeping (the loop would spin and take the CPU the learner needs).
+            self.wakeup.acquire(timeout=POST_WAIT_SEC)
         if s >= len(self.splits) or token != self.splits[s].token:
             return  # a reply to a request of a previous incarnation of this worker
         split = self.splits[s]
