@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from training_process import finish, start
 
@@ -88,3 +89,14 @@ def test_resume_keeps_the_number_of_policies(tmp_path):
     assert code == 0, out
     code, out = finish(start(tmp_path, "--num_policies=3"))
     assert code == 2 and "--num_policies=3 cannot change that on resume" in out
+
+
+def test_device_gpu_without_cuda_warns_once_for_the_whole_run(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: --device=gpu uses it")
+    code, out = finish(start(tmp_path, "--serial_mode=False", "--device=gpu", "--num_policies=2",
+                             "--policy_workers_per_policy=2", "--num_workers=2",
+                             "--num_envs_per_worker=2", "--worker_num_splits=1", "--rollout=16",
+                             "--batch_size=32", "--train_for_env_steps=200"))
+    assert code == 0, out
+    assert out.count("--device=gpu but CUDA is not available: running on the CPU") == 1, out

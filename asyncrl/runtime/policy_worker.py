@@ -51,7 +51,7 @@ class PolicyWorker(Component):
         # Rollout workers may ask for actions before our loop's start signal comes round.
         if self.model is not None:
             return
-        self.device = resolve_device(self.cfg.device)
+        self.device = resolve_device(self.cfg.device, warn=False)
         self.model = ActorCritic(self.cfg, self.obs_space, self.action_space).to(self.device).eval()
         self.version = self.weights.load_into(self.model, -1)
         self._process_pending.connect(self._infer)

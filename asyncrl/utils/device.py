@@ -9,9 +9,11 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, warn: bool = True) -> torch.device:
+    """warn=False for all but one of a run's processes, so that a run without CUDA warns once."""
     if name == "gpu":
         if torch.cuda.is_available():
             return torch.device("cuda", 0)
-        log.warning("--device=gpu but CUDA is not available: running on the CPU")
+        if warn:
+            log.warning("--device=gpu but CUDA is not available: running on the CPU")
     return torch.device("cpu")
