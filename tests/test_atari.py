@@ -42,11 +42,21 @@ def test_names_map_to_ale_ids_and_typos_are_suggested():
         find_env_family("atari_pogn")
 
 
+def test_sample_factory_names_have_no_sticky_actions_and_v5_ids_keep_them():
+    pytest.importorskip("ale_py")
+    for name, expected in (("atari_pong", 0.0), ("ALE/Pong-v5", 0.25)):
+        env, _ = make(f"--env={name}")
+        try:
+            assert env.unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(expected)
+        finally:
+            env.close()
+
+
 def test_preset_and_family_parameters():
     cfg = cfg_of("--env=atari_pong")
     assert (cfg.env_frameskip, cfg.env_framestack, cfg.pixel_format) == (4, 4, "CHW")
     assert cfg.summaries_use_frameskip is True and env_frames_per_step(cfg) == 4
-    assert cfg.encoder_conv_architecture == "convnet_atari" and cfg.encoder_conv_mlp_layers == (512,)
+    assert cfg.encoder_conv_architecture == "convnet_impala" and cfg.encoder_conv_mlp_layers == (512,)
     assert (cfg.obs_subtract_mean, cfg.obs_scale, cfg.normalize_input) == (0.0, 255.0, False)
     assert env_frames_per_step(cfg_of("--env=atari_pong", "--summaries_use_frameskip=false")) == 1
     assert env_frames_per_step(cfg_of("--env=CartPole-v1")) == 1
@@ -129,7 +139,7 @@ def test_tiny_pong_training_run_counts_frames_and_evaluates(tmp_path, capsys):
     assert train.main([*argv, "--serial_mode=true", "--num_workers=1", "--num_envs_per_worker=2",
                        "--rollout=16", "--batch_size=32", "--train_for_env_steps=64"]) == 0
     params = json.loads((tmp_path / "pong" / "config.json").read_text())["params"]
-    assert params["env_frameskip"] == 4 and params["encoder_conv_architecture"] == "convnet_atari"
+    assert params["env_frameskip"] == 4 and params["encoder_conv_architecture"] == "convnet_impala"
     checkpoint = sorted((tmp_path / "pong" / "checkpoint_p0").glob("checkpoint_*.pth"))[-1]
     state = load_checkpoint(checkpoint)
     assert state["policy_version"] >= 1
