@@ -84,7 +84,8 @@ class LearnerWorker(Component):
         if self.learner is not None:
             return
         cfg = self.cfg
-        self.learner = Learner(cfg, self.obs_space, self.action_space, resolve_device(cfg.device, warn=self.policy_id == 0))
+        device = resolve_device(cfg.device, warn=self.policy_id == 0)  # one warning per run
+        self.learner = Learner(cfg, self.obs_space, self.action_space, device)
         self._apply_hyperparameters(self.initial["hyperparameters"])
         resume_state = self.initial.get("resume_state")
         if resume_state is not None:
