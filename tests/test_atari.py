@@ -124,6 +124,33 @@ def test_area_resize_averages_boxes():
     assert np.allclose(weights.sum(axis=1), 1.0) and indices.max() == 209
 
 
+def test_each_frame_is_the_resized_max_of_the_last_two_emulator_screens():
+    """Against a grayscale ALE env stepped by hand: same seed, same no-ops, FIRE, then each
+    action repeated 4 frames; the newest stacked frame is the area resize of the pixelwise max
+    of the screens of the third and fourth frame."""
+    pytest.importorskip("ale_py")
+    env, _ = make("--env=atari_pong")
+    reference = gym.make("ALE/Pong-v5", frameskip=1, obs_type="grayscale",
+                         repeat_action_probability=0.0)
+    resize = atari.AreaResize((210, 160), 84)
+    try:
+        obs, _ = env.reset(seed=5)
+        reference.reset(seed=5)
+        noops = int(reference.unwrapped.np_random.integers(1, atari.NOOP_MAX + 1))
+        for _ in range(noops):
+            reference.step(0)
+        actions = [1, 2] + [int(a) for a in np.random.default_rng(0).integers(6, size=40)]
+        for i, action in enumerate(actions):
+            if i >= 2:  # FireReset's two steps (FIRE, then RIGHT) are part of the reset
+                obs, *_ = env.step(action)
+            screens = [reference.step(action)[0] for _ in range(4)]
+            if i >= 1:  # the reset's observation is the frame after RIGHT
+                assert np.array_equal(obs[-1], resize(np.maximum(screens[2], screens[3])))
+    finally:
+        env.close()
+        reference.close()
+
+
 def test_missing_ale_py_is_a_one_line_error_naming_the_extra(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ale_py", None)  # import ale_py raises ImportError
     atari._register_ale_envs.cache_clear()

@@ -3,12 +3,12 @@
 `--env=atari_pong` (any ALE game as snake_case or lower case: `atari_space_invaders`,
 `atari_spaceinvaders`, `atari_montezuma`...) or a raw id such as `--env=ALE/Pong-v5`. An env is
 
-    gym.make("ALE/<Game>-v5", frameskip=1, obs_type="grayscale")
+    gym.make("ALE/<Game>-v5", frameskip=1, obs_type="ram")
        with repeat_action_probability=0 for atari_* names (Sample Factory's NoFrameskip-v4
        games, DeepMind's setting); ALE/...-v5 ids keep v5's sticky actions (0.25)
     -> AtariFramePreprocessing: 1-30 no-ops at reset, each action repeated --env_frameskip
-       frames (reward summed, the last two frames max-pooled), 210x160 -> 84x84 area resize;
-       no episode end on life loss
+       frames (reward summed, the grayscale screens of the last two frames max-pooled),
+       210x160 -> 84x84 area resize; no episode end on life loss
     -> FireReset: presses FIRE after reset in games that need it (Breakout, Pong, ...)
     -> gymnasium's FrameStackObservation(--env_framestack)
     -> uint8 observations [framestack, 84, 84] (--pixel_format=CHW) or [84, 84, framestack] (HWC)
@@ -153,45 +153,57 @@ class AreaResize:
 
 
 class AtariFramePreprocessing(gym.Wrapper):
-    """DeepMind's Atari preprocessing on a grayscale ALE env made with frameskip=1: `noop_max`
-    random no-ops at reset, each action repeated `frame_skip` frames (rewards summed, the last two
-    frames max-pooled against flicker), and an area resize to `screen_size` x `screen_size` uint8.
-    A life loss does not end the episode."""
+    """DeepMind's Atari preprocessing on an ALE env made with frameskip=1: `noop_max` random
+    no-ops at reset, each action repeated `frame_skip` frames (rewards summed, the grayscale
+    screens of the last two frames max-pooled against flicker), and an area resize to
+    `screen_size` x `screen_size` uint8. A life loss does not end the episode.
+
+    The screens are read from the emulator here, only for the two frames that are pooled: the
+    inner env is made with obs_type='ram' (128 bytes a frame) because a grayscale one would copy
+    a new screen out of the emulator on every frame, a tenth of the cost of stepping Pong."""
 
     def __init__(self, env: gym.Env, frame_skip: int, noop_max: int = NOOP_MAX,
                  screen_size: int = SCREEN_SIZE):
         super().__init__(env)
-        if len(env.observation_space.shape) != 2:
-            raise ValueError("AtariFramePreprocessing needs a grayscale env (obs_type='grayscale')")
         if env.unwrapped.get_action_meanings()[0] != "NOOP":
             raise ValueError("action 0 of this game is not NOOP")
         self.frame_skip = frame_skip
         self.noop_max = noop_max
-        self._resize = AreaResize(env.observation_space.shape, screen_size)
+        self._ale = env.unwrapped.ale
+        height, width = self._ale.getScreenDims()
+        self._screens = np.zeros((2, height, width), np.uint8)  # [last, second to last]
+        self._resize = AreaResize((height, width), screen_size)
         self.observation_space = gym.spaces.Box(0, 255, (screen_size, screen_size), np.uint8)
 
+    def _screen(self, index: int) -> np.ndarray:
+        self._ale.getScreenGrayscale(self._screens[index])
+        return self._screens[index]
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        obs, info = self.env.reset(seed=seed, options=options)
+        _, info = self.env.reset(seed=seed, options=options)
         noops = int(self.env.unwrapped.np_random.integers(1, self.noop_max + 1)) if self.noop_max else 0
         for _ in range(noops):
-            obs, _, terminated, truncated, info = self.env.step(0)
+            _, _, terminated, truncated, info = self.env.step(0)
             if terminated or truncated:
-                obs, info = self.env.reset()
-        return self._resize(obs), info
+                _, info = self.env.reset()
+        return self._resize(self._screen(0)), info
 
     def step(self, action: Any):
         total_reward = 0.0
-        previous = None
+        pooled = False
         terminated = truncated = False
         info: dict = {}
         for t in range(self.frame_skip):
-            obs, reward, terminated, truncated, info = self.env.step(action)
+            _, reward, terminated, truncated, info = self.env.step(action)
             total_reward += float(reward)
             if terminated or truncated:
                 break
             if t == self.frame_skip - 2:
-                previous = obs
-        frame = obs if previous is None else np.maximum(previous, obs)
+                self._screen(1)
+                pooled = True
+        frame = self._screen(0)
+        if pooled:
+            frame = np.maximum(frame, self._screens[1], out=frame)
         return self._resize(frame), total_reward, terminated, truncated, info
 
 
@@ -231,8 +243,9 @@ def make_atari_env(env_name: str, cfg: Any, env_index: int, render_mode: str | N
     # Sample Factory's atari_* names are its NoFrameskip-v4 games (DeepMind's setting): no sticky
     # actions. A raw ALE/...-v5 id keeps v5's repeat_action_probability of 0.25.
     sticky = {} if _RAW_ID.fullmatch(env_name) else {"repeat_action_probability": 0.0}
-    # render_mode='rgb_array' renders the color screen; observations stay grayscale.
-    env: gym.Env = gym.make(env_id, frameskip=1, obs_type="grayscale", render_mode=render_mode,
+    # AtariFramePreprocessing reads the grayscale screens itself; render_mode='rgb_array' renders
+    # the color screen.
+    env: gym.Env = gym.make(env_id, frameskip=1, obs_type="ram", render_mode=render_mode,
                             **sticky)
     if cfg.use_record_episode_statistics:  # the game's own score and length, in frames
         env = gym.wrappers.RecordEpisodeStatistics(env)
