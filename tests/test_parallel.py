@@ -6,15 +6,22 @@ import re
 import signal
 import subprocess
 import time
+from dataclasses import fields
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import psutil
 import pytest
+import torch
 
 from training_process import REPO, finish, wait_for
 from training_process import start as start_training
 
+from asyncrl.algo.trajectories import Trajectories
+from asyncrl.envs.spaces import obs_dict_space
 from asyncrl.experiment.checkpoint import load_checkpoint
+from asyncrl.runtime.buffers import PinnedStaging, TrajectoryBuffers
 
 # asyncrl.train with an env that raises or hangs on demand (see the script's docstring). Its
 # family has no preset: the policy is recurrent, so env crashes, hangs and respawns meet the
@@ -173,3 +180,29 @@ def test_dead_policy_worker_ends_the_run_with_a_final_checkpoint(tmp_path):
     assert code == 1, out
     assert "policy_worker_p0_0 died (killed by SIGKILL): stopping the run" in out
     assert "Saved checkpoint" in out.split("policy_worker_p0_0 died")[1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pinned_staging_sends_the_same_time_major_batches_to_the_device():
+    """The learner's path to a GPU (gather into pinned memory, asynchronous copy, transpose on
+    the device) gives what the CPU path gives, batch after batch through the same buffers."""
+    buffers = TrajectoryBuffers(obs_dict_space(gym.spaces.Box(0, 255, (4, 8, 8), np.uint8)),
+                                gym.spaces.Discrete(3), rollout=5, num_slots=6, num_envs=2,
+                                rnn_state_size=4)
+    generator = torch.Generator().manual_seed(0)
+    for tensor in buffers._tensors():
+        if tensor.dtype == torch.bool:
+            tensor.copy_(torch.rand(tensor.shape, generator=generator) > 0.5)
+        else:
+            tensor.copy_(torch.randint(0, 200, tensor.shape, generator=generator))
+    staging = PinnedStaging(torch.device("cuda"))
+    for slots in ([4, 1, 2], [0, 5], [3, 1, 2, 5]):
+        expected = buffers.trajectories(torch.tensor(slots))
+        got = buffers.trajectories(torch.tensor(slots), staging)
+        for name in [f.name for f in fields(Trajectories)]:
+            want, have = getattr(expected, name), getattr(got, name)
+            pairs = [(want[k], have[k]) for k in want] if isinstance(want, dict) else [(want, have)]
+            for w, h in pairs:
+                assert h.device.type == "cuda" and h.is_contiguous(), name
+                assert torch.equal(h.cpu(), w), name
+    assert all(b.is_pinned() for b in staging.buffers.values())

@@ -61,17 +61,58 @@ class TrajectoryBuffers:
                    self.env_slots]
         return tensors if self.rnn_states is None else [*tensors, self.rnn_states]
 
-    def trajectories(self, slots: Tensor) -> Trajectories:
-        """Copies the slots out as time-major Trajectories `[T, B]` (the slots can be reused)."""
-        def take(t: Tensor) -> Tensor:
-            return t[slots].transpose(0, 1).contiguous()
+    def trajectories(self, slots: Tensor, staging: PinnedStaging | None = None) -> Trajectories:
+        """Copies the slots out as time-major Trajectories `[T, B]` (the slots can be reused at
+        once): on the CPU, or with `staging` on its CUDA device."""
+        if staging is not None:
+            staging.wait_until_sent()
 
-        return Trajectories(obs={k: take(v) for k, v in self.obs.items()}, actions=take(self.actions),
-                            log_probs=take(self.log_probs), action_params=take(self.action_params),
-                            values=take(self.values), rewards=take(self.rewards),
-                            dones=take(self.dones), valid=take(self.valid),
-                            policy_versions=take(self.policy_versions),
-                            rnn_states=None if self.rnn_states is None else take(self.rnn_states))
+        def take(name: str, t: Tensor) -> Tensor:
+            gathered = t[slots] if staging is None else staging.send(name, t, slots)
+            return gathered.transpose(0, 1).contiguous()
+
+        batch = Trajectories(
+            obs={k: take(f"obs/{k}", v) for k, v in self.obs.items()},
+            actions=take("actions", self.actions), log_probs=take("log_probs", self.log_probs),
+            action_params=take("action_params", self.action_params),
+            values=take("values", self.values), rewards=take("rewards", self.rewards),
+            dones=take("dones", self.dones), valid=take("valid", self.valid),
+            policy_versions=take("policy_versions", self.policy_versions),
+            rnn_states=None if self.rnn_states is None else take("rnn_states", self.rnn_states))
+        if staging is not None:
+            staging.record_sent()
+        return batch
+
+
+class PinnedStaging:
+    """Sends trajectory slots to a CUDA device through page-locked host memory: each tensor's
+    slots are gathered once into a pinned buffer (kept from batch to batch) and copied to the
+    device asynchronously, and the transpose to time-major runs on the device. Gathering and
+    transposing on the CPU and then copying from pageable memory took more than half of the
+    learner's time on a GPU node (Pong, 14 workers x 16 envs)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.buffers: dict[str, Tensor] = {}
+        self.sent: torch.cuda.Event | None = None
+
+    def wait_until_sent(self) -> None:
+        """The previous batch's copies must be done before its buffers are written again."""
+        if self.sent is not None:
+            self.sent.synchronize()
+
+    def send(self, name: str, t: Tensor, slots: Tensor) -> Tensor:
+        """`t[slots]` `[B, ...]` on the device."""
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.shape[0] < len(slots):
+            buffer = torch.empty((len(slots), *t.shape[1:]), dtype=t.dtype, pin_memory=True)
+            self.buffers[name] = buffer
+        gathered = torch.index_select(t, 0, slots, out=buffer[:len(slots)])
+        return gathered.to(self.device, non_blocking=True)
+
+    def record_sent(self) -> None:
+        self.sent = torch.cuda.Event()
+        self.sent.record()
 
 
 class SharedWeights:

@@ -17,7 +17,7 @@ from asyncrl.envs.registry import env_frames_per_step
 from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint, save_checkpoint_atomic
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.pbt.population import hyperparameters_of
-from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
+from asyncrl.runtime.buffers import PinnedStaging, SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.component import Component
 from asyncrl.utils.device import resolve_device
 
@@ -59,6 +59,7 @@ class LearnerWorker(Component):
         self.initial = initial  # {"resume_state": ..., "init_weights": ...}
         self.stop_requested = stop_requested
         self.learner: Learner | None = None
+        self.staging: PinnedStaging | None = None  # on a CUDA device only
         self.env_steps = 0
         self.pending: list[int] = []
         self.batch_trajectories = cfg.batch_size * cfg.num_batches_per_epoch // cfg.rollout
@@ -86,6 +87,8 @@ class LearnerWorker(Component):
         cfg = self.cfg
         device = resolve_device(cfg.device, warn=self.policy_id == 0)  # one warning per run
         self.learner = Learner(cfg, self.obs_space, self.action_space, device)
+        if device.type == "cuda":
+            self.staging = PinnedStaging(device)
         self._apply_hyperparameters(self.initial["hyperparameters"])
         resume_state = self.initial.get("resume_state")
         if resume_state is not None:
@@ -110,7 +113,7 @@ class LearnerWorker(Component):
             batch_slots = torch.tensor(self.pending[:self.batch_trajectories])
             self.pending = self.pending[self.batch_trajectories:]
             with self.timings.timeit("batch_copy"):
-                batch = self.buffers.trajectories(batch_slots)
+                batch = self.buffers.trajectories(batch_slots, self.staging)
             if cfg.async_rl:
                 # The batch is copied out: the slots can take new experience while we train.
                 self.free_slots.put_many(batch_slots.tolist())
