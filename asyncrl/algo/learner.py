@@ -15,7 +15,7 @@ from torch import Tensor
 
 from asyncrl.algo import losses
 from asyncrl.algo.advantages import gae, vtrace
-from asyncrl.algo.optimizers import make_optimizer
+from asyncrl.algo.optimizers import load_optimizer_state, make_optimizer
 from asyncrl.algo.trajectories import Trajectories, from_sequences, to_sequences
 from asyncrl.config.validate import resolved_recurrence
 from asyncrl.envs.spaces import one_line
@@ -91,7 +91,7 @@ class Learner:
             raise UserError(f"{source} is incomplete: it has no {missing[0]!r}")
         self.load_weights(state["model"], source)
         try:
-            self.optimizer.load_state_dict(state["optimizer"])
+            load_optimizer_state(self.optimizer, state["optimizer"])
         except (KeyError, ValueError, TypeError) as e:
             raise UserError(f"{source}: the optimizer state does not fit ({e})") from None
         self.policy_version = int(state["policy_version"])

@@ -85,7 +85,29 @@ def make_optimizer(
     """Optimizer `name` ("adam" or "lamb"); both share the Adam moment hyperparameters."""
     betas = (adam_beta1, adam_beta2)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, eps=adam_eps)
+        params = list(params)
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=adam_eps, fused=_can_fuse(params))
     if name == "lamb":
         return Lamb(params, lr=lr, betas=betas, eps=adam_eps)
     raise UserError(f"unknown optimizer '{name}': choose adam or lamb")
+
+
+def _can_fuse(params: list) -> bool:
+    """Whether PyTorch's fused Adam kernel takes these parameters (float tensors on the CPU or a
+    CUDA device). On the CPU, where PyTorch's default is a loop over the tensors with about a
+    dozen passes over each, the fused kernel's one pass is ten times faster: 0.9 ms instead of
+    10.7 ms per step for the 1.3M parameters of the Atari model on one thread, which took a
+    quarter of the learner's time with minibatches of 64."""
+    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    return bool(tensors) and all(t.is_floating_point() and t.device.type in ("cpu", "cuda")
+                                 for t in tensors)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """`optimizer.load_state_dict(state)`, keeping this optimizer's choice of kernel (fused,
+    foreach): it depends on the machine running now, not on the one that saved the state (a
+    checkpoint of an earlier asyncrl would otherwise switch the fused kernel off)."""
+    kernels = [{k: group[k] for k in ("fused", "foreach") if k in group}
+               for group in optimizer.param_groups]
+    groups = [{**saved, **kernel} for saved, kernel in zip(state["param_groups"], kernels)]
+    optimizer.load_state_dict({**state, "param_groups": groups})

@@ -13,6 +13,7 @@ import torch
 from signal_slot.signal_slot import signal
 
 from asyncrl.algo.learner import Learner
+from asyncrl.algo.optimizers import load_optimizer_state
 from asyncrl.envs.registry import env_frames_per_step
 from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint, save_checkpoint_atomic
 from asyncrl.model.actor_critic import ActorCritic
@@ -168,7 +169,7 @@ class LearnerWorker(Component):
         self.on_start()
         state = load_checkpoint(Path(path))
         self.learner.load_weights(state["model"], f"policy {source}'s weights")
-        self.learner.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.learner.optimizer, state["optimizer"])
         self._apply_hyperparameters(hyperparameters)
         self.learner.policy_version += 1
         self.min_version = self.learner.policy_version
