@@ -260,9 +260,10 @@ class Runner(EventLoopObject):
         self.start_steps = self.env_steps
         agents = f" x {self.agents_per_env} agents" if self.agents_per_env > 1 else ""
         policies = f"{cfg.num_policies} policies, " if cfg.num_policies > 1 else ""
-        log.info("Training %s on %s: %s%d rollout workers x %d envs%s (%d splits), %d policy "
+        splits = "1 split" if cfg.worker_num_splits == 1 else f"{cfg.worker_num_splits} splits"
+        log.info("Training %s on %s: %s%d rollout workers x %d envs%s (%s), %d policy "
                  "worker(s) per policy, batch %d, device %s", cfg.experiment, cfg.env, policies,
-                 cfg.num_workers, cfg.num_envs_per_worker, agents, cfg.worker_num_splits,
+                 cfg.num_workers, cfg.num_envs_per_worker, agents, splits,
                  cfg.policy_workers_per_policy, cfg.batch_size * cfg.num_batches_per_epoch,
                  cfg.device)
         previous = {s: signals.signal(s, self._on_signal) for s in (signals.SIGINT, signals.SIGTERM)}
