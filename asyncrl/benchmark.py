@@ -56,8 +56,9 @@ STOP_GRACE_SEC = 30.0
 _OWN = {"env": "give --env before --", "experiment": "it uses a temporary name",
         "train_dir": "it uses a temporary folder", "train_for_seconds": "use --seconds"}
 # asyncrl parameters that are not passed to Sample Factory although it has one of the same name.
+# batched_sampling is --sf_batched_sampling's (by default asyncrl's value).
 _NOT_FOR_SF = {"env", "experiment", "train_dir", "train_for_seconds", "restart_behavior",
-               "device", "with_wandb"}
+               "device", "with_wandb", "batched_sampling"}
 
 
 @dataclass
@@ -115,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample_factory", action="store_true",
                         help=f"Also run Sample Factory {SF_VERSION} (installed once into "
                              f"{_sf_venv_dir()})")
-    parser.add_argument("--sf_batched_sampling", type=_bool, default=True, metavar="BOOL",
-                        help="Sample Factory's --batched_sampling (default: %(default)s)")
+    parser.add_argument("--sf_batched_sampling", type=_bool, default=None, metavar="BOOL",
+                        help="Sample Factory's --batched_sampling (default: asyncrl's "
+                             "--batched_sampling, so that both run the same configuration)")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="Also write the figures to this JSON file")
     return parser
@@ -167,7 +169,9 @@ def make_plan(argv: Sequence[str]) -> Plan:
         raise UserError(f"--json={args.json}: folder {json_path.parent} does not exist")
     return Plan(env=args.env, seconds=args.seconds, train_args=[*layout_args, *extras], cfg=cfg,
                 learner_limit=args.learner_limit,
-                sample_factory=args.sample_factory, sf_batched_sampling=args.sf_batched_sampling,
+                sample_factory=args.sample_factory,
+                sf_batched_sampling=(cfg.batched_sampling if args.sf_batched_sampling is None
+                                     else args.sf_batched_sampling),
                 json_path=json_path, **layout)
 
 

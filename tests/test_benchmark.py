@@ -93,6 +93,17 @@ def test_layout_applies_to_every_system():
         sf_arguments(recurrent.cfg, rnn))
 
 
+def test_sample_factory_batched_sampling_is_asyncrls_unless_given():
+    assert make_plan([]).sf_batched_sampling is False
+    assert make_plan(["--", "--batched_sampling=True"]).sf_batched_sampling is True
+    assert make_plan(["--sf_batched_sampling=true"]).sf_batched_sampling is True
+    assert make_plan(["--sf_batched_sampling=false", "--", "--batched_sampling=True"]
+                     ).sf_batched_sampling is False
+    # Only the option says it: a second --batched_sampling from the mapping would override it.
+    plan = make_plan(["--sf_batched_sampling=true"])
+    assert sf_arguments(plan.cfg, {"batched_sampling", "num_workers"}) == ["--num_workers=2"]
+
+
 def test_learner_limit_times_training_on_random_batches():
     plan = make_plan(["--seconds=1", "--learner_limit", "--", "--num_workers=1",
                       "--num_envs_per_worker=4", "--batch_size=64", "--rollout=16",
