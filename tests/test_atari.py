@@ -120,8 +120,56 @@ def test_area_resize_averages_boxes():
     stripe = np.zeros((210, 160), np.uint8)
     stripe[:, 0] = 210  # output column 0 covers source columns [0, 1.905)
     assert resize(stripe)[0, 0] == round(210 / (160 / 84))
-    indices, weights = atari.area_resize_taps(210, 84)
-    assert np.allclose(weights.sum(axis=1), 1.0) and indices.max() == 209
+    weights = atari.area_resize_matrix(210, 84)
+    assert np.allclose(weights.sum(axis=1), 1.0) and np.allclose(weights.sum(axis=0), 84 / 210)
+
+
+@pytest.mark.parametrize("src_shape,size", [((210, 160), 84), ((250, 160), 84), ((100, 90), 64),
+                                            ((84, 84), 84)])
+def test_area_resize_rounds_the_exact_box_averages(src_shape, size):
+    """Against the box averages computed pixel by pixel in float64: each output pixel's source
+    box [i * src/size, (i+1) * src/size) in both axes, partial pixels by their overlap."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, src_shape, dtype=np.uint8)
+
+    def boxes(src):
+        scale = src / size
+        return [(i * scale, (i + 1) * scale) for i in range(size)]
+
+    def overlap(lo, hi, j):
+        return max(0.0, min(hi, j + 1) - max(lo, j))
+
+    expected = np.zeros((size, size))
+    for i, (top, bottom) in enumerate(boxes(src_shape[0])):
+        for k, (left, right) in enumerate(boxes(src_shape[1])):
+            rows = range(int(top), min(int(np.ceil(bottom)), src_shape[0]))
+            cols = range(int(left), min(int(np.ceil(right)), src_shape[1]))
+            total = sum(overlap(top, bottom, r) * overlap(left, right, c) * float(frame[r, c])
+                        for r in rows for c in cols)
+            expected[i, k] = total / ((bottom - top) * (right - left))
+    out = atari.AreaResize(src_shape, size)(frame)
+    assert np.abs(out - expected).max() <= 0.5 + 1e-3
+
+
+def test_frame_stack_matches_gymnasiums():
+    """Same observations as gymnasium's FrameStackObservation (padding with the reset's frame)
+    through resets, and each returned stack is the caller's own array."""
+    def env():
+        return gym.wrappers.TimeLimit(gym.make("CartPole-v1").unwrapped, max_episode_steps=7)
+    ours, theirs = atari.FrameStack(env(), 3), gym.wrappers.FrameStackObservation(env(), 3)
+    assert ours.observation_space == theirs.observation_space
+    kept = []
+    for seed in (1, 2):
+        a, _ = ours.reset(seed=seed)
+        b, _ = theirs.reset(seed=seed)
+        assert np.array_equal(a, b)
+        for step in range(7):
+            a, _, _, truncated, _ = ours.step(step % 2)
+            b, *_ = theirs.step(step % 2)
+            assert np.array_equal(a, b)
+            kept.append((a, a.copy()))
+        assert truncated
+    assert all(np.array_equal(a, copy) for a, copy in kept)
 
 
 def test_each_frame_is_the_resized_max_of_the_last_two_emulator_screens():
