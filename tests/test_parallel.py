@@ -182,19 +182,40 @@ def test_dead_policy_worker_ends_the_run_with_a_final_checkpoint(tmp_path):
     assert "Saved checkpoint" in out.split("policy_worker_p0_0 died")[1]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_pinned_staging_sends_the_same_time_major_batches_to_the_device():
-    """The learner's path to a GPU (gather into pinned memory, asynchronous copy, transpose on
-    the device) gives what the CPU path gives, batch after batch through the same buffers."""
+def random_buffers() -> TrajectoryBuffers:
     buffers = TrajectoryBuffers(obs_dict_space(gym.spaces.Box(0, 255, (4, 8, 8), np.uint8)),
                                 gym.spaces.Discrete(3), rollout=5, num_slots=6, num_envs=2,
                                 rnn_state_size=4)
     generator = torch.Generator().manual_seed(0)
-    for tensor in buffers._tensors():
+    for tensor in buffers._tensors().values():
         if tensor.dtype == torch.bool:
             tensor.copy_(torch.rand(tensor.shape, generator=generator) > 0.5)
         else:
             tensor.copy_(torch.randint(0, 200, tensor.shape, generator=generator))
+    return buffers
+
+
+def test_trajectories_are_the_slots_time_major_and_the_arrays_share_the_tensors_memory():
+    buffers = random_buffers()
+    slots = [4, 1, 2]
+    batch = buffers.trajectories(torch.tensor(slots))
+    tensors = buffers._tensors()
+    for name, field_name in [("obs/obs", "obs"), ("actions", "actions"), ("rnn_states", "rnn_states"),
+                             ("valid", "valid"), ("policy_versions", "policy_versions")]:
+        got = getattr(batch, field_name)
+        got = got["obs"] if isinstance(got, dict) else got
+        assert torch.equal(got, tensors[name][slots].transpose(0, 1)) and got.is_contiguous()
+        assert got.dtype == tensors[name].dtype
+    buffers.arrays["rewards"][slots, 3] = 7.5  # the workers write through the numpy views
+    assert torch.equal(buffers.rewards[slots, 3], torch.full((3,), 7.5))
+    assert torch.equal(buffers.trajectories(torch.tensor(slots)).rewards[3], torch.full((3,), 7.5))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pinned_staging_sends_the_same_time_major_batches_to_the_device():
+    """The learner's path to a GPU (gather into pinned memory, asynchronous copy, transpose on
+    the device) gives what the CPU path gives, batch after batch through the same buffers."""
+    buffers = random_buffers()
     staging = PinnedStaging(torch.device("cuda"))
     for slots in ([4, 1, 2], [0, 5], [3, 1, 2, 5]):
         expected = buffers.trajectories(torch.tensor(slots))

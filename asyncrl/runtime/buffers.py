@@ -2,6 +2,11 @@
 
 Everything here is allocated once, before the worker processes start, and shared with them; the
 queues between processes carry only slot indices and small messages.
+
+The hot paths index numpy views of the shared tensors (`TrajectoryBuffers.arrays`): torch's
+advanced indexing with slot indices is an order of magnitude slower for these shapes (writing the
+16 Atari observations of a split: 440 us against 23 us; copying a Pong batch out: 26 ms against
+3 ms).
 """
 
 from __future__ import annotations
@@ -52,24 +57,38 @@ class TrajectoryBuffers:
         self.env_slots = torch.full((num_envs,), -1, dtype=torch.int64)  # -1: holds no slot
         self.rnn_states = (torch.zeros((S, T + 1, rnn_state_size)) if rnn_state_size > 0
                            else None)
-        for tensor in self._tensors():
+        for tensor in self._tensors().values():
             tensor.share_memory_()
+        # The same shared memory as numpy arrays, by the names of `_tensors` (a fork keeps them
+        # pointing at it).
+        self.arrays: dict[str, np.ndarray] = {name: t.numpy() for name, t in self._tensors().items()}
 
-    def _tensors(self) -> list[Tensor]:
-        tensors = [*self.obs.values(), self.actions, self.log_probs, self.action_params,
-                   self.values, self.rewards, self.dones, self.valid, self.policy_versions,
-                   self.env_slots]
-        return tensors if self.rnn_states is None else [*tensors, self.rnn_states]
+    def _tensors(self) -> dict[str, Tensor]:
+        tensors = {**{f"obs/{k}": v for k, v in self.obs.items()}, "actions": self.actions,
+                   "log_probs": self.log_probs, "action_params": self.action_params,
+                   "values": self.values, "rewards": self.rewards, "dones": self.dones,
+                   "valid": self.valid, "policy_versions": self.policy_versions,
+                   "env_slots": self.env_slots}
+        if self.rnn_states is not None:
+            tensors["rnn_states"] = self.rnn_states
+        return tensors
 
     def trajectories(self, slots: Tensor, staging: PinnedStaging | None = None) -> Trajectories:
         """Copies the slots out as time-major Trajectories `[T, B]` (the slots can be reused at
         once): on the CPU, or with `staging` on its CUDA device."""
         if staging is not None:
             staging.wait_until_sent()
+        slot_list = slots.tolist()
 
         def take(name: str, t: Tensor) -> Tensor:
-            gathered = t[slots] if staging is None else staging.send(name, t, slots)
-            return gathered.transpose(0, 1).contiguous()
+            if staging is not None:
+                return staging.send(name, t, slots).transpose(0, 1).contiguous()
+            slot_major = self.arrays[name]  # [S, T(+1), ...]
+            time_major = np.empty((slot_major.shape[1], len(slot_list), *slot_major.shape[2:]),
+                                  dtype=slot_major.dtype)
+            for b, slot in enumerate(slot_list):  # one contiguous read per slot
+                time_major[:, b] = slot_major[slot]
+            return torch.from_numpy(time_major)
 
         batch = Trajectories(
             obs={k: take(f"obs/{k}", v) for k, v in self.obs.items()},

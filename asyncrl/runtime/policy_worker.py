@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from signal_slot.signal_slot import signal
 
@@ -42,7 +43,7 @@ class PolicyWorker(Component):
         for w in range(cfg.num_workers):
             for s in range(cfg.worker_num_splits):
                 rows = worker_env_indices(cfg, w, s, agents_per_env)
-                self.split_envs[(w, s)] = torch.from_numpy(rows[policies[rows] == policy_id])
+                self.split_envs[(w, s)] = rows[policies[rows] == policy_id]
 
     @signal
     def _process_pending(self): ...
@@ -74,26 +75,29 @@ class PolicyWorker(Component):
         requests, self.pending = self.pending, []
         if not requests:
             return
-        buffers = self.buffers
+        arrays = self.buffers.arrays
         self.version = self.weights.load_into(self.model, self.version)
         # A request of a worker that died since it asked has no slots any more.
-        requests = [r for r in requests if bool((buffers.env_slots[self.split_envs[r[:2]]] >= 0).all())]
+        env_slots = arrays["env_slots"]
+        requests = [r for r in requests if (env_slots[self.split_envs[r[:2]]] >= 0).all()]
         if not requests:
             return
         envs = [self.split_envs[(w, s)] for w, s, _, _ in requests]
-        slots = buffers.env_slots[torch.cat(envs)]
-        steps = torch.cat([torch.full((len(e),), t, dtype=torch.int64)
-                           for e, (_, _, t, _) in zip(envs, requests)])
-        obs = {k: v[slots, steps].to(self.device) for k, v in buffers.obs.items()}
-        states = None if buffers.rnn_states is None else buffers.rnn_states[slots, steps].to(self.device)
+        slots = env_slots[np.concatenate(envs)]
+        steps = np.concatenate([np.full(len(e), t) for e, (_, _, t, _) in zip(envs, requests)])
+        obs = {k: torch.from_numpy(arrays[f"obs/{k}"][slots, steps]).to(self.device)
+               for k in self.buffers.obs}
+        states = None
+        if "rnn_states" in arrays:
+            states = torch.from_numpy(arrays["rnn_states"][slots, steps]).to(self.device)
         out = self.model.policy_step(obs, states)
         if out.rnn_states is not None:
-            buffers.rnn_states[slots, steps + 1] = out.rnn_states.cpu()
-        buffers.actions[slots, steps] = out.actions.cpu()
-        buffers.log_probs[slots, steps] = out.log_probs.cpu()
-        buffers.values[slots, steps] = out.values.cpu()
-        buffers.action_params[slots, steps] = out.action_params.cpu()
-        buffers.policy_versions[slots, steps] = self.version
+            arrays["rnn_states"][slots, steps + 1] = out.rnn_states.cpu().numpy()
+        arrays["actions"][slots, steps] = out.actions.cpu().numpy()
+        arrays["log_probs"][slots, steps] = out.log_probs.cpu().numpy()
+        arrays["values"][slots, steps] = out.values.cpu().numpy()
+        arrays["action_params"][slots, steps] = out.action_params.cpu().numpy()
+        arrays["policy_versions"][slots, steps] = self.version
         for w, s, _, token in requests:
             self.emit(actions_ready_signal(w), s, token)
             if self.wakeups is not None:

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import psutil
 import threadpoolctl
-import torch
 from signal_slot.signal_slot import TightLoop, Timer, signal
 
 from asyncrl.envs.registry import find_env_family, make_env, make_vector_env
@@ -75,14 +74,14 @@ class _Split:
     local: np.ndarray  # rows of this worker's EnvVector
     policies: np.ndarray  # [n] the policy of each row
     policy_ids: tuple[int, ...] = ()  # the policies acting in this split
-    slots: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
+    slots: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # [n]
     step: int = 0
     token: int = 0  # identifies the outstanding action request; stale replies are ignored
     replies_missing: int = 0  # policies whose actions for this step have not arrived yet
     truncations: list = field(default_factory=list)  # (policy, truncation) pairs
     new_slots: np.ndarray | None = None  # [n] taken so far for the next trajectories (-1: none yet)
     # [n, rnn_state_size] the recurrent states the next trajectories start from (None: feed-forward)
-    carried_states: torch.Tensor | None = None
+    carried_states: np.ndarray | None = None
 
 
 class RolloutWorker(Component):
@@ -139,7 +138,7 @@ class RolloutWorker(Component):
                 self._fail(e)
                 return
         per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * self.agents_per_env
-        states = self.buffers.rnn_states
+        states = self.buffers.arrays.get("rnn_states")
         for s in range(cfg.worker_num_splits):
             env_indices = worker_env_indices(cfg, self.worker_idx, s, self.agents_per_env)
             self.splits.append(_Split(
@@ -147,8 +146,8 @@ class RolloutWorker(Component):
                 policies=self.policies[env_indices],
                 policy_ids=tuple(int(p) for p in np.unique(self.policies[env_indices])),
                 new_slots=np.full(per_split, -1),
-                carried_states=None if states is None else states.new_zeros(per_split,
-                                                                            states.shape[-1])))
+                carried_states=None if states is None else np.zeros((per_split, states.shape[-1]),
+                                                                    dtype=states.dtype)))
         self.slot_retry_timer = Timer(self.event_loop, SLOT_RETRY_SEC)
         self.slot_retry_timer.timeout.connect(self._retry_waiting_splits)
         self.slot_retry_timer.stop()
@@ -191,18 +190,18 @@ class RolloutWorker(Component):
                 continue
             split.new_slots[rows[:len(taken)]] = taken
         # Recorded at once, so that a respawn returns even a partial set of slots to the pool.
-        self.buffers.env_slots[torch.from_numpy(split.env_indices)] = torch.from_numpy(split.new_slots)
+        self.buffers.arrays["env_slots"][split.env_indices] = split.new_slots
         if (split.new_slots < 0).any():
             if s not in self.waiting_for_slots:
                 self.waiting_for_slots.append(s)
             self.slot_retry_timer.start()
             return
-        split.slots = torch.from_numpy(split.new_slots.copy())
+        split.slots = split.new_slots.copy()
         split.new_slots[:] = -1
         split.step = 0
         self._write_obs(split, 0)
         if split.carried_states is not None:
-            self.buffers.rnn_states[split.slots, 0] = split.carried_states
+            self.buffers.arrays["rnn_states"][split.slots, 0] = split.carried_states
         self._request(s)
 
     def _retry_waiting_splits(self) -> None:
@@ -217,7 +216,7 @@ class RolloutWorker(Component):
 
     def _write_obs(self, split: _Split, t: int) -> None:
         for k, v in self.envs.obs.items():
-            self.buffers.obs[k][split.slots, t] = torch.from_numpy(v[split.local])
+            self.buffers.arrays[f"obs/{k}"][split.slots, t] = v[split.local]
 
     def _request(self, s: int) -> None:
         split = self.splits[s]
@@ -238,8 +237,8 @@ class RolloutWorker(Component):
         split.replies_missing -= 1
         if split.replies_missing > 0:
             return  # the other policies of this split are still computing their actions
-        cfg, buffers, t = self.cfg, self.buffers, split.step
-        actions = buffers.actions[split.slots, t].numpy()
+        cfg, arrays, t = self.cfg, self.buffers.arrays, split.step
+        actions = arrays["actions"][split.slots, t]
         try:
             with self.timings.timeit("env_step"):
                 result = self.envs.step(split.local, actions)
@@ -248,19 +247,19 @@ class RolloutWorker(Component):
             return
         rewards = np.clip(self.envs.rewards[split.local] * cfg.reward_scale, -cfg.reward_clip,
                           cfg.reward_clip)
-        buffers.rewards[split.slots, t] = torch.from_numpy(rewards.astype(np.float32))
+        arrays["rewards"][split.slots, t] = rewards
         done = self.envs.terminated[split.local] | self.envs.truncated[split.local]
-        buffers.dones[split.slots, t] = torch.from_numpy(done.astype(np.float32))
+        arrays["dones"][split.slots, t] = done
         if cfg.batched_sampling:  # an EnvVector's steps are all valid, as the buffers start out
-            buffers.valid[split.slots, t] = torch.from_numpy(self.envs.valid[split.local])
-        states = buffers.rnn_states  # [S, T+1, H]: the policy worker wrote step t+1's already
+            arrays["valid"][split.slots, t] = self.envs.valid[split.local]
+        states = arrays.get("rnn_states")  # [S, T+1, H]: the policy worker wrote step t+1's already
         if cfg.value_bootstrap and len(result.truncated_indices):
             positions = np.searchsorted(split.local, result.truncated_indices)
             for j, pos in enumerate(positions):
                 slot = int(split.slots[pos])
                 final_obs = {k: v[j] for k, v in result.final_obs.items()}
                 # The final observation would have been met in the state after this step.
-                final_state = None if states is None else states[slot, t + 1].numpy().copy()
+                final_state = None if states is None else states[slot, t + 1].copy()
                 split.truncations.append((int(split.policies[pos]),
                                           (slot, t, final_obs, final_state)))
         if states is not None:
@@ -268,7 +267,7 @@ class RolloutWorker(Component):
             # of a vector env (whose state came from the last episode's final observation).
             reset = done | ~self.envs.valid[split.local]
             if reset.any():
-                states[split.slots[torch.from_numpy(reset)], t + 1] = 0.0
+                states[split.slots[reset], t + 1] = 0.0
         if result.episodes:
             self.episodes_finished.emit(
                 [(int(self.policies[self._first_row + e.row]), e) for e in result.episodes])
@@ -276,12 +275,12 @@ class RolloutWorker(Component):
         self._write_obs(split, split.step)
         if split.step == cfg.rollout:
             if states is not None:
-                split.carried_states = states[split.slots, cfg.rollout].clone()
+                split.carried_states = states[split.slots, cfg.rollout]  # a copy
             # These slots become the learner's: a respawn must not return them to the pool (if
             # this worker dies right here, the slots are lost rather than used twice).
-            buffers.env_slots[torch.from_numpy(split.env_indices)] = -1
+            arrays["env_slots"][split.env_indices] = -1
             for p in split.policy_ids:
-                mine = split.slots[torch.from_numpy(split.policies == p)]
+                mine = split.slots[split.policies == p]
                 self.emit(trajectories_ready_signal(p), mine.tolist(),
                           [tr for q, tr in split.truncations if q == p])
             split.truncations = []
