@@ -43,7 +43,9 @@ class Trajectories:
         return Trajectories(**values)
 
     def select(self, trajectory_indices: Tensor) -> "Trajectories":
-        return self._map(lambda t: t[:, trajectory_indices])
+        """The trajectories `trajectory_indices` (int64), by index_select: an order of magnitude
+        faster than advanced indexing for image observations."""
+        return self._map(lambda t: torch.index_select(t, 1, trajectory_indices))
 
     def to(self, device: torch.device) -> "Trajectories":
         return self._map(lambda t: t.to(device, non_blocking=True))
