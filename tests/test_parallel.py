@@ -21,6 +21,7 @@ from training_process import start as start_training
 from asyncrl.algo.trajectories import Trajectories
 from asyncrl.envs.spaces import obs_dict_space
 from asyncrl.experiment.checkpoint import load_checkpoint
+from asyncrl.experiment.layout import LOG_FILE
 from asyncrl.runtime.buffers import PinnedStaging, TrajectoryBuffers
 
 # asyncrl.train with an env that raises or hangs on demand (see the script's docstring). Its
@@ -123,6 +124,24 @@ def test_a_stop_signal_saves_and_leaves_no_child_process_and_no_shared_memory(tm
     assert f"{signal.Signals(signum).name} received" in out and "Saved checkpoint" in out
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert shm_entries() <= before
+
+
+def test_sigterm_again_while_stopping_still_ends_with_the_summary(tmp_path):
+    """SIGTERM often comes more than once (Ray, scancel, container stops): further ones while the
+    run stops must not end it before it has shut down and written its summary."""
+    proc = start(tmp_path, *TINY, "--train_for_seconds=1000000")
+    wait_for(lambda: len(workers_of(proc)) == 4, proc)
+    time.sleep(1)
+    log_file = tmp_path / "exp" / LOG_FILE
+    deadline = time.monotonic() + 30
+    # Through the stop, the shutdown and the summary: until the summary's last line is out.
+    while "average return" not in log_file.read_text() and time.monotonic() < deadline:
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.01)
+    code, out = finish(proc, timeout=30)
+    assert code == 0, out
+    assert "SIGTERM received again: already stopping" in out
+    assert "Stopped: SIGTERM received" in out and "average return" in out
 
 
 def test_sigkill_of_the_runner_ends_every_child(tmp_path):

@@ -268,12 +268,18 @@ class Runner(EventLoopObject):
                  cfg.device)
         previous = {s: signals.signal(s, self._on_signal) for s in (signals.SIGINT, signals.SIGTERM)}
         try:
-            self.loop.exec()
+            try:
+                self.loop.exec()
+            finally:
+                self.stopping = True  # the loop is over: a signal from now on stops nothing more
+                self._shutdown()
+            self._log_summary()
         finally:
+            # Only now: a SIGTERM often comes more than once (Ray, scancel, a container stop),
+            # and with the default handler back a late one ended the process in the middle of
+            # writing its summaries.
             for s, handler in previous.items():
                 signals.signal(s, handler)
-            self._shutdown()
-        self._log_summary()
         if self.failed:
             log.error(self.failed)
             return 1
@@ -302,8 +308,11 @@ class Runner(EventLoopObject):
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signals.Signals(signum).name
-        if self.stopping and signum == signals.SIGINT:
-            raise KeyboardInterrupt
+        if self.stopping:
+            if signum == signals.SIGINT:  # a second Ctrl+C: stop at once
+                raise KeyboardInterrupt
+            log.info("%s received again: already stopping", name)
+            return
         log.info("%s received: stopping and saving a checkpoint", name)
         self._begin_stop(f"{name} received")
 
