@@ -79,10 +79,11 @@ class TrajectoryBuffers:
         if staging is not None:
             staging.wait_until_sent()
         slot_list = slots.tolist()
+        tensors = self._tensors()
 
-        def take(name: str, t: Tensor) -> Tensor:
+        def take(name: str) -> Tensor:
             if staging is not None:
-                return staging.send(name, t, slots).transpose(0, 1).contiguous()
+                return staging.send(name, tensors[name], slots).transpose(0, 1).contiguous()
             slot_major = self.arrays[name]  # [S, T(+1), ...]
             time_major = np.empty((slot_major.shape[1], len(slot_list), *slot_major.shape[2:]),
                                   dtype=slot_major.dtype)
@@ -91,13 +92,12 @@ class TrajectoryBuffers:
             return torch.from_numpy(time_major)
 
         batch = Trajectories(
-            obs={k: take(f"obs/{k}", v) for k, v in self.obs.items()},
-            actions=take("actions", self.actions), log_probs=take("log_probs", self.log_probs),
-            action_params=take("action_params", self.action_params),
-            values=take("values", self.values), rewards=take("rewards", self.rewards),
-            dones=take("dones", self.dones), valid=take("valid", self.valid),
-            policy_versions=take("policy_versions", self.policy_versions),
-            rnn_states=None if self.rnn_states is None else take("rnn_states", self.rnn_states))
+            obs={k: take(f"obs/{k}") for k in self.obs},
+            actions=take("actions"), log_probs=take("log_probs"),
+            action_params=take("action_params"), values=take("values"),
+            rewards=take("rewards"), dones=take("dones"), valid=take("valid"),
+            policy_versions=take("policy_versions"),
+            rnn_states=None if self.rnn_states is None else take("rnn_states"))
         if staging is not None:
             staging.record_sent()
         return batch
