@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -66,6 +66,8 @@ class Result:
     system: str
     env_frames_per_sec: float | None = None  # over the whole run, as the system reports it
     last_10s_frames_per_sec: float | None = None  # from its last status line: without start-up
+    # between its first status line that counts frames and its last: the steady state
+    after_startup_frames_per_sec: float | None = None
     env_steps: int | None = None
     seconds: float | None = None
     policy_lag: float | None = None
@@ -328,6 +330,7 @@ class Finished:
     returncode: int
     lines: list[str]
     peak_rss_mib: float | None
+    times: list[float] = field(default_factory=list)  # time.monotonic() each line arrived
 
 
 def _die_with_benchmark() -> None:
@@ -349,9 +352,11 @@ def run_watched(command: list[str], env: dict[str, str], cwd: Path, time_limit: 
                             errors="replace", start_new_session=True,
                             preexec_fn=_die_with_benchmark)
     lines: list[str] = []
+    times: list[float] = []
 
     def read() -> None:
         for line in proc.stdout:
+            times.append(time.monotonic())
             lines.append(line)
 
     reader = threading.Thread(target=read, daemon=True)
@@ -388,7 +393,7 @@ def run_watched(command: list[str], env: dict[str, str], cwd: Path, time_limit: 
             _stop(proc)
         _reap([p for pid, p in tree.items() if pid != proc.pid])
         reader.join(timeout=5)
-    return Finished(proc.returncode, lines, rss.peak_mib())
+    return Finished(proc.returncode, lines, rss.peak_mib(), times)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -434,6 +439,22 @@ def _last_match(pattern: re.Pattern, lines: Sequence[str]) -> re.Match | None:
     return None
 
 
+def rate_after_startup(pattern: re.Pattern, lines: Sequence[str],
+                       times: Sequence[float]) -> float | None:
+    """Frames/s between the first status line whose frame count (`pattern`'s group 1) is above 0
+    and the last one, timed by when the lines arrived: the steady state, without the start-up
+    that the whole-run figure includes. None without two such lines."""
+    counted = []
+    for line, arrived in zip(lines, times):
+        match = pattern.search(_strip_ansi(line))
+        if match and int(match.group(1)) > 0:
+            counted.append((arrived, int(match.group(1))))
+    if len(counted) < 2 or counted[-1][0] <= counted[0][0]:
+        return None
+    (t0, frames0), (t1, frames1) = counted[0], counted[-1]
+    return (frames1 - frames0) / (t1 - t0)
+
+
 def _float_or_none(text: str | None) -> float | None:
     try:
         value = float(text) if text is not None else None
@@ -446,6 +467,7 @@ def _float_or_none(text: str | None) -> float | None:
 _ASYNCRL_SUMMARY = re.compile(r"Stopped: .*?(\d+) env steps in ([\d.]+) s \(([\d.]+) env steps/s "
                               r"this run\)")
 _ASYNCRL_STATUS = re.compile(r"env_steps=\d+ fps=(\S+) .* policy_lag=(\S+)")
+_ASYNCRL_FRAMES = re.compile(r"env_steps=(\d+) fps=")
 
 
 def run_asyncrl(plan: Plan, workdir: Path) -> Result:
@@ -454,13 +476,13 @@ def run_asyncrl(plan: Plan, workdir: Path) -> Result:
                f"--train_for_seconds={plan.seconds}", *plan.train_args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     finished = run_watched(command, env, Path.cwd(), plan.seconds + START_ALLOWANCE_SEC)
-    result = asyncrl_result(finished.lines, finished.returncode)
+    result = asyncrl_result(finished.lines, finished.returncode, finished.times)
     result.command, result.peak_rss_mib = command, finished.peak_rss_mib
     return result
 
 
-def asyncrl_result(lines: Sequence[str], returncode: int) -> Result:
-    """The figures in the output of `python -m asyncrl.train`."""
+def asyncrl_result(lines: Sequence[str], returncode: int, times: Sequence[float] = ()) -> Result:
+    """The figures in the output of `python -m asyncrl.train`, whose lines arrived at `times`."""
     result = Result(system="asyncrl")
     summary = _last_match(_ASYNCRL_SUMMARY, lines)
     if returncode != 0 or summary is None:
@@ -472,6 +494,7 @@ def asyncrl_result(lines: Sequence[str], returncode: int) -> Result:
     if status:
         result.last_10s_frames_per_sec = _float_or_none(status.group(1))
         result.policy_lag = _float_or_none(status.group(2))
+    result.after_startup_frames_per_sec = rate_after_startup(_ASYNCRL_FRAMES, lines, times)
     return result
 
 
@@ -640,6 +663,7 @@ def _install_sf(venv: Path, python: Path, marker: Path) -> None:
 _SF_PARAM = re.compile(r"^\s+--([a-z][a-z0-9_]*)", re.MULTILINE)
 _SF_SUMMARY = re.compile(r"Collected \{(?:0: (\d+))?\}, FPS: ([\d.]+)")
 _SF_STATUS = re.compile(r"Fps is \(10 sec: (\S+), .* Policy #0 lag: \(min: \S+, avg: ([-\d.]+)")
+_SF_FRAMES = re.compile(r"Fps is \(.*\)\. Total num frames: (\d+)")
 # Logged when its main loop starts, which is when its FPS clock starts.
 _SF_START = re.compile(r"Starting all processes")
 
@@ -714,13 +738,13 @@ def run_sample_factory(plan: Plan, workdir: Path) -> Result:
     # benchmark stops it with SIGINT (a clean stop) `seconds` after its main loop started.
     finished = run_watched(command, env, workdir, plan.seconds + START_ALLOWANCE_SEC,
                            stop_after=(_SF_START, plan.seconds))
-    result = sf_result(finished.lines, finished.returncode)
+    result = sf_result(finished.lines, finished.returncode, finished.times)
     result.command, result.peak_rss_mib = command, finished.peak_rss_mib
     return result
 
 
-def sf_result(lines: Sequence[str], returncode: int) -> Result:
-    """The figures in the output of a Sample Factory run."""
+def sf_result(lines: Sequence[str], returncode: int, times: Sequence[float] = ()) -> Result:
+    """The figures in the output of a Sample Factory run, whose lines arrived at `times`."""
     result = Result(system=f"Sample Factory {SF_VERSION}")
     summary = _last_match(_SF_SUMMARY, lines)
     # It exits with 2 (ExperimentStatus.INTERRUPTED) after the SIGINT that ends the run.
@@ -738,6 +762,7 @@ def sf_result(lines: Sequence[str], returncode: int) -> Result:
     if status:
         result.last_10s_frames_per_sec = _float_or_none(status.group(1))
         result.policy_lag = _float_or_none(status.group(2))
+    result.after_startup_frames_per_sec = rate_after_startup(_SF_FRAMES, lines, times)
     return result
 
 
@@ -753,17 +778,24 @@ def report(plan: Plan, results: list[Result]) -> dict[str, Any]:
     sf = next((r for r in results if r.system.startswith("Sample Factory")), None)
     limit = by_system.get("learner limit")
     raw_fps = raw.env_frames_per_sec if raw else None
-    sf_fps = sf.env_frames_per_sec if sf else None
     limit_fps = limit.env_frames_per_sec if limit else None
     rows = []
     for r in results:
+        mine = r is ours
         rows.append({
             **asdict(r),
             "ratio_to_raw": _ratio(r.env_frames_per_sec, raw_fps),
-            "ratio_to_sample_factory": (_ratio(r.env_frames_per_sec, sf_fps)
-                                        if r is ours and sf is not None else None),
+            "ratio_to_sample_factory": (_ratio(r.env_frames_per_sec, sf.env_frames_per_sec)
+                                        if mine and sf is not None else None),
             "ratio_to_learner_limit": (_ratio(r.env_frames_per_sec, limit_fps)
-                                       if r is ours and limit is not None else None),
+                                       if mine and limit is not None else None),
+            # The same ratios in the steady state (the limit has no start-up of its own).
+            "after_startup_ratio_to_sample_factory": (
+                _ratio(r.after_startup_frames_per_sec, sf.after_startup_frames_per_sec)
+                if mine and sf is not None else None),
+            "after_startup_ratio_to_learner_limit": (
+                _ratio(r.after_startup_frames_per_sec, limit_fps)
+                if mine and limit is not None else None),
         })
     return {
         "env": plan.env, "seconds": plan.seconds, "num_workers": plan.num_workers,
@@ -777,16 +809,22 @@ def format_table(summary: dict[str, Any]) -> str:
     def num(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
-    header = ("system", "env frames/s", "x raw", "asyncrl/SF", "asyncrl/limit", "last 10 s",
-              "policy lag", "peak RSS (MiB)")
+    def ratios(r: dict[str, Any], to: str) -> str:  # "whole run (after start-up)"
+        whole, steady = r[f"ratio_to_{to}"], r[f"after_startup_ratio_to_{to}"]
+        return num(whole, ".2f") if steady is None else f"{num(whole, '.2f')} ({steady:.2f})"
+
+    header = ("system", "env frames/s", "after start-up", "x raw", "asyncrl/SF", "asyncrl/limit",
+              "last 10 s", "policy lag", "peak RSS (MiB)")
     body = []
     for r in summary["results"].values():
         if r["error"]:
-            body.append((r["system"], "failed", "", "", "", "", "", num(r["peak_rss_mib"], ".0f")))
+            body.append((r["system"], "failed", "", "", "", "", "", "",
+                         num(r["peak_rss_mib"], ".0f")))
             continue
         body.append((r["system"], num(r["env_frames_per_sec"], ",.0f"),
-                     num(r["ratio_to_raw"], ".2f"), num(r["ratio_to_sample_factory"], ".2f"),
-                     num(r["ratio_to_learner_limit"], ".2f"),
+                     num(r["after_startup_frames_per_sec"], ",.0f"),
+                     num(r["ratio_to_raw"], ".2f"), ratios(r, "sample_factory"),
+                     ratios(r, "learner_limit"),
                      num(r["last_10s_frames_per_sec"], ",.0f"), num(r["policy_lag"], ".1f"),
                      num(r["peak_rss_mib"], ".0f")))
     widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]

@@ -120,9 +120,12 @@ def test_learner_limit_times_training_on_random_batches():
 def test_learner_limit_ratio_and_atari_names():
     from asyncrl.benchmark import Result
     plan = make_plan(["--learner_limit"])
-    rows = report(plan, [Result("asyncrl", env_frames_per_sec=700.0),
+    rows = report(plan, [Result("asyncrl", env_frames_per_sec=700.0,
+                                after_startup_frames_per_sec=800.0),
                          Result("learner limit", env_frames_per_sec=1000.0)])["results"]
     assert rows["asyncrl"]["ratio_to_learner_limit"] == pytest.approx(0.7)
+    assert rows["asyncrl"]["after_startup_ratio_to_learner_limit"] == pytest.approx(0.8)
+    assert "0.70 (0.80)" in format_table({"results": rows})
     assert sf_atari_name("CartPole-v1") is None
     obs = random_obs(gym.spaces.Box(0, 255, (4, 2), np.uint8), (3, 5), np.random.default_rng(0))
     assert obs.shape == (3, 5, 4, 2) and obs.dtype == np.uint8
@@ -130,14 +133,21 @@ def test_learner_limit_ratio_and_atari_names():
 
 def test_parses_asyncrl_output():
     lines = [
+        "[10:00:00] I env_steps=0 fps=0 avg_return=n/a (last 0 of 0 episodes) policy_version=0 "
+        "policy_lag=n/a\n",
         "[10:00:05] I env_steps=100000 fps=31000 avg_return=50.0 (last 100 of 900 episodes) "
         "policy_version=40 policy_lag=1.7\n",
+        "[10:00:10] I env_steps=260000 fps=32000 avg_return=55.0 (last 100 of 950 episodes) "
+        "policy_version=80 policy_lag=1.6\n",
         "[10:00:10] I Stopped: reached train_for_seconds=10. 300000 env steps in 10.1 s "
         "(29703 env steps/s this run), 1000 episodes, average return 60.0 over the last 100\n",
     ]
-    r = asyncrl_result(lines, 0)
+    r = asyncrl_result(lines, 0, [100.0, 105.0, 109.0, 110.0])
     assert (r.env_frames_per_sec, r.env_steps, r.seconds) == (29703, 300000, 10.1)
-    assert (r.last_10s_frames_per_sec, r.policy_lag) == (31000, 1.7)
+    assert (r.last_10s_frames_per_sec, r.policy_lag) == (32000, 1.6)
+    # from the first line that counts frames to the last: 160000 frames in 4 s
+    assert r.after_startup_frames_per_sec == pytest.approx(40000)
+    assert asyncrl_result(lines[1:2] + lines[3:], 0, [105.0, 110.0]).after_startup_frames_per_sec is None
     failed = asyncrl_result(["Traceback ...\n", "RuntimeError: boom\n"], 1)
     assert failed.env_frames_per_sec is None and "code 1: RuntimeError: boom" in failed.error
 
@@ -152,6 +162,12 @@ def test_parses_sample_factory_output():
     r = sf_result(lines, 2)
     assert (r.env_frames_per_sec, r.env_steps) == (8891.5, 360448)
     assert (r.last_10s_frames_per_sec, r.policy_lag) == (10649.7, 8.3)
+    assert r.after_startup_frames_per_sec is None  # one status line only
+    earlier = ("[2026-11-25 16:14:38,887][13048] Fps is (10 sec: 9000.0, 60 sec: 9000.0, 300 "
+               "sec: 9000.0). Total num frames: 212992. Throughput: 0: 9000.0. Samples: 210000. "
+               "Policy #0 lag: (min: 7.0, avg: 8.0, max: 15.0)\n")
+    r = sf_result([earlier, *lines], 2, [50.0, 55.0, 63.0])
+    assert r.after_startup_frames_per_sec == pytest.approx((262144 - 212992) / 5.0)
     assert "no env steps" in sf_result(["[...] Collected {}, FPS: 0.0\n"], 2).error
     assert "code 1" in sf_result(["ImportError: no module\n"], 1).error
 
