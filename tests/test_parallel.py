@@ -201,6 +201,21 @@ def test_dead_policy_worker_ends_the_run_with_a_final_checkpoint(tmp_path):
     assert "Saved checkpoint" in out.split("policy_worker_p0_0 died")[1]
 
 
+def test_dead_learner_ends_the_run_and_every_other_policy_saves_a_final_checkpoint(tmp_path):
+    proc = start(tmp_path, *TINY, "--num_policies=2", "--train_for_seconds=1000000")
+    wait_for(lambda: "asyncrl-learn1" in workers_of(proc), proc)
+    time.sleep(2)
+    workers = workers_of(proc)
+    workers["asyncrl-learn1"].kill()
+    code, out = finish(proc)
+    assert code == 1, out
+    assert "learner_p1 died (killed by SIGKILL): stopping the run" in out
+    after = out.split("learner_p1 died")[1]
+    # policy 0 is checkpointed; policy 1's state died with its learner
+    assert "Saved checkpoint checkpoint_p0/" in after and "checkpoint_p1/" not in after
+    assert not [p for p in workers.values() if p.is_running() and p.status() != "zombie"]
+
+
 def random_buffers() -> TrajectoryBuffers:
     buffers = TrajectoryBuffers(obs_dict_space(gym.spaces.Box(0, 255, (4, 8, 8), np.uint8)),
                                 gym.spaces.Discrete(3), rollout=5, num_slots=6, num_envs=2,
