@@ -87,6 +87,18 @@ def test_killed_rollout_worker_is_respawned_and_training_continues(tmp_path):
     assert load_checkpoint(checkpoint)["policy_version"] > int(died.group(1)) + 10
 
 
+@pytest.mark.parametrize("die_by, cause", [("segfault", "killed by SIGSEGV"),
+                                           ("exit", "exit code 3")])
+def test_worker_whose_env_ends_its_process_is_respawned(tmp_path, die_by, cause):
+    code, out = finish(start(tmp_path, *TINY, "--die_at_step=300", f"--die_by={die_by}",
+                             "--train_for_env_steps=6000", script=FLAKY))
+    assert code == 0, out
+    assert re.search(rf"rollout_worker_0 died \({cause}\) at policy_version=\d+: respawning it", out)
+    restarts = re.search(r"Stopped: reached train_for_env_steps=6000\..* (\d+) rollout worker "
+                         r"restart\(s\)", out)
+    assert restarts and int(restarts.group(1)) >= 1, out
+
+
 def test_env_exception_is_contained_and_the_env_recreated(tmp_path):
     code, out = finish(start(tmp_path, *TINY, "--fail_every=30", "--train_for_env_steps=4000",
                              script=FLAKY))
