@@ -1,7 +1,8 @@
 """`python tests/helpers/flaky_env_train.py --env=flaky_cartpole --fail_every=N ...`: asyncrl.train
 with an env family whose envs raise in step every N steps (never, if N is 0) or always (N=1);
-env 0 of each worker can also hang for good at step `--hang_at_step`, or take its whole process
-down at step `--die_at_step` (0: never) by a segfault or `os._exit(3)` (`--die_by`)."""
+env 0 (the first env of rollout worker 0) can also hang for good at step `--hang_at_step`, or
+take its worker process down at step `--die_at_step` (0: never) by a segfault or `os._exit(3)`
+(`--die_by`)."""
 
 import ctypes
 import os
