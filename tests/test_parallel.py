@@ -22,6 +22,7 @@ from asyncrl.algo.trajectories import Trajectories
 from asyncrl.envs.spaces import obs_dict_space
 from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.experiment.layout import LOG_FILE
+from asyncrl.launcher.watchdog import running
 from asyncrl.runtime.buffers import PinnedStaging, TrajectoryBuffers
 
 # asyncrl.train with an env that raises or hangs on demand (see the script's docstring). Its
@@ -134,7 +135,7 @@ def test_a_stop_signal_saves_and_leaves_no_child_process_and_no_shared_memory(tm
     code, out = finish(proc, timeout=30)
     assert code == 0, out
     assert f"{signal.Signals(signum).name} received" in out and "Saved checkpoint" in out
-    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert not [c for c in children if running(c)]
     assert shm_entries() <= before
 
 
@@ -225,7 +226,7 @@ def test_dead_learner_ends_the_run_and_every_other_policy_saves_a_final_checkpoi
     after = out.split("learner_p1 died")[1]
     # policy 0 is checkpointed; policy 1's state died with its learner
     assert "Saved checkpoint checkpoint_p0/" in after and "checkpoint_p1/" not in after
-    assert not [p for p in workers.values() if p.is_running() and p.status() != "zombie"]
+    assert not [p for p in workers.values() if running(p)]
 
 
 def random_buffers() -> TrajectoryBuffers:
