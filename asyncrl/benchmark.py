@@ -2,13 +2,15 @@
 
 Measures, one after another on the same cores, how many env frames per second
   (a) raw stepping reaches: worker processes stepping their envs with random actions, nothing else;
-  (b) asyncrl training reaches: `python -m asyncrl.train` in a subprocess, plus its policy lag and
-      the peak RSS of its process tree;
+  (b) asyncrl training reaches: `python -m asyncrl.train` in a subprocess, plus its policy lag,
+      the peak RSS of its process tree and the CPU time its processes spend per env frame once
+      started (learner, policy workers, rollout workers), and so the most frames/s the cores
+      allow at that cost;
   (c) optionally (`--learner_limit`) the learner alone: training iterations on random batches of
       the training-batch shape, in this process, as env frames per second;
   (d) optionally (`--sample_factory`) Sample Factory 2.1.1 with the same configuration, installed
       once into a cached virtual environment (for Atari envs: sf_examples.atari.train_atari, with
-      ale-py added to that environment).
+      ale-py added to that environment), with the same figures but the CPU time per role.
 and prints a table (and `--json PATH`). The parameters after `--` go to asyncrl (and to Sample
 Factory where it has a parameter of that name).
 """
@@ -73,6 +75,9 @@ class Result:
     policy_lag: float | None = None
     samples_per_sec: float | None = None  # learner limit: training samples (agent steps) per second
     peak_rss_mib: float | None = None
+    # CPU time of all its processes per env frame, in the steady window (after start-up)
+    cpu_us_per_frame: float | None = None
+    cpu_us_per_frame_by_role: dict[str, float] | None = None  # asyncrl: learner, ... workers
     error: str | None = None
     command: list[str] | None = None
 
@@ -250,7 +255,7 @@ def run_raw(plan: Plan) -> Result:
                  for i in range(plan.num_workers)]
     ready: set[int] = set()
     done: dict[int, tuple[int, float]] = {}
-    rss = PeakRss()
+    usage = TreeUsage()
     deadline = time.monotonic() + plan.seconds + START_ALLOWANCE_SEC
 
     def drain() -> None:
@@ -280,8 +285,8 @@ def run_raw(plan: Plan) -> Result:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"raw stepping did not finish within "
                                    f"{plan.seconds + START_ALLOWANCE_SEC:.0f} s")
-            if rss.due():
-                rss.poll(watched)
+            if usage.due():
+                usage.poll(watched)
             time.sleep(0.05)
     finally:
         stop.value = 1
@@ -296,17 +301,19 @@ def run_raw(plan: Plan) -> Result:
     return Result(system="raw stepping",
                   env_frames_per_sec=sum(s / max(t, 1e-9) for s, t in done.values()),
                   env_steps=steps, seconds=max(t for _, t in done.values()),
-                  peak_rss_mib=rss.peak_mib())
+                  peak_rss_mib=usage.peak_mib())
 
 
 # -- a training process, watched --------------------------------------------------------------
-class PeakRss:
-    """Peak of the summed RSS of a set of processes, sampled every RSS_POLL_SEC. Pages shared
-    between processes count once per process, as `ps` shows them."""
+class TreeUsage:
+    """What a set of processes uses, sampled every RSS_POLL_SEC: the peak of their summed RSS
+    (pages shared between processes count once per process, as `ps` shows them) and, at each
+    sample, each one's name and CPU time."""
 
     def __init__(self) -> None:
         self.peak = 0
         self._last = -math.inf
+        self.cpu_samples: list[CpuSample] = []
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= RSS_POLL_SEC
@@ -314,15 +321,55 @@ class PeakRss:
     def poll(self, processes: Iterable[psutil.Process]) -> None:
         self._last = time.monotonic()
         total = 0
+        cpu: dict[int, tuple[str, float]] = {}
         for p in processes:
             try:
-                total += p.memory_info().rss
+                with p.oneshot():
+                    total += p.memory_info().rss
+                    times = p.cpu_times()
+                    cpu[p.pid] = (p.name(), times.user + times.system)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
         self.peak = max(self.peak, total)
+        self.cpu_samples.append(CpuSample(self._last, cpu))
 
     def peak_mib(self) -> float | None:
         return self.peak / 2**20 if self.peak else None
+
+
+@dataclass
+class CpuSample:
+    time: float  # time.monotonic()
+    seconds: dict[int, tuple[str, float]]  # pid -> (process name, CPU seconds so far)
+
+
+# asyncrl's process names (utils/processes.py: asyncrl-learn0, asyncrl-pw0-1, asyncrl-rw3)
+_ROLES = (("asyncrl-learn", "learner"), ("asyncrl-pw", "policy workers"),
+          ("asyncrl-rw", "rollout workers"))
+
+
+def _role(name: str) -> str:
+    return next((role for prefix, role in _ROLES if name.startswith(prefix)), "runner")
+
+
+def cpu_seconds_between(samples: Sequence[CpuSample], start: float, end: float
+                        ) -> tuple[float, dict[str, float]] | None:
+    """CPU seconds each role (`_role` of the process name; "runner" for any other process) used
+    between the first sample at or after `start` and the last one at or before `end`, and the
+    time between those two samples; None without two samples in between. A process that started
+    or ended in between counts from its start or up to its last sample."""
+    inside = [s for s in samples if start <= s.time <= end]
+    if len(inside) < 2:
+        return None
+    first = inside[0].seconds
+    last: dict[int, tuple[str, float]] = {}
+    for sample in inside:
+        last.update(sample.seconds)
+    by_role: dict[str, float] = {}
+    for pid, (name, seconds) in last.items():
+        role = _role(name)
+        by_role[role] = by_role.get(role, 0.0) + seconds - first.get(pid, (name, 0.0))[1]
+    return inside[-1].time - inside[0].time, by_role
 
 
 @dataclass
@@ -331,6 +378,7 @@ class Finished:
     lines: list[str]
     peak_rss_mib: float | None
     times: list[float] = field(default_factory=list)  # time.monotonic() each line arrived
+    cpu_samples: list[CpuSample] = field(default_factory=list)
 
 
 def _die_with_benchmark() -> None:
@@ -363,19 +411,19 @@ def run_watched(command: list[str], env: dict[str, str], cwd: Path, time_limit: 
     reader.start()
     root = psutil.Process(proc.pid)
     tree: dict[int, psutil.Process] = {proc.pid: root}
-    rss = PeakRss()
+    usage = TreeUsage()
     deadline = time.monotonic() + time_limit
     stop_at, scanned = math.inf, 0
     try:
         while proc.poll() is None:
             now = time.monotonic()
-            if rss.due():
+            if usage.due():
                 try:
                     for child in root.children(recursive=True):
                         tree.setdefault(child.pid, child)
                 except psutil.NoSuchProcess:
                     pass
-                rss.poll(tree.values())
+                usage.poll(tree.values())
             while stop_after is not None and scanned < len(lines):
                 if stop_after[0].search(lines[scanned]):
                     stop_at = now + stop_after[1]
@@ -393,7 +441,7 @@ def run_watched(command: list[str], env: dict[str, str], cwd: Path, time_limit: 
             _stop(proc)
         _reap([p for pid, p in tree.items() if pid != proc.pid])
         reader.join(timeout=5)
-    return Finished(proc.returncode, lines, rss.peak_mib(), times)
+    return Finished(proc.returncode, lines, usage.peak_mib(), times, usage.cpu_samples)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -439,11 +487,11 @@ def _last_match(pattern: re.Pattern, lines: Sequence[str]) -> re.Match | None:
     return None
 
 
-def rate_after_startup(pattern: re.Pattern, lines: Sequence[str],
-                       times: Sequence[float]) -> float | None:
-    """Frames/s between the first status line whose frame count (`pattern`'s group 1) is above 0
-    and the last one, timed by when the lines arrived: the steady state, without the start-up
-    that the whole-run figure includes. None without two such lines."""
+def steady_window(pattern: re.Pattern, lines: Sequence[str], times: Sequence[float]
+                  ) -> tuple[tuple[float, int], tuple[float, int]] | None:
+    """(arrival time, frames) of the first status line whose frame count (`pattern`'s group 1) is
+    above 0 and of the last one: the steady state, without the start-up that the whole-run
+    figure includes. None without two such lines."""
     counted = []
     for line, arrived in zip(lines, times):
         match = pattern.search(_strip_ansi(line))
@@ -451,8 +499,37 @@ def rate_after_startup(pattern: re.Pattern, lines: Sequence[str],
             counted.append((arrived, int(match.group(1))))
     if len(counted) < 2 or counted[-1][0] <= counted[0][0]:
         return None
-    (t0, frames0), (t1, frames1) = counted[0], counted[-1]
+    return counted[0], counted[-1]
+
+
+def rate_after_startup(pattern: re.Pattern, lines: Sequence[str],
+                       times: Sequence[float]) -> float | None:
+    """Frames/s in the steady window (`steady_window`), timed by when the lines arrived."""
+    window = steady_window(pattern, lines, times)
+    if window is None:
+        return None
+    (t0, frames0), (t1, frames1) = window
     return (frames1 - frames0) / (t1 - t0)
+
+
+def add_cpu_per_frame(result: Result, pattern: re.Pattern, finished: Finished,
+                      by_role: bool = True) -> None:
+    """Sets `result`'s CPU time per env frame in the steady window (and per asyncrl role), from
+    the CPU samples of the run's processes: what a frame costs, which moves less with the
+    machine's load than frames/s do, and so the most frames/s the cores allow at that cost."""
+    window = steady_window(pattern, finished.lines, finished.times)
+    if window is None or not result.after_startup_frames_per_sec:
+        return
+    used = cpu_seconds_between(finished.cpu_samples, window[0][0], window[1][0])
+    if used is None:
+        return
+    elapsed, roles = used
+    frames = result.after_startup_frames_per_sec * elapsed
+    result.cpu_us_per_frame = sum(roles.values()) / frames * 1e6
+    if by_role:
+        order = [role for _, role in _ROLES] + ["runner"]
+        result.cpu_us_per_frame_by_role = {role: roles[role] / frames * 1e6
+                                           for role in order if role in roles}
 
 
 def _float_or_none(text: str | None) -> float | None:
@@ -478,6 +555,7 @@ def run_asyncrl(plan: Plan, workdir: Path) -> Result:
     finished = run_watched(command, env, Path.cwd(), plan.seconds + START_ALLOWANCE_SEC)
     result = asyncrl_result(finished.lines, finished.returncode, finished.times)
     result.command, result.peak_rss_mib = command, finished.peak_rss_mib
+    add_cpu_per_frame(result, _ASYNCRL_FRAMES, finished)
     return result
 
 
@@ -740,6 +818,7 @@ def run_sample_factory(plan: Plan, workdir: Path) -> Result:
                            stop_after=(_SF_START, plan.seconds))
     result = sf_result(finished.lines, finished.returncode, finished.times)
     result.command, result.peak_rss_mib = command, finished.peak_rss_mib
+    add_cpu_per_frame(result, _SF_FRAMES, finished, by_role=False)  # its names are not asyncrl's
     return result
 
 
@@ -771,6 +850,11 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def usable_cores() -> int:
+    """The cores this process (and so the runs it starts) may run on."""
+    return len(os.sched_getaffinity(0))
+
+
 def report(plan: Plan, results: list[Result]) -> dict[str, Any]:
     by_system = {r.system: r for r in results}
     raw = by_system.get("raw stepping")
@@ -779,6 +863,7 @@ def report(plan: Plan, results: list[Result]) -> dict[str, Any]:
     limit = by_system.get("learner limit")
     raw_fps = raw.env_frames_per_sec if raw else None
     limit_fps = limit.env_frames_per_sec if limit else None
+    cores = usable_cores()
     rows = []
     for r in results:
         mine = r is ours
@@ -796,11 +881,16 @@ def report(plan: Plan, results: list[Result]) -> dict[str, Any]:
             "after_startup_ratio_to_learner_limit": (
                 _ratio(r.after_startup_frames_per_sec, limit_fps)
                 if mine and limit is not None else None),
+            # The most frames/s these cores allow at the run's CPU cost per frame.
+            "cpu_bound_frames_per_sec": _ratio(cores * 1e6, r.cpu_us_per_frame),
+            "cpu_bound_ratio_to_learner_limit": (
+                _ratio(_ratio(cores * 1e6, r.cpu_us_per_frame), limit_fps)
+                if mine and limit is not None else None),
         })
     return {
         "env": plan.env, "seconds": plan.seconds, "num_workers": plan.num_workers,
         "num_envs_per_worker": plan.num_envs_per_worker, "asyncrl_args": plan.train_args,
-        "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+        "cpu_count": os.cpu_count(), "usable_cores": cores, "date": time.strftime("%Y-%m-%d"),
         "results": {r["system"]: r for r in rows},
     }
 
@@ -814,11 +904,11 @@ def format_table(summary: dict[str, Any]) -> str:
         return num(whole, ".2f") if steady is None else f"{num(whole, '.2f')} ({steady:.2f})"
 
     header = ("system", "env frames/s", "after start-up", "x raw", "asyncrl/SF", "asyncrl/limit",
-              "last 10 s", "policy lag", "peak RSS (MiB)")
+              "last 10 s", "policy lag", "CPU us/frame", "peak RSS (MiB)")
     body = []
     for r in summary["results"].values():
         if r["error"]:
-            body.append((r["system"], "failed", "", "", "", "", "", "",
+            body.append((r["system"], "failed", "", "", "", "", "", "", "",
                          num(r["peak_rss_mib"], ".0f")))
             continue
         body.append((r["system"], num(r["env_frames_per_sec"], ",.0f"),
@@ -826,11 +916,21 @@ def format_table(summary: dict[str, Any]) -> str:
                      num(r["ratio_to_raw"], ".2f"), ratios(r, "sample_factory"),
                      ratios(r, "learner_limit"),
                      num(r["last_10s_frames_per_sec"], ",.0f"), num(r["policy_lag"], ".1f"),
-                     num(r["peak_rss_mib"], ".0f")))
+                     num(r["cpu_us_per_frame"], ".1f"), num(r["peak_rss_mib"], ".0f")))
     widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
                        enumerate(zip(row, widths))) for row in (header, *body)]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    ours = summary["results"].get("asyncrl")
+    if ours and not ours["error"] and ours["cpu_us_per_frame_by_role"]:
+        parts = ", ".join(f"{role} {us:.1f}" for role, us in
+                          ours["cpu_us_per_frame_by_role"].items())
+        bound = (f"at that cost {summary['usable_cores']} cores make at most "
+                 f"{ours['cpu_bound_frames_per_sec']:,.0f} env frames/s")
+        if ours["cpu_bound_ratio_to_learner_limit"] is not None:
+            bound += f", {ours['cpu_bound_ratio_to_learner_limit']:.2f} of the learner limit"
+        lines.append(f"asyncrl's CPU per env frame after start-up: {parts} "
+                     f"({ours['cpu_us_per_frame']:.1f} us in all); {bound}")
     return "\n".join(lines)
 
 

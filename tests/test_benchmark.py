@@ -11,19 +11,21 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from asyncrl.benchmark import (action_sampler, asyncrl_result, format_table, main, make_plan,
-                               random_obs, report, run_learner_limit, sf_arguments, sf_atari_name,
-                               sf_result)
+from asyncrl.benchmark import (CpuSample, Finished, Result, _ASYNCRL_FRAMES, action_sampler,
+                               add_cpu_per_frame, asyncrl_result, cpu_seconds_between,
+                               format_table, main, make_plan, random_obs, report,
+                               run_learner_limit, sf_arguments, sf_atari_name, sf_result)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_short_run_reports_raw_and_asyncrl_frames_per_second(tmp_path):
+    # 11 s: two status lines (every 5 s) that count frames, for the steady-state figures
     temp = tmp_path / "tmp"
     temp.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(temp)}
     proc = subprocess.run(
-        [sys.executable, "-m", "asyncrl.benchmark", "--seconds=3", "--json", "out.json", "--",
+        [sys.executable, "-m", "asyncrl.benchmark", "--seconds=11", "--json", "out.json", "--",
          "--num_workers=1", "--num_envs_per_worker=4", "--batch_size=64", "--rollout=16"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -31,6 +33,13 @@ def test_short_run_reports_raw_and_asyncrl_frames_per_second(tmp_path):
     raw, ours = figures["results"]["raw stepping"], figures["results"]["asyncrl"]
     assert raw["env_frames_per_sec"] > 0 and ours["env_frames_per_sec"] > 0
     assert ours["peak_rss_mib"] > 0
+    # The run's processes used CPU: some per frame, the most in the rollout workers and learner.
+    roles = ours["cpu_us_per_frame_by_role"]
+    assert {"learner", "policy workers", "rollout workers"} <= set(roles)
+    assert ours["cpu_us_per_frame"] == pytest.approx(sum(roles.values())) and all(
+        us >= 0 for us in roles.values())
+    assert ours["cpu_bound_frames_per_sec"] == pytest.approx(
+        figures["usable_cores"] * 1e6 / ours["cpu_us_per_frame"])
     assert ours["ratio_to_raw"] == pytest.approx(ours["env_frames_per_sec"] /
                                                  raw["env_frames_per_sec"])
     assert (figures["num_workers"], figures["num_envs_per_worker"]) == (1, 4)
@@ -118,7 +127,6 @@ def test_learner_limit_times_training_on_random_batches():
 
 
 def test_learner_limit_ratio_and_atari_names():
-    from asyncrl.benchmark import Result
     plan = make_plan(["--learner_limit"])
     rows = report(plan, [Result("asyncrl", env_frames_per_sec=700.0,
                                 after_startup_frames_per_sec=800.0),
@@ -170,6 +178,43 @@ def test_parses_sample_factory_output():
     assert r.after_startup_frames_per_sec == pytest.approx((262144 - 212992) / 5.0)
     assert "no env steps" in sf_result(["[...] Collected {}, FPS: 0.0\n"], 2).error
     assert "code 1" in sf_result(["ImportError: no module\n"], 1).error
+
+
+def test_cpu_per_frame_in_the_steady_window():
+    # t=100 before the window; the window is t=101..109 (the first and last counted status lines).
+    samples = [
+        CpuSample(100.0, {1: ("python", 1.0), 2: ("asyncrl-learn0", 1.0)}),
+        CpuSample(101.0, {1: ("python", 1.5), 2: ("asyncrl-learn0", 2.0), 3: ("asyncrl-rw0", 0.5)}),
+        # rollout worker 0 died and rollout worker 1 was born in between
+        CpuSample(105.0, {1: ("python", 1.6), 2: ("asyncrl-learn0", 5.0), 3: ("asyncrl-rw0", 2.5),
+                          4: ("asyncrl-rw1", 0.5)}),
+        CpuSample(109.0, {1: ("python", 1.7), 2: ("asyncrl-learn0", 8.0), 4: ("asyncrl-rw1", 2.0),
+                          5: ("asyncrl-pw0-0", 1.0)}),
+        CpuSample(110.0, {1: ("python", 9.0), 2: ("asyncrl-learn0", 99.0)}),
+    ]
+    elapsed, roles = cpu_seconds_between(samples, 101.0, 109.5)
+    assert elapsed == 8.0
+    assert roles == pytest.approx({"runner": 0.2, "learner": 6.0, "rollout workers": 4.0,
+                                   "policy workers": 1.0})
+    assert cpu_seconds_between(samples, 101.5, 108.0) is None  # one sample inside
+
+    lines = ["env_steps=0 fps=0\n", "env_steps=1000 fps=1\n", "env_steps=9000 fps=1\n"]
+    finished = Finished(0, lines, None, [100.5, 101.0, 109.0], samples)
+    result = Result("asyncrl", after_startup_frames_per_sec=1000.0)  # 8,000 frames in 8 s
+    add_cpu_per_frame(result, _ASYNCRL_FRAMES, finished)
+    assert result.cpu_us_per_frame == pytest.approx(11.2 / 8000 * 1e6)
+    assert list(result.cpu_us_per_frame_by_role) == ["learner", "policy workers",
+                                                     "rollout workers", "runner"]
+    assert result.cpu_us_per_frame_by_role["learner"] == pytest.approx(750.0)
+
+    plan = make_plan(["--learner_limit"])
+    summary = report(plan, [result, Result("learner limit", env_frames_per_sec=1000.0)])
+    ours = summary["results"]["asyncrl"]
+    assert ours["cpu_bound_frames_per_sec"] == pytest.approx(summary["usable_cores"] * 1e6 / 1400)
+    assert ours["cpu_bound_ratio_to_learner_limit"] == pytest.approx(
+        ours["cpu_bound_frames_per_sec"] / 1000.0)
+    table = format_table(summary)
+    assert "1400.0" in table and "learner 750.0, policy workers 125.0" in table
 
 
 @pytest.mark.parametrize("space", [
