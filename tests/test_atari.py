@@ -199,6 +199,41 @@ def test_each_frame_is_the_resized_max_of_the_last_two_emulator_screens():
         reference.close()
 
 
+def _preprocessing(env):
+    while not isinstance(env, atari.AtariFramePreprocessing):
+        env = env.env
+    return env
+
+
+def test_stepping_the_emulator_directly_gives_the_same_transitions_as_env_step():
+    """The default env steps frames on the emulator itself; with RecordEpisodeStatistics below
+    the preprocessing (which must see every frame) it steps them through env.step. Same seed,
+    same actions, through a whole episode: the same observations, rewards, ends and info."""
+    pytest.importorskip("ale_py")
+    direct, _ = make("--env=atari_pong")
+    through, _ = make("--env=atari_pong", "--use_record_episode_statistics=True")
+    assert _preprocessing(direct).steps_emulator_directly
+    assert not _preprocessing(through).steps_emulator_directly
+    try:
+        obs_a, _ = direct.reset(seed=3)
+        obs_b, _ = through.reset(seed=3)
+        assert np.array_equal(obs_a, obs_b)
+        rewards = 0.0
+        for action in np.random.default_rng(1).integers(6, size=5000).tolist():
+            a = direct.step(action)
+            b = through.step(action)
+            assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4]
+            assert a[4] == {k: v for k, v in b[4].items() if k != "episode"}
+            rewards += a[1]
+            if a[2] or a[3]:
+                break
+        assert a[2] and rewards != 0.0  # a whole game of Pong, points scored
+        assert b[4]["episode"]["r"] == rewards  # the statistics below still saw every frame
+    finally:
+        direct.close()
+        through.close()
+
+
 def test_missing_ale_py_is_a_one_line_error_naming_the_extra(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ale_py", None)  # import ale_py raises ImportError
     atari._register_ale_envs.cache_clear()
