@@ -867,6 +867,8 @@ def report(plan: Plan, results: list[Result]) -> dict[str, Any]:
     rows = []
     for r in results:
         mine = r is ours
+        # The most frames/s these cores allow at the run's CPU cost per frame.
+        bound = _ratio(cores * 1e6, r.cpu_us_per_frame)
         rows.append({
             **asdict(r),
             "ratio_to_raw": _ratio(r.env_frames_per_sec, raw_fps),
@@ -881,11 +883,9 @@ def report(plan: Plan, results: list[Result]) -> dict[str, Any]:
             "after_startup_ratio_to_learner_limit": (
                 _ratio(r.after_startup_frames_per_sec, limit_fps)
                 if mine and limit is not None else None),
-            # The most frames/s these cores allow at the run's CPU cost per frame.
-            "cpu_bound_frames_per_sec": _ratio(cores * 1e6, r.cpu_us_per_frame),
-            "cpu_bound_ratio_to_learner_limit": (
-                _ratio(_ratio(cores * 1e6, r.cpu_us_per_frame), limit_fps)
-                if mine and limit is not None else None),
+            "cpu_bound_frames_per_sec": bound,
+            "cpu_bound_ratio_to_learner_limit": (_ratio(bound, limit_fps)
+                                                 if mine and limit is not None else None),
         })
     return {
         "env": plan.env, "seconds": plan.seconds, "num_workers": plan.num_workers,
