@@ -602,7 +602,7 @@ def random_batch(learner: Any, obs_space: gym.Space, rollout: int, num_trajector
     import torch
 
     from asyncrl.algo.trajectories import Trajectories
-    from asyncrl.envs.spaces import obs_dict_space
+    from asyncrl.envs.observations import obs_dict_space
 
     T, B = rollout, num_trajectories
     obs = {key: torch.as_tensor(random_obs(space, (T + 1, B), rng))

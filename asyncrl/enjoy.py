@@ -60,7 +60,7 @@ def evaluate(argv: Sequence[str] | None = None) -> list[EpisodeStats]:
         return FrameRecorder(make_env(family, cfg.env, cfg, i, render_mode="rgb_array"), cfg.env,
                              budget)
 
-    envs = EnvVector(make, 1, cfg.seed, reporting=EpisodeReporting.of(cfg))
+    envs = EnvVector(make, 1, cfg.seed, reporting=EpisodeReporting.of(cfg), env_name=cfg.env)
     video = None if budget is None else Mp4Writer(path, video_fps(cfg.fps, envs.envs[0]))
     learner = Learner(cfg, envs.envs[0].observation_space, envs.action_space, resolve_device(cfg.device))
     learner.load_weights(state["model"], f"checkpoint of {exp_dir}")

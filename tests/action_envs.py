@@ -1,6 +1,7 @@
-"""Test-only envs with MultiDiscrete and Tuple(Discrete, Box) action spaces, registered as the
-env family `action_targets` on import (`--env=multidiscrete_targets` or `--env=tuple_targets`;
-`--env=dict_actions` has an unsupported Dict action space).
+"""Test-only envs with MultiDiscrete, Tuple(Discrete, Box), Dict and MultiBinary action spaces,
+registered as the env family `action_targets` on import (`--env=multidiscrete_targets`,
+`--env=tuple_targets`, `--env=dict_targets`, `--env=multibinary_targets`; `--env=matrix_actions`
+has an unsupported rank-2 Box action space).
 
 Each step shows targets in the observation and pays for matching them, so a policy can learn to
 score far above chance within a few thousand steps. Both spaces have a nonzero `start`, and
@@ -84,14 +85,42 @@ class TupleTargets(_Targets):
         return float(choice - 1 == self.choice) + 0.5 - abs(float(position[0]) - self.x)
 
 
-class DictActions(MultiDiscreteTargets):
-    """Dict actions, which asyncrl does not support: for the error message."""
+class DictTargets(TupleTargets):
+    """TupleTargets with its two parts as a Dict action."""
 
-    action_space = gym.spaces.Dict({"move": gym.spaces.Discrete(3), "speed": gym.spaces.Box(0, 1, (1,))})
+    action_space = gym.spaces.Dict({"position": gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
+                                    "choice": gym.spaces.Discrete(3, start=1)})
+
+    def _reward(self, action):
+        return super()._reward((action["choice"], action["position"]))
+
+
+class MultiBinaryTargets(_Targets):
+    """Four target bits shown in the observation; +0.25 for each action bit equal to its target.
+    Chance is 0.5 per step (4 per episode); the best return is 8."""
+
+    action_space = gym.spaces.MultiBinary(4)
+    observation_space = gym.spaces.Box(0.0, 1.0, (4,), np.float32)
+
+    def _new_targets(self):
+        self.targets = self.rng.integers(0, 2, size=4)
+
+    def _obs(self):
+        return self.targets.astype(np.float32)
+
+    def _reward(self, action):
+        return 0.25 * float(np.sum(action == self.targets))
+
+
+class MatrixActions(MultiDiscreteTargets):
+    """Rank-2 Box actions, which asyncrl does not support: for the error message."""
+
+    action_space = gym.spaces.Box(0, 1, (2, 2))
 
 
 ENVS = {"multidiscrete_targets": MultiDiscreteTargets, "tuple_targets": TupleTargets,
-        "dict_actions": DictActions}
+        "dict_targets": DictTargets, "multibinary_targets": MultiBinaryTargets,
+        "matrix_actions": MatrixActions}
 
 register_env_family(EnvFamily(name="action_targets", matches=lambda name: name in ENVS,
                               make_env=lambda name, cfg, i: ENVS[name](seed=i),

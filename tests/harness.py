@@ -12,7 +12,7 @@ from signal_slot.signal_slot import EventLoop, EventLoopObject
 
 from asyncrl.algo.trajectories import Trajectories
 from asyncrl.envs.registry import find_env_family
-from asyncrl.envs.spaces import obs_dict_space
+from asyncrl.envs.observations import obs_dict_space
 from asyncrl.envs.vector import agents_per_env
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers

@@ -48,6 +48,27 @@ def test_multi_discrete_start_and_shape():
     assert grid.contains(action)
 
 
+def test_multi_binary_is_a_two_way_component_per_bit():
+    space = gym.spaces.MultiBinary([2, 3])
+    layout = action_layout(space)
+    assert layout.categories == (2,) * 6 and layout.action_shape == (6,)
+    out = layout.to_env(np.array([[1, 0, 1, 1, 0, 0]]))
+    np.testing.assert_array_equal(out, [[[1, 0, 1], [1, 0, 0]]])
+    assert out.dtype == np.int8 and space.contains(out[0])
+
+
+def test_dict_actions_become_dicts_in_key_order():
+    space = gym.spaces.Dict({"b": Box(-1, 1, (2,)), "a": Discrete(3, start=1)})
+    layout = action_layout(space)
+    # The Dict's parts in its (sorted) key order: 'a' (an index), then 'b' (two values).
+    assert layout.categories == (3,) and layout.continuous_dims == 2
+    (action,) = layout.to_env(np.array([[2, 0.5, 9.0]], np.float32))
+    assert action["a"] == 3 and action["b"].tolist() == [0.5, 1.0]
+    assert space.contains(action)
+    batched = layout.to_vector_env(np.array([[2, 0.5, 9.0], [0, 0, 0]], np.float32))
+    assert gym.vector.utils.batch_space(space, 2).contains(batched)
+
+
 def test_box_actions_are_clipped_and_keep_the_space_dtype():
     space = Box(np.array([-1.0, 0.0]), np.array([1.0, 5.0]), dtype=np.float64)
     out = action_layout(space).to_env(np.array([[3.0, -2.0], [0.5, 2.5]], np.float32))
@@ -184,10 +205,10 @@ def test_learner_trains_multi_discrete_with_symmetric_kl_and_refuses_it_for_box_
 
 
 def test_unsupported_action_space_is_one_line_exit_2_and_nothing_on_disk(tmp_path, capsys):
-    assert train.main(["--env=dict_actions", f"--train_dir={tmp_path}", "--experiment=exp"]) == 2
+    assert train.main(["--env=matrix_actions", f"--train_dir={tmp_path}", "--experiment=exp"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unsupported action space Dict(" in err
-    assert "supported are Discrete, MultiDiscrete, 1-D Box, and Tuples of these" in err
+    assert err.count("\n") == 1 and "unsupported action space Box(0.0, 1.0, (2, 2), float32)" in err
+    assert "supported are Discrete, MultiDiscrete, MultiBinary, 1-D Box, and Tuples or Dicts" in err
     assert not (tmp_path / "exp").exists()
 
 
@@ -210,6 +231,9 @@ TRAIN = ["--use_rnn=false", "--serial_mode=true", "--num_workers=1", "--num_envs
     # Chance: about 1.4 with the initial policy; the best is 12. A policy that always makes the
     # right choice but does not follow the target position scores at most 10 on average.
     ("tuple_targets", [], 1.4, 6.0, 10.5),
+    ("dict_targets", [], 1.4, 6.0, 10.5),
+    # Chance: 4; the best is 8.
+    ("multibinary_targets", [], 4.0, 6.0, 7.5),
 ])
 def test_tiny_training_run_learns_and_enjoy_plays_it(tmp_path, capsys, env, options, chance,
                                                      trained, deterministic):

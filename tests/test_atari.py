@@ -54,7 +54,7 @@ def test_sample_factory_names_have_no_sticky_actions_and_v5_ids_keep_them():
 
 def test_preset_and_family_parameters():
     cfg = cfg_of("--env=atari_pong")
-    assert (cfg.env_frameskip, cfg.env_framestack, cfg.pixel_format) == (4, 4, "CHW")
+    assert (cfg.env_frameskip, cfg.env_framestack, cfg.pixel_format) == (4, 4, "auto")
     assert cfg.summaries_use_frameskip is True and env_frames_per_step(cfg) == 4
     assert cfg.encoder_conv_architecture == "convnet_impala" and cfg.encoder_conv_mlp_layers == (512,)
     assert (cfg.obs_subtract_mean, cfg.obs_scale, cfg.normalize_input) == (0.0, 255.0, False)

@@ -9,9 +9,8 @@ import torch
 from asyncrl.config.params import PARAMS
 from asyncrl.config.parser import parse_args
 from asyncrl.model.actor_critic import ActorCritic
-from asyncrl.model.conv import CONV_ARCHITECTURES, ConvEncoder, ConvImageEncoder
+from asyncrl.model.conv import CONV_ARCHITECTURES, ConvEncoder
 from asyncrl.model.encoders import MlpEncoder
-from asyncrl.utils.errors import UserError
 
 ATARI_OBS = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
 # [channels, height, width] of the conv head's output on an 84x84 image
@@ -118,27 +117,27 @@ def test_vector_observations_keep_the_mlp_encoder():
     assert isinstance(model.actor_trunk.encoder, MlpEncoder)
 
 
-def test_channels_last_images_with_pixel_format_hwc():
-    from dataclasses import make_dataclass
-
-    base = cfg_of("--encoder_conv_architecture=convnet_atari", "--encoder_conv_mlp_layers", "8")
-    # A family that declares --pixel_format (as the Atari family does).
-    with_format = make_dataclass("Cfg", [("pixel_format", str)], bases=(type(base),), frozen=True)
-    cfg = with_format(**base.to_dict() | {"pixel_format": "HWC"})
-    space = gym.spaces.Box(0, 255, (84, 84, 4), np.uint8)
-    encoder = ConvImageEncoder(cfg, "obs", space)
-    chw = torch.rand(2, 4, 84, 84)
-    assert encoder.conv_out_size == 64 * 7 * 7
-    reference = ConvImageEncoder(base, "obs", ATARI_OBS)
-    reference.load_state_dict(encoder.state_dict())
-    assert torch.allclose(encoder(chw.permute(0, 2, 3, 1)), reference(chw), atol=1e-6)
+def test_channels_last_images_compute_what_channels_first_ones_do():
+    cfg = cfg_of("--encoder_conv_architecture=convnet_atari", "--encoder_conv_mlp_layers", "8")
+    hwc = ActorCritic(cfg, gym.spaces.Box(0, 255, (84, 84, 4), np.uint8), gym.spaces.Discrete(2))
+    chw = ActorCritic(cfg, ATARI_OBS, gym.spaces.Discrete(2))
+    chw.load_state_dict(hwc.state_dict())  # the same weights: the layout is not in the model
+    assert hwc.actor_trunk.encoder.image_encoders[0].conv_out_size == 64 * 7 * 7
+    images = uint8_images(2)  # [2, 4, 84, 84]
+    ours = hwc({"obs": images.permute(0, 2, 3, 1).contiguous()})
+    theirs = chw({"obs": images})
+    for a, b in zip(ours[:2], theirs[:2]):
+        assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_too_small_image_is_a_user_error():
+def test_an_image_too_small_for_the_conv_architecture_goes_to_the_mlp():
     space = gym.spaces.Box(0, 255, (3, 16, 16), np.uint8)
-    with pytest.raises(UserError, match="too small for --encoder_conv_architecture=convnet_atari"):
-        ActorCritic(cfg_of("--encoder_conv_architecture=convnet_atari"), space,
-                    gym.spaces.Discrete(2))
+    model = ActorCritic(cfg_of("--encoder_conv_architecture=convnet_atari"), space,
+                        gym.spaces.Discrete(2))
+    assert isinstance(model.actor_trunk.encoder, MlpEncoder)
+    assert model.actor_trunk.encoder.in_size == 3 * 16 * 16
+    assert "encoder: MLP over 'obs' (768 inputs" in "; ".join(model.describe_observations())
+    assert model.policy_step({"obs": uint8_images(2, (3, 16, 16))}).actions.shape == (2,)
 
 
 @pytest.mark.parametrize("arch", sorted(CONV_ARCHITECTURES))

@@ -19,7 +19,7 @@ from training_process import REPO, finish, wait_for
 from training_process import start as start_training
 
 from asyncrl.algo.trajectories import Trajectories
-from asyncrl.envs.spaces import obs_dict_space
+from asyncrl.envs.observations import obs_dict_space
 from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.experiment.layout import LOG_FILE
 from asyncrl.launcher.watchdog import running
@@ -110,10 +110,19 @@ def test_env_exception_is_contained_and_the_env_recreated(tmp_path):
 
 
 def test_env_that_always_fails_stops_the_run_with_a_clear_error(tmp_path):
-    code, out = finish(start(tmp_path, *TINY, "--fail_every=1", "--max_consecutive_env_failures=3",
-                             script=FLAKY))
+    # Env 0, which asyncrl steps once at start-up, is healthy: env 1 fails in the workers.
+    code, out = finish(start(tmp_path, *TINY, "--fail_every=1", "--healthy_envs=1",
+                             "--max_consecutive_env_failures=3", script=FLAKY))
     assert code == 1, out
     assert "failed 4 times in a row in step (limit --max_consecutive_env_failures=3)" in out
+
+
+def test_env_that_fails_at_its_first_step_is_one_line_at_start_up(tmp_path):
+    code, out = finish(start(tmp_path, *TINY, "--fail_every=1", script=FLAKY))
+    assert code == 2 and out.count("\n") == 1, out
+    assert out.startswith("asyncrl: error: --env=flaky_cartpole: env 0: step() raised "
+                          "RuntimeError: simulated env crash at step 1 (at flaky_env_train.py:"), out
+    assert not (tmp_path / "exp").exists()
 
 
 @pytest.mark.parametrize("signum, whole_group", [(signal.SIGINT, False), (signal.SIGTERM, True)])

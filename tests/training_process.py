@@ -17,13 +17,15 @@ import pytest
 from asyncrl.utils.processes import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
+HELPERS = REPO / "tests" / "helpers"  # env modules for --env=module:EnvId
 
 
 def start(tmp_path: Path, *argv: str, script: list[str] | None = None,
           new_session: bool = False) -> subprocess.Popen:
     """Trains in experiment `exp` under `tmp_path`; `script` replaces `-m asyncrl.train --env=CartPole-v1`.
     `new_session`: in a process group of its own, which a test may signal as a whole."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HELPERS)]),
+           "PYTHONUNBUFFERED": "1"}
     command = script or ["-m", "asyncrl.train", "--env=CartPole-v1"]
     # If pytest itself is killed (a timeout), the training must not live on: its workers follow it.
     return subprocess.Popen([sys.executable, *command, f"--train_dir={tmp_path}",

@@ -18,7 +18,7 @@ from asyncrl.algo.advantages import gae, vtrace
 from asyncrl.algo.optimizers import load_optimizer_state, make_optimizer
 from asyncrl.algo.trajectories import Trajectories, from_sequences, to_sequences
 from asyncrl.config.validate import resolved_recurrence
-from asyncrl.envs.spaces import one_line
+from asyncrl.envs.observations import one_line
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.model.distributions import make_action_distribution
 from asyncrl.utils.errors import UserError

@@ -209,16 +209,27 @@ PARAMS: tuple[Param, ...] = (
     # observations
     _p("obs_subtract_mean", float, 0.0, "Subtract this from observations (e.g. 128 for 8-bit "
        "images)", _OBS),
-    _p("obs_scale", float, 1.0, "Divide observations by this (after obs_subtract_mean)", _OBS),
+    _p("obs_scale", float, 1.0, "Divide observations by this (after obs_subtract_mean). With "
+       "the defaults (obs_scale=1, obs_subtract_mean=0) uint8 observations (8-bit images) are "
+       "divided by 255; any other value applies to every Box observation as given", _OBS),
     _p("normalize_input", bool, True, "Normalize observations with running mean and standard "
        "deviation", _OBS),
-    _p("normalize_input_keys", str, None, "Observation keys to normalize (None: all). A Box "
-       "observation space has the single key 'obs'", _OBS, is_list=True, optional=True),
+    _p("pixel_format", str, "auto", "Layout of image observations (Box observations of rank 3): "
+       "auto reads an image as channels-last (HWC) when its last dimension is smaller than its "
+       "first, e.g. (240, 320, 3), else as channels-first (CHW), e.g. (4, 84, 84); CHW or HWC "
+       "forces the layout where the shape is ambiguous, e.g. (3, 64, 3). Env families that make "
+       "images themselves (Atari) produce this layout (CHW for auto)", _OBS,
+       choices=("auto", "CHW", "HWC")),
+    _p("normalize_input_keys", str, None, "Observation keys to normalize (None: every Box "
+       "observation). A Box observation space has the single key 'obs'; a Dict's keys are its "
+       "own (nested ones joined by '/'), a Tuple's 'obs/0', 'obs/1'...", _OBS, is_list=True,
+       optional=True),
     # model
     _p("encoder_mlp_layers", int, [512, 512], "Sizes of the MLP encoder layers (for vector "
        "observations), e.g. --encoder_mlp_layers 256 128 (or 256,128)", _MODEL, is_list=True, minimum=1),
     _p("encoder_conv_architecture", str, "convnet_simple", "Convolutional encoder of image "
-       "observations (Box observations of rank 3, channels first): convnet_simple (32 8x8/4, 64 "
+       "observations (Box observations of rank 3, see pixel_format; smaller images than it takes "
+       "go to the MLP encoder): convnet_simple (32 8x8/4, 64 "
        "4x4/2, 128 3x3/2), convnet_impala (IMPALA's shallow net: 16 8x8/4, 32 4x4/2), "
        "convnet_atari (Nature DQN: 32 8x8/4, 64 4x4/2, 64 3x3/1) or resnet_impala (IMPALA's "
        "residual net: 16, 32, 32 channels, each a 3x3 conv, a 3x3/2 max-pool and 2 residual "

@@ -11,7 +11,8 @@
        210x160 -> 84x84 area resize; no episode end on life loss
     -> FireReset: presses FIRE after reset in games that need it (Breakout, Pong, ...)
     -> FrameStack(--env_framestack): the last observations, oldest first
-    -> uint8 observations [framestack, 84, 84] (--pixel_format=CHW) or [84, 84, framestack] (HWC)
+    -> uint8 observations [framestack, 84, 84] (--pixel_format=CHW, or auto) or [84, 84,
+       framestack] (--pixel_format=HWC)
 
 gymnasium's AtariPreprocessing wrapper needs OpenCV for the resize; AtariFramePreprocessing does
 the same steps with numpy only (AreaResize), so ale-py is the only
@@ -332,9 +333,6 @@ ATARI_PARAMS: tuple[Param, ...] = (
           "FPS and train_for_env_steps count emulator frames", _GROUP, minimum=1),
     Param("env_framestack", int, 1, "Stack this many of the last observations as the image "
           "channels", _GROUP, minimum=1),
-    Param("pixel_format", str, "CHW", "Image layout of the observations: CHW [framestack, 84, "
-          "84] or HWC [84, 84, framestack]; the conv encoder takes either", _GROUP,
-          choices=("CHW", "HWC")),
     Param("summaries_use_frameskip", bool, True, "Count env steps in emulator frames (agent "
           "steps x env_frameskip) for the summaries, FPS, checkpoints and train_for_env_steps; "
           "False counts agent steps", _GROUP),

@@ -12,18 +12,26 @@ is flagged invalid so that the learner leaves it out.
 A finished episode reports its return, length and the numbers of `info["episode_extra_stats"]` of
 its last step (`EpisodeAccounts`); `--use_record_episode_statistics` takes the return and length
 from gymnasium's RecordEpisodeStatistics (`info["episode"]`) instead.
+
+Observations are stored leaf by leaf (envs/observations.py). An env that breaks its own contract
+(an observation outside its space, a reward that is not a number or NaN, a reset or step that
+returns the wrong number of values) raises EnvContractError at that step, naming the env and what
+is wrong; an env that raises is recreated instead, since that may be passing trouble.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
 
-from asyncrl.envs.spaces import action_layout, obs_dict_space
+from asyncrl.envs.observations import ACTION_MASK_KEY, EnvContractError, obs_layout
+from asyncrl.envs.spaces import action_layout
 from asyncrl.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -31,6 +39,20 @@ log = logging.getLogger(__name__)
 
 class EnvFailureLimit(RuntimeError):
     """An env kept raising after being recreated: the run must stop instead of looping."""
+
+
+class EnvRaised(UserError):
+    """An env raised while it was being checked (`EnvVector(strict=True)`): one line that names
+    the exception and where it came from."""
+
+
+def exception_line(error: BaseException) -> str:
+    """'ValueError: bad action (at my_env.py:42)': the exception's first line and the innermost
+    place it was raised."""
+    message = (str(error).splitlines() or [""])[0]
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {message}{where}"
 
 
 @dataclass
@@ -142,13 +164,39 @@ class EpisodeAccounts:
         self.lengths[envs] = 0
 
 
-def write_obs(arrays: dict[str, np.ndarray], index: int | slice, obs: Any, obs_is_dict: bool) -> None:
-    """Stores an observation (a dict of them, or a batch for a slice) at `index` of the arrays."""
-    if obs_is_dict:
-        for k, v in obs.items():
-            arrays[k][index] = v
-    else:
-        arrays["obs"][index] = obs
+_NUMBERS = (int, float, np.number)
+
+
+def checked_step(out: Any, who: str) -> tuple[Any, Any, Any, Any, Any]:
+    """What env.step returned, as the five values of the gymnasium API."""
+    if not isinstance(out, tuple) or len(out) != 5:
+        count = f"{len(out)} values" if isinstance(out, tuple) else type(out).__name__
+        raise EnvContractError(f"{who}: step() returned {count}; gymnasium envs return (observation, "
+                               "reward, terminated, truncated, info) (an old gym env returns 4: "
+                               "wrap it with gymnasium's compatibility wrappers)")
+    return out
+
+
+def checked_reset(out: Any, who: str) -> Any:
+    """The observation out of what env.reset returned."""
+    if not isinstance(out, tuple) or len(out) != 2:
+        count = f"{len(out)} values" if isinstance(out, tuple) else type(out).__name__
+        raise EnvContractError(f"{who}: reset() returned {count}; gymnasium envs return "
+                               "(observation, info)")
+    return out[0]
+
+
+def checked_reward(reward: Any, who: str) -> Any:
+    if isinstance(reward, _NUMBERS) or (isinstance(reward, np.ndarray) and reward.ndim == 0):
+        return reward
+    raise EnvContractError(f"{who}: the reward is {type(reward).__name__} {reward!r}, not a number")
+
+
+def check_finite_rewards(rewards: np.ndarray, rows: np.ndarray | slice, who: Callable[[int], str]) -> None:
+    """NaN rewards of `rows` (checked at once, after a step): `who(i)` names the i-th row's env."""
+    nan = np.isnan(rewards[rows])
+    if nan.any():
+        raise EnvContractError(f"{who(int(np.flatnonzero(nan)[0]))}: the reward is NaN")
 
 
 @dataclass
@@ -176,24 +224,28 @@ class EnvVector:
     per env (one for a single-agent env); `step` takes whole envs' rows.
 
     `max_failures`: an env whose step/reset raises is recreated and its episode cut short; after
-    this many failures in a row of one env, EnvFailureLimit is raised."""
+    this many failures in a row of one env, EnvFailureLimit is raised. `strict` (the start-up check
+    of an env): anything an env raises is an EnvRaised error at once."""
 
     def __init__(self, make_env: Callable[[int], gym.Env], num_envs: int, seed: int | None,
-                 max_failures: int = 10, reporting: EpisodeReporting = EpisodeReporting()):
+                 max_failures: int = 10, reporting: EpisodeReporting = EpisodeReporting(),
+                 env_name: str = "", strict: bool = False):
         self.make_env = make_env
+        self.env_name = env_name
         self.max_failures = max_failures
+        self.strict = strict
         self.failures = np.zeros(num_envs, dtype=np.int64)  # consecutive, per env
-        self.envs = [make_env(i) for i in range(num_envs)]
+        self.envs = [self._checked(i, "creating it", make_env, i) for i in range(num_envs)]
         self.num_envs = num_envs
         # Multi-agent envs (SF's convention): spaces are per agent; reset and step take and return
         # a list with an entry per agent; the env starts each agent's next episode itself.
         self.multiagent = is_multiagent(self.envs[0])
         self.agents_per_env = agents_per_env(self.envs[0])
         rows = num_envs * self.agents_per_env
-        self.observation_space = obs_dict_space(self.envs[0].observation_space)
+        self.layout = obs_layout(self.envs[0].observation_space, env_name)
+        self.observation_space = self.layout.space
         self.action_space = self.envs[0].action_space
         self.action_layout = action_layout(self.action_space)
-        self._obs_is_dict = isinstance(self.envs[0].observation_space, gym.spaces.Dict)
         self.obs = {k: np.zeros((rows, *s.shape), dtype=s.dtype)
                     for k, s in self.observation_space.spaces.items()}
         self.rewards = np.zeros(rows, dtype=np.float32)  # raw env rewards of the last step
@@ -201,10 +253,32 @@ class EnvVector:
         self.truncated = np.zeros(rows, dtype=bool)
         self.valid = np.ones(rows, dtype=bool)  # every step of an EnvVector is a transition
         self.accounts = EpisodeAccounts(rows, reporting)  # a row per agent
+        # Random actions of the warm-up that respect action masks.
+        self.rng = np.random.default_rng(seed)
         for i, env in enumerate(self.envs):
-            obs, _ = env.reset(seed=None if seed is None else seed + i)
+            out = self._checked(i, "reset()", env.reset, seed=None if seed is None else seed + i)
+            obs = checked_reset(out, self.who(i))
             env.action_space.seed(None if seed is None else seed + i)  # warm-up actions
             self._write_obs(i, obs)
+        self.layout.check_rows(self.obs, slice(None), self._row_env)
+
+    def who(self, env: int) -> str:
+        """Env `env` in error messages."""
+        return f"--env={self.env_name}: env {env}" if self.env_name else f"env {env}"
+
+    def _checked(self, i: int, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`call(*args, **kwargs)`; in strict mode what it raises becomes one EnvRaised line."""
+        if not self.strict:
+            return call(*args, **kwargs)
+        try:
+            return call(*args, **kwargs)
+        except UserError:
+            raise
+        except Exception as e:
+            raise EnvRaised(f"{self.who(i)}: {what} raised {exception_line(e)}") from None
+
+    def _row_env(self, row: int) -> int:
+        return row // self.agents_per_env
 
     def rows_of(self, env: int) -> slice:
         return slice(env * self.agents_per_env, (env + 1) * self.agents_per_env)
@@ -214,9 +288,9 @@ class EnvVector:
         if self.multiagent:
             rows = self.rows_of(i)
             for row, agent_obs in zip(range(rows.start, rows.stop), obs):
-                write_obs(self.obs, row, agent_obs, self._obs_is_dict)
+                self.layout.write(self.obs, row, agent_obs, i)
         else:
-            write_obs(self.obs, i, obs, self._obs_is_dict)
+            self.layout.write(self.obs, i, obs, i)
 
     def env_actions(self, actions: np.ndarray) -> Sequence[Any]:
         """Stored policy actions `[n]` or `[n, K + A]` -> the n actions env.step accepts (ints,
@@ -232,19 +306,22 @@ class EnvVector:
         """`env_actions`: one action per env (per row, for multi-agent envs) of `env_indices`,
         as env.step takes it."""
         if self.multiagent:
-            return self._step_multiagent(env_indices, env_actions)
+            result = self._step_multiagent(env_indices, env_actions)
+            self._check_rows(env_indices)
+            return result
         episodes: list[EpisodeStats] = []
         truncated_idx: list[int] = []
         final_obs: dict[str, list[Any]] = {k: [] for k in self.obs}
         for i, action in zip(env_indices.tolist(), env_actions):
             env = self.envs[i]
             try:
-                obs, reward, terminated, truncated, info = env.step(action)
+                out = env.step(action)
             except Exception:
                 self._recreate(i, "step")
                 continue
+            obs, reward, terminated, truncated, info = checked_step(out, self.who(i))
             self.failures[i] = 0
-            self.rewards[i] = reward
+            self.rewards[i] = checked_reward(reward, self.who(i))
             self.terminated[i] = terminated
             self.truncated[i] = truncated and not terminated
             self.accounts.returns[i] += reward
@@ -254,13 +331,15 @@ class EnvVector:
                 if not terminated:
                     truncated_idx.append(i)
                     for k in final_obs:
-                        final_obs[k].append(obs[k] if self._obs_is_dict else obs)
+                        final_obs[k].append(self.layout.leaf(obs, k))
                 try:
-                    obs, _ = env.reset()
+                    out = env.reset()
                 except Exception:
                     self._recreate(i, "reset")
                     continue
+                obs = checked_reset(out, self.who(i))
             self._write_obs(i, obs)
+        self._check_rows(env_indices)
         return StepResult(
             env_indices=env_indices,
             truncated_indices=np.asarray(truncated_idx, dtype=np.int64),
@@ -295,12 +374,18 @@ class EnvVector:
                 if final is not None:
                     truncated_rows.append(row)
                     for k in final_obs:
-                        final_obs[k].append(final[k] if self._obs_is_dict else final)
+                        final_obs[k].append(self.layout.leaf(final, k))
             self._write_obs(i, obs)
         return StepResult(
             env_indices=rows, truncated_indices=np.asarray(truncated_rows, dtype=np.int64),
             final_obs={k: np.asarray(v, dtype=self.obs[k].dtype) for k, v in final_obs.items()},
             episodes=episodes)
+
+    def _check_rows(self, rows: np.ndarray) -> None:
+        """The checks of whole rows after a step: NaN observations and rewards, integers out of
+        range."""
+        self.layout.check_rows(self.obs, rows, lambda j: self._row_env(int(rows[j])))
+        check_finite_rewards(self.rewards, rows, lambda j: self.who(self._row_env(int(rows[j]))))
 
     def _end_episode(self, row: int, info: Mapping[str, Any], episodes: list[EpisodeStats]) -> None:
         if (stats := self.accounts.finish(row, info)) is not None:
@@ -312,14 +397,23 @@ class EnvVector:
         for i, steps in enumerate(steps_per_env):
             space = self.envs[i].action_space
             rows = self.rows_of(i)
+            indices = np.arange(rows.start, rows.stop)
             for _ in range(steps):
-                self._step(np.arange(rows.start, rows.stop),
-                           [space.sample() for _ in range(self.agents_per_env)])
+                if ACTION_MASK_KEY in self.obs:
+                    masks = self.obs[ACTION_MASK_KEY][rows]
+                    actions = self.env_actions(self.action_layout.random_actions(masks, self.rng))
+                else:
+                    actions = [space.sample() for _ in range(self.agents_per_env)]
+                self._step(indices, actions)
         # An episode begun with random actions is nobody's result: leave it out of the statistics.
         self.accounts.unscored |= np.repeat(np.asarray(steps_per_env) > 0, self.agents_per_env)
 
     def _recreate(self, i: int, what: str) -> None:
-        """Env i raised: log it, replace it by a fresh env and end its episode here."""
+        """Env i raised: log it, replace it by a fresh env and end its episode here (strict:
+        raise EnvRaised instead)."""
+        if self.strict:
+            error = sys.exc_info()[1]
+            raise EnvRaised(f"{self.who(i)}: {what}() raised {exception_line(error)}") from None
         self.failures[i] += 1
         log.exception("env %d raised in %s (failure %d in a row): recreating it", i, what,
                       self.failures[i])
@@ -337,10 +431,10 @@ class EnvVector:
         self.accounts.cut(rows)
         try:
             self.envs[i] = self.make_env(i)
-            obs, _ = self.envs[i].reset()
+            out = self.envs[i].reset()
         except Exception:
             return self._recreate(i, "creation")
-        self._write_obs(i, obs)
+        self._write_obs(i, checked_reset(out, self.who(i)))
 
     def close(self) -> None:
         for env in self.envs:
@@ -361,17 +455,18 @@ class BatchedEnvVector:
 
     def __init__(self, make_vector_env: SplitVectorFactory, num_envs: int, num_splits: int,
                  seed: int | None, max_failures: int = 10,
-                 reporting: EpisodeReporting = EpisodeReporting()):
+                 reporting: EpisodeReporting = EpisodeReporting(), env_name: str = ""):
         self.make_vector_env = make_vector_env
+        self.env_name = env_name
         self.max_failures = max_failures
         self.per_split = num_envs // num_splits
         self.num_envs = num_envs
         self.vectors = [make_vector_env(s * self.per_split, self.per_split) for s in range(num_splits)]
         first = self.vectors[0]
-        self.observation_space = obs_dict_space(first.single_observation_space)
+        self.layout = obs_layout(first.single_observation_space, env_name)
+        self.observation_space = self.layout.space
         self.action_space = first.single_action_space
         self.action_layout = action_layout(self.action_space)
-        self._obs_is_dict = isinstance(first.single_observation_space, gym.spaces.Dict)
         self._next_step_autoreset = [_uses_next_step_autoreset(v) for v in self.vectors]
         self.failures = np.zeros(num_splits, dtype=np.int64)  # consecutive, per split
         self.obs = {k: np.zeros((num_envs, *s.shape), dtype=s.dtype)
@@ -382,16 +477,25 @@ class BatchedEnvVector:
         self.valid = np.ones(num_envs, dtype=bool)  # False: the step only reset the env
         self._autoreset_pending = np.zeros(num_envs, dtype=bool)
         self.accounts = EpisodeAccounts(num_envs, reporting)
+        self.rng = np.random.default_rng(seed)  # warm-up actions that respect action masks
         for s, vector in enumerate(self.vectors):
-            obs, _ = vector.reset(seed=None if seed is None else seed + s * self.per_split)
+            out = vector.reset(seed=None if seed is None else seed + s * self.per_split)
             vector.action_space.seed(None if seed is None else seed + s * self.per_split)
-            self._write_obs(self._rows(s), obs)
+            self._write_obs(self._rows(s), checked_reset(out, self._who_split(s)))
 
     def _rows(self, split: int) -> slice:
         return slice(split * self.per_split, (split + 1) * self.per_split)
 
+    def _who_split(self, split: int) -> str:
+        rows = self._rows(split)
+        return f"--env={self.env_name}: the vector env of envs {rows.start}..{rows.stop - 1}"
+
+    def who(self, env: int) -> str:
+        return f"--env={self.env_name}: env {env}" if self.env_name else f"env {env}"
+
     def _write_obs(self, rows: slice, obs: Any) -> None:
-        write_obs(self.obs, rows, obs, self._obs_is_dict)
+        self.layout.write_batch(self.obs, rows, obs)
+        self.layout.check_rows(self.obs, rows, lambda j: rows.start + j)
 
     def step(self, env_indices: np.ndarray, actions: np.ndarray) -> StepResult:
         """Steps the split whose envs are `env_indices` with policy `actions` `[n, ...]`."""
@@ -404,11 +508,12 @@ class BatchedEnvVector:
         if len(env_indices) != self.per_split or int(env_indices[0]) != rows.start:
             raise ValueError(f"batched step needs the envs of one whole split, got {env_indices}")
         try:
-            obs, rewards, terminated, truncated, infos = self.vectors[split].step(vector_actions)
+            out = self.vectors[split].step(vector_actions)
         except Exception:
             self._recreate(split)
             return StepResult(env_indices, np.zeros(0, dtype=np.int64),
                               {k: v[:0] for k, v in self.obs.items()}, [])
+        obs, rewards, terminated, truncated, infos = checked_step(out, self._who_split(split))
         self.failures[split] = 0
         if self._next_step_autoreset[split]:
             valid = ~self._autoreset_pending[rows]
@@ -417,6 +522,7 @@ class BatchedEnvVector:
             valid = np.ones(self.per_split, dtype=bool)
         self.valid[rows] = valid
         self.rewards[rows] = np.where(valid, rewards, 0.0)
+        check_finite_rewards(self.rewards, rows, lambda j: self.who(rows.start + j))
         self.terminated[rows] = terminated
         self.truncated[rows] = truncated & ~terminated
         self.accounts.returns[rows] += self.rewards[rows]
@@ -427,11 +533,10 @@ class BatchedEnvVector:
         ended_by_limit = np.flatnonzero(self.truncated[rows])
         if self._next_step_autoreset[split]:
             # The observation returned with the time limit is the episode's last one.
-            final_obs = ({k: np.asarray(v[ended_by_limit]) for k, v in obs.items()}
-                         if self._obs_is_dict else {"obs": np.asarray(obs[ended_by_limit])})
+            final_obs = {k: np.asarray(self.layout.leaf(obs, k)[ended_by_limit]) for k in self.obs}
         else:
             final = [infos["final_obs"][j] for j in ended_by_limit]
-            final_obs = {k: np.asarray([f[k] if self._obs_is_dict else f for f in final],
+            final_obs = {k: np.asarray([self.layout.leaf(f, k) for f in final],
                                        dtype=self.obs[k].dtype) for k in self.obs}
         self._write_obs(rows, obs)
         return StepResult(env_indices, ended_by_limit + rows.start, final_obs, episodes)
@@ -443,7 +548,13 @@ class BatchedEnvVector:
             rows = self._rows(split)
             indices = np.arange(rows.start, rows.stop)
             for _ in range(int(np.max(np.asarray(steps_per_env)[rows], initial=0))):
-                self._step(indices, vector.action_space.sample())
+                if ACTION_MASK_KEY in self.obs:
+                    masks = self.obs[ACTION_MASK_KEY][rows]
+                    actions = self.action_layout.to_vector_env(
+                        self.action_layout.random_actions(masks, self.rng))
+                else:
+                    actions = vector.action_space.sample()
+                self._step(indices, actions)
         self.accounts.unscored[:] = True
 
     def _recreate(self, split: int) -> None:
@@ -468,10 +579,10 @@ class BatchedEnvVector:
         self.accounts.cut(rows)
         try:
             self.vectors[split] = self.make_vector_env(rows.start, self.per_split)
-            obs, _ = self.vectors[split].reset()
+            out = self.vectors[split].reset()
         except Exception:
             return self._recreate(split)
-        self._write_obs(rows, obs)
+        self._write_obs(rows, checked_reset(out, self._who_split(split)))
 
     def close(self) -> None:
         for vector in self.vectors:

@@ -207,8 +207,9 @@ def _apply_restart_behavior(cfg: ConfigBase, exp_dir: Path, exists: bool,
 def _check_against_env(cfg: ConfigBase, resume_states: list[dict[str, Any] | None],
                        init_weights: tuple[dict[str, Any], str] | None, exp_dir: str) -> None:
     """Builds one env and the learner on the CPU so that env-dependent errors (unsupported
-    spaces, options that do not fit the action space, checkpoints of another architecture)
-    surface before anything is written."""
+    spaces, an env that breaks its own contract in its reset or first step, options that do not
+    fit the action space, checkpoints of another architecture) surface before anything is
+    written."""
     import importlib.util
 
     import torch
@@ -216,16 +217,21 @@ def _check_against_env(cfg: ConfigBase, resume_states: list[dict[str, Any] | Non
     from asyncrl.algo.learner import Learner
     from asyncrl.config.validate import validate_for_env
     from asyncrl.envs.registry import find_env_family, make_env
-    from asyncrl.envs.vector import agents_per_env
+    from asyncrl.envs.vector import EnvVector
 
     if getattr(cfg, "with_wandb", False) and importlib.util.find_spec("wandb") is None:
         raise UserError("--with_wandb=True needs wandb: pip install 'asyncrl[wandb]'")
-    env = make_env(find_env_family(cfg.env), cfg.env, cfg, 0)  # as the rollout workers make it
+    family = find_env_family(cfg.env)
+    # As the rollout workers make it; one step with random actions checks the env's contract.
+    envs = EnvVector(lambda i: make_env(family, cfg.env, cfg, i), 1, cfg.seed, env_name=cfg.env,
+                     strict=True)
     try:
-        validate_for_env(cfg, agents_per_env(env))
-        learner = Learner(cfg, env.observation_space, env.action_space, torch.device("cpu"))
+        envs.warm_up([1])
+        validate_for_env(cfg, envs.agents_per_env)
+        learner = Learner(cfg, envs.envs[0].observation_space, envs.action_space,
+                          torch.device("cpu"))
     finally:
-        env.close()
+        envs.close()
     for p, state in enumerate(resume_states):
         if state is None:
             continue

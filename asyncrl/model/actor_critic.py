@@ -1,7 +1,10 @@
 """The actor-critic: preprocessing -> encoder -> core -> decoder -> action parameters and value.
 
-Observations are dicts of tensors (a Box space is the single key "obs"). The value head predicts
-returns in normalized units when `normalize_returns` is on; `policy_step` returns raw values.
+Observations are dicts of tensors, one per leaf of the env's observation space
+(envs/observations.py; a Box space is the single key "obs"). ObsPreprocessor turns them into the
+float tensors encoders take; an `action_mask` key masks the logits of the discrete actions instead
+(model/distributions.py, `mask_logits`). The value head predicts returns in normalized units when
+`normalize_returns` is on; `policy_step` returns raw values.
 
 Each part comes from a factory that users may replace: model/encoders.py, model/core.py,
 model/decoders.py. With `use_rnn` the core is recurrent and every call takes and returns the
@@ -17,16 +20,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asyncrl.envs.spaces import ActionLayout, action_layout, obs_dict_space
-from asyncrl.model.distributions import make_action_distribution
+from asyncrl.envs.observations import ACTION_MASK_KEY, obs_dict_space, one_line
+from asyncrl.envs.spaces import ActionLayout, action_layout
+from asyncrl.model.distributions import ActionMasking, make_action_distribution
 from asyncrl.model.core import make_core
 from asyncrl.model.decoders import make_decoder
 from asyncrl.model.encoders import make_encoder
 from asyncrl.model.normalization import RunningMeanStd
 from asyncrl.utils.errors import UserError
+
+PIXEL_FORMATS = ("auto", "CHW", "HWC")
 
 
 @dataclass
@@ -38,44 +46,177 @@ class PolicyOutput:
     rnn_states: Tensor | None  # [N, rnn_state_size] after this step (None: feed-forward)
 
 
+def image_layout(shape: tuple[int, ...], pixel_format: str) -> str:
+    """'CHW' or 'HWC' for an image observation of `shape` (rank 3). --pixel_format=auto: channels
+    last when the last dimension is smaller than the first ((240, 320, 3), (7, 7, 3)), else
+    channels first ((4, 84, 84)); equal ones are ambiguous and read as CHW (`describe` says so)."""
+    if pixel_format != "auto":
+        return pixel_format
+    return "HWC" if shape[-1] < shape[0] else "CHW"
+
+
+@dataclass(frozen=True)
+class _Input:
+    """How one observation leaf becomes an encoder input."""
+
+    key: str
+    kind: str  # "box", "discrete" (Discrete or MultiDiscrete) or "bits" (MultiBinary)
+    subtract: float = 0.0
+    scale: float = 1.0
+    channels_last: bool = False  # an HWC image, handed on as a [N, C, H, W] view
+    scalar: bool = False  # a rank-0 Box, handed on as [N, 1]
+    note: str = ""  # what happens to it, for `describe`
+
+
 class ObsPreprocessor(nn.Module):
-    """(obs - obs_subtract_mean) / obs_scale, then running normalization of the chosen keys."""
+    """Raw observation leaves -> the float tensors encoders take, described by `encoder_space`
+    (a Dict of Box spaces):
+
+    - Box: (x - obs_subtract_mean) / obs_scale, then running normalization of the chosen keys.
+      With the defaults obs_subtract_mean=0 and obs_scale=1, uint8 leaves (8-bit images) are
+      divided by 255; any other value applies to every Box as given. Images (rank 3) go on
+      channels first: an HWC image as a `[N, C, H, W]` view of channels-last memory, which the
+      convolutions take without a copy. A rank-0 Box becomes `[N, 1]`.
+    - Discrete: a one-hot `[N, n]`; MultiDiscrete: the one-hots of its entries concatenated
+      `[N, sum(nvec)]`; MultiBinary: its bits as floats. These are not normalized.
+    - `action_mask` is no encoder input: ActorCritic masks the action logits with it."""
 
     def __init__(self, cfg: Any, obs_space: gym.spaces.Dict):
         super().__init__()
-        self.subtract_mean = cfg.obs_subtract_mean
-        self.scale = cfg.obs_scale
-        keys = sorted(obs_space.spaces)
-        normalized = keys if cfg.normalize_input_keys is None else list(cfg.normalize_input_keys)
-        missing = [k for k in normalized if k not in obs_space.spaces]
-        if missing:
-            raise UserError(f"--normalize_input_keys: no observation key {missing[0]!r} "
-                            f"(this env has: {', '.join(keys)})")
+        keys = [k for k in obs_space.spaces if k != ACTION_MASK_KEY]
+        if not keys:
+            raise UserError(f"no observation besides '{ACTION_MASK_KEY}': the policy would see "
+                            "nothing")
+        boxes = [k for k in keys if isinstance(obs_space[k], gym.spaces.Box)]
+        normalized = boxes if cfg.normalize_input_keys is None else list(cfg.normalize_input_keys)
+        for key in normalized:
+            if key not in obs_space.spaces:
+                raise UserError(f"--normalize_input_keys: no observation key {key!r} "
+                                f"(this env has: {', '.join(keys)})")
+            if key not in boxes:
+                raise UserError(f"--normalize_input_keys: observation {key!r} is "
+                                f"{one_line(obs_space[key])}; only Box observations are normalized")
         self.normalizers = nn.ModuleDict()
         if cfg.normalize_input:
             for key in normalized:
                 self.normalizers[key] = RunningMeanStd(obs_space[key].shape)
+        self.inputs = [self._input(cfg, key, obs_space[key]) for key in keys]
+        self.encoder_space = gym.spaces.Dict(
+            {i.key: self._encoder_leaf(i, obs_space[i.key]) for i in self.inputs})
+        # Discrete and MultiDiscrete leaves: the largest number of categories, each entry's
+        # start and the real categories among the padded one-hots (buffers that follow the model
+        # to its device, outside the state_dict: they come from the env's space).
+        self._one_hot_sizes: dict[str, int] = {}
+        for j, i in enumerate(self.inputs):
+            if i.kind != "discrete":
+                continue
+            space = obs_space[i.key]
+            self._one_hot_sizes[i.key] = int(_category_counts(space).max())
+            self.register_buffer(f"_start_{j}", torch.as_tensor(np.asarray(space.start)).reshape(-1),
+                                 persistent=False)
+            self.register_buffer(f"_columns_{j}", _one_hot_columns(space), persistent=False)
+
+    @staticmethod
+    def _input(cfg: Any, key: str, space: gym.Space) -> _Input:
+        if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+            return _Input(key, "discrete", note="one-hot")
+        if isinstance(space, gym.spaces.MultiBinary):
+            return _Input(key, "bits", note="bits as floats")
+        subtract, scale, note = cfg.obs_subtract_mean, cfg.obs_scale, ""
+        if space.dtype == np.uint8 and subtract == 0.0 and scale == 1.0:
+            scale, note = 255.0, "/ 255"
+        elif subtract != 0.0 or scale != 1.0:
+            note = f"(x - {subtract:g}) / {scale:g}"
+        channels_last = False
+        if len(space.shape) == 3:
+            layout = image_layout(space.shape, cfg.pixel_format)
+            channels_last = layout == "HWC"
+            ambiguous = cfg.pixel_format == "auto" and space.shape[0] == space.shape[-1]
+            note = " ".join(filter(None, [
+                f"image {layout}" + (" (ambiguous: set --pixel_format)" if ambiguous else ""), note]))
+        return _Input(key, "box", float(subtract), float(scale), channels_last,
+                      scalar=len(space.shape) == 0, note=note)
+
+    @staticmethod
+    def _encoder_leaf(i: _Input, space: gym.Space) -> gym.spaces.Box:
+        if i.kind == "discrete":
+            shape: tuple[int, ...] = (int(np.sum(_category_counts(space))),)
+        elif i.kind == "bits":
+            shape = tuple(space.shape)
+        elif i.scalar:
+            shape = (1,)
+        elif i.channels_last:
+            h, w, c = space.shape
+            shape = (c, h, w)
+        else:
+            shape = tuple(space.shape)
+        return gym.spaces.Box(-np.inf, np.inf, shape, np.float32)
 
     def forward(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
         out = {}
-        for key, x in obs.items():
-            x = x.float()
-            if self.subtract_mean != 0.0:
-                x = x - self.subtract_mean
-            if self.scale != 1.0:
-                x = x / self.scale
-            if key in self.normalizers:
-                x = self.normalizers[key].normalize(x)
-            out[key] = x
+        for j, i in enumerate(self.inputs):
+            x = obs[i.key]
+            if i.kind == "box":
+                x = self._scaled(i, x)
+                if i.key in self.normalizers:
+                    x = self.normalizers[i.key].normalize(x)
+                if i.scalar:
+                    x = x[:, None]
+                elif i.channels_last:
+                    x = x.permute(0, 3, 1, 2)
+            elif i.kind == "discrete":
+                x = self._one_hot(j, i.key, x)
+            else:
+                x = x.float()
+            out[i.key] = x
         return out
+
+    @staticmethod
+    def _scaled(i: _Input, x: Tensor) -> Tensor:
+        x = x.float()
+        if i.subtract != 0.0:
+            x = x - i.subtract
+        return x / i.scale if i.scale != 1.0 else x
+
+    def _one_hot(self, j: int, key: str, x: Tensor) -> Tensor:
+        """`[N]` or `[N, *nvec.shape]` category values of input j -> `[N, sum of the sizes]`."""
+        indices = x.reshape(x.shape[0], -1).long() - getattr(self, f"_start_{j}")  # [N, K]
+        one_hot = F.one_hot(indices, self._one_hot_sizes[key]).float().flatten(1)  # [N, K * n_max]
+        columns = getattr(self, f"_columns_{j}")
+        return one_hot if columns is None else one_hot[:, columns]
 
     @torch.no_grad()
     def update_statistics(self, obs: dict[str, Tensor]) -> None:
-        for key, normalizer in self.normalizers.items():
-            x = obs[key].float()
-            if self.subtract_mean != 0.0:
-                x = x - self.subtract_mean
-            normalizer.update(x / self.scale)
+        for i in self.inputs:
+            if i.key in self.normalizers:
+                self.normalizers[i.key].update(self._scaled(i, obs[i.key]))
+
+    def describe(self, obs_space: gym.spaces.Dict) -> list[str]:
+        """Each key, its space and what becomes of it: lines for the run's log."""
+        lines = [f"'{i.key}' {one_line(obs_space[i.key])}"
+                 + (f": {i.note}" if i.note else "")
+                 + (", normalized" if i.key in self.normalizers else "") for i in self.inputs]
+        if ACTION_MASK_KEY in obs_space.spaces:
+            lines.append(f"'{ACTION_MASK_KEY}' {one_line(obs_space[ACTION_MASK_KEY])}: masks the "
+                         "action logits")
+        return lines
+
+
+def _category_counts(space: gym.Space) -> np.ndarray:
+    """`[K]` the number of categories of each entry of a Discrete (K = 1) or MultiDiscrete."""
+    if isinstance(space, gym.spaces.Discrete):
+        return np.array([int(space.n)])
+    return np.asarray(space.nvec).reshape(-1).astype(np.int64)
+
+
+def _one_hot_columns(space: gym.spaces.MultiDiscrete) -> Tensor | None:
+    """Columns of the padded one-hots `[K * n_max]` that are real categories; None when every
+    entry has n_max categories."""
+    counts = _category_counts(space)
+    n_max = int(counts.max())
+    if (counts == n_max).all():
+        return None
+    return torch.as_tensor([k * n_max + c for k, n in enumerate(counts) for c in range(n)])
 
 
 class _Trunk(nn.Module):
@@ -145,12 +286,20 @@ class ActorCritic(nn.Module):
     def __init__(self, cfg: Any, obs_space: gym.Space, action_space: gym.Space):
         super().__init__()
         obs_space = obs_dict_space(obs_space)
+        self.obs_space = obs_space
         self.action_space = action_space
         self.action_layout = action_layout(action_space)
+        self.masking = (ActionMasking(self.action_layout, obs_space[ACTION_MASK_KEY])
+                        if ACTION_MASK_KEY in obs_space.spaces else None)
+        if self.masking is not None and cfg.exploration_loss == "symmetric_kl":
+            raise UserError("--exploration_loss=symmetric_kl does not take action masks (its "
+                            "uniform prior would include masked actions): use "
+                            "--exploration_loss=entropy")
         self.preprocessor = ObsPreprocessor(cfg, obs_space)
         self.returns_normalizer = RunningMeanStd((), clip=None) if cfg.normalize_returns else None
-        self.actor_trunk = _Trunk(cfg, obs_space)
-        self.critic_trunk = None if cfg.actor_critic_share_weights else _Trunk(cfg, obs_space)
+        encoder_space = self.preprocessor.encoder_space
+        self.actor_trunk = _Trunk(cfg, encoder_space)
+        self.critic_trunk = None if cfg.actor_critic_share_weights else _Trunk(cfg, encoder_space)
         self.action_parameterization = ActionParameterization(cfg, self.action_layout,
                                                               self.actor_trunk.out_size)
         critic_in = (self.critic_trunk or self.actor_trunk).out_size
@@ -168,7 +317,7 @@ class ActorCritic(nn.Module):
         params `[N, P]`, normalized values `[N]`, next states `[N, rnn_state_size]`)."""
         x = self.preprocessor(obs)
         states = self._states(rnn_states, next(iter(x.values())))
-        return self._heads(lambda trunk, s: trunk(x, s), states)
+        return self._masked(obs, *self._heads(lambda trunk, s: trunk(x, s), states))
 
     def forward_sequence(self, obs: dict[str, Tensor], rnn_states: Tensor | None,
                          dones: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -176,9 +325,24 @@ class ActorCritic(nn.Module):
         `dones` `[T, B]` (the state is zeroed after a step where an episode ended) -> (action
         params `[T * B, P]`, normalized values `[T * B]`, time-major; the states after step T-1).
         Gives what T calls of forward() with those resets give, in one pass."""
-        x = self.preprocessor({k: v.flatten(0, 1) for k, v in obs.items()})
+        flat = {k: v.flatten(0, 1) for k, v in obs.items()}
+        x = self.preprocessor(flat)
         states = self._states(rnn_states, dones[0])
-        return self._heads(lambda trunk, s: trunk.sequence(x, s, dones), states)
+        return self._masked(flat, *self._heads(lambda trunk, s: trunk.sequence(x, s, dones), states))
+
+    def _masked(self, obs: dict[str, Tensor], params: Tensor, values: Tensor,
+                states: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The heads' output with the logits an `action_mask` forbids at -inf."""
+        if self.masking is not None:
+            params = self.masking(params, obs[ACTION_MASK_KEY])
+        return params, values, states
+
+    def describe_observations(self) -> list[str]:
+        """Each observation key and what the model does with it (for the run's log)."""
+        lines = self.preprocessor.describe(self.obs_space)
+        encoder = self.actor_trunk.encoder
+        describe = getattr(encoder, "describe", None)
+        return lines + ([describe()] if describe is not None else [])
 
     def _states(self, rnn_states: Tensor | None, like: Tensor) -> Tensor | None:
         """The given states, zeros for None (`like`: any tensor with the agents as rows)."""

@@ -1,9 +1,9 @@
 """Convolutional encoders for image observations.
 
-An image is a Box observation of rank 3, channels first (CHW: `[C, H, W]`, e.g. Atari's
-`[framestack, 84, 84]`); an env family that produces channels-last images declares
-`--pixel_format=HWC` and the encoder transposes them. Images arrive here after ObsPreprocessor, i.e.
-already as floats, minus obs_subtract_mean and divided by obs_scale.
+An image is an encoder input of rank 3, channels first (`[C, H, W]`, e.g. Atari's
+`[framestack, 84, 84]`): ObsPreprocessor hands channels-last (HWC) images on as channels-first
+views of channels-last memory, already as floats, scaled and normalized. An image smaller than the
+architecture's kernels and strides take goes to the MLP encoder instead (`conv_image_keys`).
 
 `--encoder_conv_architecture` picks the convolutional head (Sample Factory's definitions):
 
@@ -41,20 +41,31 @@ RESNETS: dict[str, tuple[tuple[int, int], ...]] = {
 CONV_ARCHITECTURES: tuple[str, ...] = (*CONVNETS, *RESNETS)
 
 
-def pixel_format(cfg: Any) -> str:
-    """'CHW' unless the env family declares --pixel_format (families without it give CHW)."""
-    return getattr(cfg, "pixel_format", "CHW")
-
-
 def is_image_space(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3
 
 
-def image_chw_shape(cfg: Any, space: gym.spaces.Box) -> tuple[int, int, int]:
-    shape = tuple(int(d) for d in space.shape)
-    if pixel_format(cfg) == "HWC":
-        return shape[2], shape[0], shape[1]
-    return shape  # type: ignore[return-value]
+def conv_output_shape(architecture: str, chw: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """The shape `[C', H', W']` the conv head of `architecture` makes of images `chw`, or None when
+    they are smaller than its kernels and strides take."""
+    _, h, w = chw
+    if architecture in CONVNETS:
+        for channels, kernel, stride in CONVNETS[architecture]:
+            h, w = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+    elif architecture in RESNETS:
+        for channels, _ in RESNETS[architecture]:  # a 3x3 max-pool, stride 2, padding 1 per stage
+            h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    else:
+        raise UserError(f"--encoder_conv_architecture={architecture} is unknown (choose from: "
+                        f"{', '.join(CONV_ARCHITECTURES)})")
+    return (channels, h, w) if h >= 1 and w >= 1 else None
+
+
+def conv_image_keys(cfg: Any, obs_space: gym.spaces.Dict) -> list[str]:
+    """The image keys the convolutional encoder takes: rank 3 and large enough for
+    --encoder_conv_architecture."""
+    return sorted(k for k, s in obs_space.spaces.items() if is_image_space(s)
+                  and conv_output_shape(cfg.encoder_conv_architecture, s.shape) is not None)
 
 
 class ResidualBlock(nn.Module):
@@ -92,29 +103,23 @@ def conv_head(architecture: str, in_channels: int, cfg: Any) -> nn.Sequential:
 
 
 class ConvImageEncoder(nn.Module):
-    """One image key: conv head -> flatten -> `encoder_conv_mlp_layers`. Sets `out_size`."""
+    """One image key `[N, C, H, W]`: conv head -> flatten -> `encoder_conv_mlp_layers`. Sets
+    `out_size`."""
 
     def __init__(self, cfg: Any, key: str, space: gym.spaces.Box):
         super().__init__()
-        self.channels_last = pixel_format(cfg) == "HWC"
-        chw = image_chw_shape(cfg, space)
+        chw = tuple(int(d) for d in space.shape)
         self.conv_head = conv_head(cfg.encoder_conv_architecture, chw[0], cfg)
-        with torch.no_grad():
-            try:
-                out = self.conv_head(torch.zeros(1, *chw))
-            except RuntimeError as e:  # the image is smaller than the kernels and strides
-                raise UserError(
-                    f"observation '{key}' of shape {tuple(space.shape)} ({pixel_format(cfg)}) is "
-                    f"too small for --encoder_conv_architecture={cfg.encoder_conv_architecture}: "
-                    f"{str(e).splitlines()[0]}") from None
-        self.conv_out_size = math.prod(out.shape[1:])
+        out = conv_output_shape(cfg.encoder_conv_architecture, chw)
+        if out is None:
+            raise UserError(f"observation '{key}' of shape {chw} (CHW) is too small for "
+                            f"--encoder_conv_architecture={cfg.encoder_conv_architecture}")
+        self.conv_out_size = math.prod(out)
         layers = cfg.encoder_conv_mlp_layers
         self.mlp = mlp(self.conv_out_size, layers, cfg)
         self.out_size = layers[-1] if layers else self.conv_out_size
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.channels_last:
-            x = x.permute(0, 3, 1, 2)  # [N, C, H, W] view of the HWC images: channels-last already
         # The weights are channels-last (ActorCritic): converting the input here once, instead of
         # leaving it to each convolution, made the learner's Pong iteration 6% faster on the CPU.
         x = x.contiguous(memory_format=torch.channels_last)
@@ -122,13 +127,15 @@ class ConvImageEncoder(nn.Module):
 
 
 class ConvEncoder(Encoder):
-    """The default encoder when some observation keys are images: a ConvImageEncoder per image
-    key, and the MLP encoder (`encoder_mlp_layers`) over all other keys together; the features
-    are concatenated (images in key order, then the MLP part)."""
+    """The default encoder when some observation keys are images the conv architecture takes
+    (`image_keys`): a ConvImageEncoder per image key, and the MLP encoder
+    (`encoder_mlp_layers`) over all other keys together; the features are concatenated (images
+    in key order, then the MLP part)."""
 
-    def __init__(self, cfg: Any, obs_space: gym.spaces.Dict):
+    def __init__(self, cfg: Any, obs_space: gym.spaces.Dict, image_keys: list[str]):
         super().__init__()
-        self.image_keys = sorted(k for k, s in obs_space.spaces.items() if is_image_space(s))
+        self.architecture = cfg.encoder_conv_architecture
+        self.image_keys = sorted(image_keys)
         other = sorted(k for k in obs_space.spaces if k not in self.image_keys)
         self.image_encoders = nn.ModuleList(
             ConvImageEncoder(cfg, k, obs_space[k]) for k in self.image_keys)
@@ -136,6 +143,11 @@ class ConvEncoder(Encoder):
                                if other else None)
         self.out_size = sum(e.out_size for e in self.image_encoders) + (
             self.vector_encoder.out_size if self.vector_encoder is not None else 0)
+
+    def describe(self) -> str:
+        images = ", ".join(repr(k) for k in self.image_keys)
+        rest = f"; {self.vector_encoder.describe()}" if self.vector_encoder is not None else ""
+        return f"encoder: {self.architecture} over {images}{rest}"
 
     def forward(self, obs: dict[str, Tensor]) -> Tensor:
         parts = [enc(obs[k]) for k, enc in zip(self.image_keys, self.image_encoders)]

@@ -13,10 +13,12 @@ import math
 from abc import ABC, abstractmethod
 
 import gymnasium
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+from asyncrl.envs.observations import ACTION_MASK_KEY, one_line
 from asyncrl.envs.spaces import ActionLayout, action_layout
 from asyncrl.utils.errors import UserError
 
@@ -244,6 +246,55 @@ class MixedDistribution(ActionDistribution):
         # Sample Factory sums the parts' values and fails on the Gaussian part; penalising only
         # the discrete parts would silently leave the continuous ones unregularized.
         return self.continuous.symmetric_kl_with_uniform_prior()
+
+
+@functools.lru_cache(maxsize=None)
+def _components(categories: tuple[int, ...], device: torch.device) -> Tensor:
+    """`[L]` the component each logit belongs to."""
+    return torch.repeat_interleave(torch.arange(len(categories)), torch.tensor(categories)).to(device)
+
+
+def mask_logits(params: Tensor, mask: Tensor, categories: tuple[int, ...]) -> Tensor:
+    """Action parameters `[N, P]`, whose first L = sum(categories) columns are the logits of the
+    categorical components, with the logits `mask` `[N, L]` forbids (0; nonzero = allowed) set to
+    -inf: such actions get probability 0, are never sampled nor taken as the most likely one, and
+    log-probabilities and entropies are those of the distribution over the allowed actions. A
+    component of which the mask allows nothing keeps all its logits (better some action than NaN
+    probabilities)."""
+    num_rows, num_logits = params.shape[0], sum(categories)
+    allowed = mask.reshape(num_rows, num_logits) != 0
+    if len(categories) == 1:
+        allowed = allowed | ~allowed.any(dim=1, keepdim=True)
+    else:
+        component = _components(categories, params.device)
+        allowed_per_component = torch.zeros((num_rows, len(categories)), device=params.device)
+        allowed_per_component.index_add_(1, component, allowed.float())
+        allowed = allowed | (allowed_per_component == 0)[:, component]
+    logits = params[:, :num_logits].masked_fill(~allowed, float("-inf"))
+    return logits if params.shape[1] == num_logits else torch.cat([logits, params[:, num_logits:]], 1)
+
+
+class ActionMasking(nn.Module):
+    """`mask_logits` for an action layout, with the mask observation checked once: it needs a
+    categorical part in the actions and one entry per logit."""
+
+    def __init__(self, layout: ActionLayout, mask_space: gymnasium.Space):
+        super().__init__()
+        self.categories = layout.categories
+        entries = int(np.prod(mask_space.shape)) if mask_space.shape is not None else 0
+        if not layout.categories:
+            raise UserError(f"observation '{ACTION_MASK_KEY}' masks discrete actions, but this env's "
+                            f"action space {one_line(layout.space)} has none")
+        if not isinstance(mask_space, (gymnasium.spaces.Box, gymnasium.spaces.MultiBinary)) or \
+                entries != layout.num_logits:
+            raise UserError(
+                f"observation '{ACTION_MASK_KEY}' is {one_line(mask_space)}: it must be a Box or "
+                f"MultiBinary with one entry per action, {layout.num_logits} for "
+                f"{one_line(layout.space)} (the allowed actions of each discrete part, "
+                "concatenated)")
+
+    def forward(self, params: Tensor, mask: Tensor) -> Tensor:
+        return mask_logits(params, mask, self.categories)
 
 
 def make_action_distribution(action_space: gymnasium.spaces.Space | ActionLayout,

@@ -1,6 +1,10 @@
 """Encoders turn a dict of (normalized) observation tensors into one feature vector `[N, out_size]`.
 
-The default factory picks a convolutional encoder for images (model/conv.py) and an MLP otherwise.
+What an encoder receives is described by a Dict of Box spaces (`ObsPreprocessor.encoder_space`):
+float tensors, images channels first `[N, C, H, W]`, Discrete observations as one-hots.
+
+The default factory picks a convolutional encoder for the images the conv architecture can take
+(model/conv.py) and an MLP for the rest.
 
 Users replace the default with `register_encoder_factory` (see examples/custom_encoder.py).
 """
@@ -15,7 +19,6 @@ import torch
 from torch import Tensor, nn
 
 from asyncrl.model.parts import checked_part
-from asyncrl.utils.errors import UserError
 
 _ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -48,9 +51,13 @@ class MlpEncoder(Encoder):
     def __init__(self, cfg: Any, obs_space: gym.spaces.Dict):
         super().__init__()
         self.keys = sorted(obs_space.spaces)
-        in_size = sum(math.prod(obs_space[k].shape) for k in self.keys)
-        self.net = mlp(in_size, cfg.encoder_mlp_layers, cfg)
-        self.out_size = cfg.encoder_mlp_layers[-1] if cfg.encoder_mlp_layers else in_size
+        self.in_size = sum(math.prod(obs_space[k].shape) for k in self.keys)
+        self.net = mlp(self.in_size, cfg.encoder_mlp_layers, cfg)
+        self.out_size = cfg.encoder_mlp_layers[-1] if cfg.encoder_mlp_layers else self.in_size
+
+    def describe(self) -> str:
+        return (f"encoder: MLP over {', '.join(repr(k) for k in self.keys)} ({self.in_size} "
+                f"inputs -> {self.out_size} features)")
 
     def forward(self, obs: dict[str, Tensor]) -> Tensor:
         flat = [obs[k].flatten(start_dim=1) for k in self.keys]
@@ -61,16 +68,14 @@ EncoderFactory = Callable[[Any, gym.spaces.Dict], Encoder]
 
 
 def default_encoder_factory(cfg: Any, obs_space: gym.spaces.Dict) -> Encoder:
-    """Images (Box observations of rank 3) go through a convolutional encoder (model/conv.py),
-    every other Box key through the MLP encoder; with several keys the features are concatenated."""
-    from asyncrl.model.conv import ConvEncoder, is_image_space
+    """Images (rank 3, channels first) at least as large as --encoder_conv_architecture takes go
+    through a convolutional encoder (model/conv.py), every other key through the MLP encoder
+    (smaller images flattened); with several keys the features are concatenated."""
+    from asyncrl.model.conv import ConvEncoder, conv_image_keys
 
-    for key, space in obs_space.spaces.items():
-        if not isinstance(space, gym.spaces.Box):
-            raise UserError(f"observation '{key}' is {space}: only Box observations are "
-                            "supported by the built-in encoder")
-    if any(is_image_space(space) for space in obs_space.spaces.values()):
-        return ConvEncoder(cfg, obs_space)
+    image_keys = conv_image_keys(cfg, obs_space)
+    if image_keys:
+        return ConvEncoder(cfg, obs_space, image_keys)
     return MlpEncoder(cfg, obs_space)
 
 

@@ -24,6 +24,7 @@ import threadpoolctl
 from signal_slot.signal_slot import TightLoop, Timer, signal
 
 from asyncrl.envs.registry import find_env_family, make_env, make_vector_env
+from asyncrl.envs.observations import EnvContractError
 from asyncrl.envs.vector import BatchedEnvVector, EnvFailureLimit, EnvVector, EpisodeReporting
 from asyncrl.runtime.buffers import TrajectoryBuffers
 from asyncrl.runtime.component import Component
@@ -122,21 +123,21 @@ class RolloutWorker(Component):
         first = self.worker_idx * cfg.num_envs_per_worker
         seed = None if cfg.seed is None else cfg.seed + first
         reporting = EpisodeReporting.of(cfg)
-        if cfg.batched_sampling:
-            self.envs = BatchedEnvVector(
-                lambda i, n: make_vector_env(family, cfg.env, cfg, first + i, n),
-                cfg.num_envs_per_worker, cfg.worker_num_splits, seed,
-                cfg.max_consecutive_env_failures, reporting)
-        else:
-            self.envs = EnvVector(lambda i: make_env(family, cfg.env, cfg, first + i),
-                                  cfg.num_envs_per_worker, seed, cfg.max_consecutive_env_failures,
-                                  reporting)
-        if cfg.decorrelate_envs_on_one_worker:
-            try:
+        try:
+            if cfg.batched_sampling:
+                self.envs = BatchedEnvVector(
+                    lambda i, n: make_vector_env(family, cfg.env, cfg, first + i, n),
+                    cfg.num_envs_per_worker, cfg.worker_num_splits, seed,
+                    cfg.max_consecutive_env_failures, reporting, cfg.env)
+            else:
+                self.envs = EnvVector(lambda i: make_env(family, cfg.env, cfg, first + i),
+                                      cfg.num_envs_per_worker, seed,
+                                      cfg.max_consecutive_env_failures, reporting, cfg.env)
+            if cfg.decorrelate_envs_on_one_worker:
                 self.envs.warm_up([i * cfg.rollout for i in range(cfg.num_envs_per_worker)])
-            except EnvFailureLimit as e:
-                self._fail(e)
-                return
+        except (EnvFailureLimit, EnvContractError) as e:
+            self._fail(e)
+            return
         per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * self.agents_per_env
         states = self.buffers.arrays.get("rnn_states")
         for s in range(cfg.worker_num_splits):
@@ -242,7 +243,7 @@ class RolloutWorker(Component):
         try:
             with self.timings.timeit("env_step"):
                 result = self.envs.step(split.local, actions)
-        except EnvFailureLimit as e:
+        except (EnvFailureLimit, EnvContractError) as e:
             self._fail(e)
             return
         rewards = np.clip(self.envs.rewards[split.local] * cfg.reward_scale, -cfg.reward_clip,
@@ -288,7 +289,7 @@ class RolloutWorker(Component):
         else:
             self._request(s)
 
-    def _fail(self, error: EnvFailureLimit) -> None:
+    def _fail(self, error: EnvFailureLimit | EnvContractError) -> None:
         log.error("rollout_worker_%d: %s", self.worker_idx, error)
         self.fatal_error.emit(f"rollout_worker_{self.worker_idx}: {error}")
 

@@ -18,7 +18,7 @@ from faster_fifo import Queue
 from signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess, Timer
 
 from asyncrl.envs.registry import find_env_family
-from asyncrl.envs.spaces import obs_dict_space
+from asyncrl.envs.observations import dropped_keys_warning, obs_dict_space, obs_layout
 from asyncrl.envs.vector import EpisodeStats, agents_per_env
 from asyncrl.experiment.experiment import Experiment, mark_finished
 from asyncrl.model.actor_critic import ActorCritic
@@ -97,6 +97,9 @@ class Runner(EventLoopObject):
             # published the new weights, so every transition comes from the current policy.
             slots_per_policy = [batch_trajectories] * num_policies
         models = [self._initial_model(p) for p in range(num_policies)]
+        if (dropped := dropped_keys_warning(obs_layout(self.obs_space, cfg.env))) is not None:
+            log.warning("%s", dropped)
+        log.info("Observations: %s", "; ".join(models[0].describe_observations()))
         self.buffers = TrajectoryBuffers(obs_dict_space(self.obs_space), self.action_space,
                                          cfg.rollout, sum(slots_per_policy), num_rows,
                                          models[0].rnn_state_size)

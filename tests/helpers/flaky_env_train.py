@@ -1,6 +1,6 @@
 """`python tests/helpers/flaky_env_train.py --env=flaky_cartpole --fail_every=N ...`: asyncrl.train
-with an env family whose envs raise in step every N steps (never, if N is 0) or always (N=1);
-env 0 (the first env of rollout worker 0) can also hang for good at step `--hang_at_step`, or
+with an env family whose envs raise in step every N steps (never, if N is 0) or always (N=1),
+except the first `--healthy_envs` envs (env 0 is also the one asyncrl checks at start-up); env 0 (the first env of rollout worker 0) can also hang for good at step `--hang_at_step`, or
 take its worker process down at step `--die_at_step` (0: never) by a segfault or `os._exit(3)`
 (`--die_by`)."""
 
@@ -40,10 +40,13 @@ class Flaky(gym.Wrapper):
 
 register_env_family(EnvFamily(
     name="flaky", matches=lambda name: name == "flaky_cartpole",
-    make_env=lambda name, cfg, i: Flaky(gym.make("CartPole-v1"), cfg.fail_every,
+    make_env=lambda name, cfg, i: Flaky(gym.make("CartPole-v1"),
+                                        cfg.fail_every if i >= cfg.healthy_envs else 0,
                                         cfg.hang_at_step if i == 0 else 0,
                                         cfg.die_at_step if i == 0 else 0, cfg.die_by),
     extra_params=(Param("fail_every", int, 0, "Raise in step every this many steps", "flaky",
+                        minimum=0),
+                  Param("healthy_envs", int, 0, "The first this many envs never raise", "flaky",
                         minimum=0),
                   Param("hang_at_step", int, 0, "Env 0 hangs at this step", "flaky", minimum=0),
                   Param("die_at_step", int, 0, "Env 0 ends its process at this step", "flaky",
