@@ -4,10 +4,12 @@ games (envs/atari.py), MuJoCo tasks (envs/mujoco.py), the multi-agent rendezvous
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
 
+from asyncrl.envs.env_kwargs import make_with_env_kwargs
 from asyncrl.envs.atari import ATARI_DEFAULTS, ATARI_PARAMS, atari_names, make_atari_env, matches_atari
 from asyncrl.envs.memory import MEMORY_DEFAULTS, MEMORY_PARAMS, NAME as MEMORY_NAME, make_memory_env
 from asyncrl.envs.mujoco import MUJOCO_DEFAULTS, make_mujoco_env, matches_mujoco, mujoco_names
@@ -35,7 +37,8 @@ def missing_dependency_message(env_name: str, error: Exception) -> str:
 def make_gym_env(env_name: str, cfg: Any, env_index: int, render_mode: str | None = None
                  ) -> gym.Env:
     try:
-        return gym.make(env_name, render_mode=render_mode)
+        return make_with_env_kwargs(functools.partial(gym.make, env_name), env_name, cfg,
+                                    render_mode=render_mode)
     except gym.error.DependencyNotInstalled as e:
         raise UserError(missing_dependency_message(env_name, e)) from None
 
@@ -45,7 +48,8 @@ def make_gym_vector_env(env_name: str, cfg: Any, first_env_index: int, num_envs:
     """The env's own array implementation where gymnasium has one (CartPole), else a
     SyncVectorEnv."""
     mode = "vector_entry_point" if gym.registry[env_name].vector_entry_point else "sync"
-    return gym.make_vec(env_name, num_envs=num_envs, vectorization_mode=mode)
+    return make_with_env_kwargs(functools.partial(gym.make_vec, env_name), env_name, cfg,
+                                num_envs=num_envs, vectorization_mode=mode)
 
 
 def _is_gym_id(env_name: str) -> bool:
@@ -83,6 +87,7 @@ BUILTIN_FAMILIES: list[EnvFamily] = [
         make_env=make_gym_env,
         make_vector_env=make_gym_vector_env,
         default_overrides=CARTPOLE_DEFAULTS,
+        takes_env_kwargs=True,
     ),
     EnvFamily(
         name="rendezvous",
@@ -98,6 +103,7 @@ BUILTIN_FAMILIES: list[EnvFamily] = [
         extra_params=ATARI_PARAMS,
         default_overrides=ATARI_DEFAULTS,
         known_names=atari_names,
+        takes_env_kwargs=True,
     ),
     EnvFamily(
         name="mujoco",
@@ -105,6 +111,7 @@ BUILTIN_FAMILIES: list[EnvFamily] = [
         make_env=make_mujoco_env,
         default_overrides=MUJOCO_DEFAULTS,
         known_names=mujoco_names,
+        takes_env_kwargs=True,
     ),
     EnvFamily(
         name=MEMORY_NAME,
@@ -115,5 +122,5 @@ BUILTIN_FAMILIES: list[EnvFamily] = [
         known_names=lambda: [MEMORY_NAME],
     ),
     EnvFamily(name="gymnasium", matches=_is_gym_id, make_env=make_gym_env,
-              make_vector_env=make_gym_vector_env, known_names=_gym_ids),
+              make_vector_env=make_gym_vector_env, known_names=_gym_ids, takes_env_kwargs=True),
 ]

@@ -3,8 +3,9 @@
 A family answers `matches(env_name)`, builds envs with `make_env(env_name, cfg, env_index)` (and,
 for `--batched_sampling`, vectors of them with `make_vector_env`) and may add parameters
 (`extra_params`) and change defaults (`default_overrides`, e.g. a tuned preset). A make_env that
-also takes a `render_mode` keyword can record videos (`asyncrl.enjoy --save_video`).
-Families registered later take precedence, so users can override the built-in ones.
+also takes a `render_mode` keyword can record videos (`asyncrl.enjoy --save_video`); one that
+passes `--env_kwargs` on to the env's constructor says so (`takes_env_kwargs`), the others refuse
+them. Families registered later take precedence, so users can override the built-in ones.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class EnvFamily:
     default_overrides: Mapping[str, Any] = field(default_factory=dict)
     # Names shown when suggesting similar env ids for a typo.
     known_names: Callable[[], list[str]] = list
+    # Whether make_env passes --env_kwargs to the env's constructor (else they are refused).
+    takes_env_kwargs: bool = False
 
 
 _FAMILIES: list[EnvFamily] = []
