@@ -1,6 +1,7 @@
 """The built-in env families: any registered gymnasium id, tuned presets for known tasks, Atari
-games (envs/atari.py), MuJoCo tasks (envs/mujoco.py), the multi-agent rendezvous task
-(envs/rendezvous.py) and the memory task (envs/memory.py)."""
+games (envs/atari.py), MuJoCo tasks (envs/mujoco.py), PettingZoo's Parallel envs
+(envs/pettingzoo.py), the multi-agent rendezvous task (envs/rendezvous.py) and the memory task
+(envs/memory.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 
 import gymnasium as gym
 
-from asyncrl.envs.env_kwargs import make_with_env_kwargs
 from asyncrl.envs.atari import ATARI_DEFAULTS, ATARI_PARAMS, atari_names, make_atari_env, matches_atari
+from asyncrl.envs.env_kwargs import make_with_env_kwargs
 from asyncrl.envs.memory import MEMORY_DEFAULTS, MEMORY_PARAMS, NAME as MEMORY_NAME, make_memory_env
 from asyncrl.envs.mujoco import MUJOCO_DEFAULTS, make_mujoco_env, matches_mujoco, mujoco_names
-from asyncrl.envs.registry import EnvFamily
+from asyncrl.envs.pettingzoo import make_pettingzoo_env, matches_pettingzoo
+from asyncrl.envs.registry import EnvFamily, missing_extra_message
 from asyncrl.envs.rendezvous import RENDEZVOUS_DEFAULTS, RENDEZVOUS_NAME, make_rendezvous
 from asyncrl.utils.errors import UserError
 
@@ -28,8 +30,7 @@ def missing_dependency_message(env_name: str, error: Exception) -> str:
     entry_point = getattr(gym.registry.get(env_name), "entry_point", None)
     for prefix, extra in _EXTRAS.items():
         if isinstance(entry_point, str) and entry_point.startswith(prefix):
-            return f"--env={env_name} needs the '{extra}' extra, which is not installed: " \
-                   f"pip install 'asyncrl[{extra}]'"
+            return missing_extra_message(env_name, extra)
     hint = str(error).splitlines()[0] if str(error) else type(error).__name__
     return f"--env={env_name} needs a package that is not installed: {hint}"
 
@@ -111,6 +112,12 @@ BUILTIN_FAMILIES: list[EnvFamily] = [
         make_env=make_mujoco_env,
         default_overrides=MUJOCO_DEFAULTS,
         known_names=mujoco_names,
+        takes_env_kwargs=True,
+    ),
+    EnvFamily(
+        name="pettingzoo",
+        matches=matches_pettingzoo,
+        make_env=make_pettingzoo_env,
         takes_env_kwargs=True,
     ),
     EnvFamily(

@@ -16,6 +16,7 @@ import functools
 import importlib
 import inspect
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Callable, Mapping
 
 import gymnasium as gym
@@ -55,14 +56,15 @@ def register_env_family(family: EnvFamily) -> None:
 
 def find_env_family(env_name: str) -> EnvFamily:
     """The family that builds `env_name`, or a UserError that names similar known envs.
-    `module:EnvId` imports `module` first (which registers EnvId), then builds EnvId."""
+    A family that matches the whole name comes first (`pettingzoo:<module>`); otherwise
+    `module:EnvId` imports `module` (which registers EnvId), then builds EnvId."""
     _load_builtin_families()
+    family = _matching_family(env_name)
+    if family is not None:
+        return family
     if ":" in env_name:
         return _imported_env_family(env_name)
-    family = _matching_family(env_name)
-    if family is None:
-        raise UserError(f"--env={env_name}: unknown environment{_similar_envs(env_name)}")
-    return family
+    raise UserError(f"--env={env_name}: unknown environment{_similar_envs(env_name)}")
 
 
 def _matching_family(env_name: str) -> EnvFamily | None:
@@ -88,13 +90,25 @@ def import_env_module(env_name: str) -> str:
     module is imported already (as in forked worker processes); a spawned process registers the
     id here."""
     module, env_id = split_module_env_name(env_name)
+    import_module_of_env(env_name, module)
+    return env_id
+
+
+def import_module_of_env(env_name: str, module: str) -> ModuleType:
+    """Imports `module`, which --env=env_name names; whatever the module raises (its own errors
+    too) is a one-line UserError."""
     try:
-        importlib.import_module(module)
-    except Exception as e:  # the module's own errors too: whatever it raised, in one line
+        return importlib.import_module(module)
+    except Exception as e:
         message = (str(e).splitlines() or [""])[0]
         raise UserError(f"--env={env_name}: cannot import module {module} "
                         f"({type(e).__name__}: {message})") from None
-    return env_id
+
+
+def missing_extra_message(env_name: str, extra: str) -> str:
+    """One line for an env whose package is missing: the asyncrl extra that installs it."""
+    return f"--env={env_name} needs the '{extra}' extra, which is not installed: " \
+           f"pip install 'asyncrl[{extra}]'"
 
 
 def _imported_env_family(env_name: str) -> EnvFamily:
