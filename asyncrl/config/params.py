@@ -63,10 +63,17 @@ _PBT = "population-based training"
 PARAMS: tuple[Param, ...] = (
     # basic
     _p("algo", str, "APPO", "Algorithm to use", _BASIC, choices=("APPO",)),
-    _p("env", str, None, "Name of the environment to use: a gymnasium id (e.g. CartPole-v1), a "
-       "registered env family name, or module:EnvId (e.g. my_package.envs:MyEnv-v0), which "
-       "imports the module (registering the id) and then makes EnvId. Required.", _BASIC,
-       optional=True),
+    _p("env", str, None, "Name of the environment to use: a gymnasium id (e.g. CartPole-v1; "
+       "MiniGrid, BabyAI and ViZDoom ids too, e.g. MiniGrid-DoorKey-5x5-v0, with their package "
+       "installed), a registered env family name, pettingzoo:<module> for a PettingZoo Parallel "
+       "env (e.g. pettingzoo:mpe2.simple_spread_v3), or module:EnvId (e.g. "
+       "my_package.envs:MyEnv-v0), which imports the module (registering the id) and then makes "
+       "EnvId. Required.", _BASIC, optional=True),
+    _p("env_kwargs", str, None, "Keyword arguments for the env's constructor (gymnasium.make, "
+       "a PettingZoo parallel_env), as key=value,key=value (values read as JSON where they are "
+       "JSON, True/False/None too, else strings: is_slippery=False,map_name=8x8) or as a JSON "
+       "object ('{\"is_slippery\": false}'); in a --config file also a YAML mapping. Refused by "
+       "env families that take none (rendezvous, memory_cue)", _BASIC, optional=True),
     _p("experiment", str, "default_experiment",
        "Unique experiment name; also the name of the experiment folder in train_dir. If the folder "
        "exists the experiment is RESUMED and parameters given on this command line override the "

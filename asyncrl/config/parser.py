@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import shlex
 import sys
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ class ParsedArgs:
         cfg = make_config(self.params, values)
         from asyncrl.config.validate import validate_config
 
-        validate_config(cfg)
+        validate_config(cfg, self.family)
         return cfg
 
     def override_sources(self) -> dict[str, str]:
@@ -257,6 +258,8 @@ def _file_value(param: Param, raw: Any, path: str) -> Any:
             if param.optional:
                 return None
             raise UserError(f"--{param.name} cannot be null (None)")
+        if param.name == "env_kwargs" and isinstance(raw, dict):
+            raw = _json_object(raw)
         if isinstance(raw, str) and param.type is not str:
             return _convert(param, [raw] if param.is_list else raw)
         if param.is_list and isinstance(raw, list) and param.type is not str:
@@ -264,3 +267,12 @@ def _file_value(param: Param, raw: Any, path: str) -> Any:
         return check_value(param, raw)
     except UserError as e:
         raise UserError(f"{path}: {e}") from None
+
+
+def _json_object(mapping: dict[str, Any]) -> str:
+    """A YAML mapping -> its JSON text, the form --env_kwargs stores (the only parameter that is
+    a mapping)."""
+    try:
+        return json.dumps(mapping)
+    except (TypeError, ValueError) as e:  # YAML's dates, sets, ...: JSON has no spelling for them
+        raise UserError(f"--env_kwargs must map names to JSON values ({e})") from None

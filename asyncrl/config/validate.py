@@ -3,9 +3,12 @@ values derived from several parameters."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asyncrl.utils.errors import UserError
+
+if TYPE_CHECKING:
+    from asyncrl.envs.registry import EnvFamily
 
 
 def resolved_recurrence(cfg: Any) -> int:
@@ -16,8 +19,9 @@ def resolved_recurrence(cfg: Any) -> int:
     return cfg.recurrence
 
 
-def validate_config(cfg: Any) -> None:
-    """Raises UserError with one line for the first inconsistent combination found."""
+def validate_config(cfg: Any, family: EnvFamily) -> None:
+    """Raises UserError with one line for the first inconsistent combination found; `family`
+    is the env family of cfg.env."""
     if cfg.num_envs_per_worker % cfg.worker_num_splits != 0:
         raise UserError(
             f"--num_envs_per_worker={cfg.num_envs_per_worker} must be divisible by "
@@ -44,9 +48,22 @@ def validate_config(cfg: Any) -> None:
     if hasattr(cfg, "num_policies"):  # training (evaluation plays one policy)
         _validate_population(cfg)
     validate_for_env(cfg, agents_per_env=None)
+    _validate_env_kwargs(cfg, family)
     if "/" in cfg.experiment or cfg.experiment in ("", ".", ".."):
         raise UserError(f"--experiment={cfg.experiment!r} must be a plain folder name "
                         "(no '/')")
+
+
+def _validate_env_kwargs(cfg: Any, family: EnvFamily) -> None:
+    """--env_kwargs is well-formed, and the family passes it on: never silently ignored."""
+    if cfg.env_kwargs is None:
+        return
+    from asyncrl.envs.env_kwargs import parse_env_kwargs
+
+    parse_env_kwargs(cfg.env_kwargs)
+    if not family.takes_env_kwargs:
+        raise UserError(f"--env_kwargs: --env={cfg.env} (env family {family.name}) takes no "
+                        f"constructor keyword arguments; leave --env_kwargs out (or None)")
 
 
 def _validate_population(cfg: Any) -> None:

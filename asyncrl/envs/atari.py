@@ -5,7 +5,9 @@
 
     gym.make("ALE/<Game>-v5", frameskip=1, obs_type="ram")
        with repeat_action_probability=0 for atari_* names (Sample Factory's NoFrameskip-v4
-       games, DeepMind's setting); ALE/...-v5 ids keep v5's sticky actions (0.25)
+       games, DeepMind's setting); ALE/...-v5 ids keep v5's sticky actions (0.25); --env_kwargs
+       may set AtariEnv's other arguments (repeat_action_probability, mode, difficulty,
+       full_action_space, max_num_frames_per_episode), not those the preprocessing relies on
     -> AtariFramePreprocessing: 1-30 no-ops at reset, each action repeated --env_frameskip
        frames (reward summed, the grayscale screens of the last two frames max-pooled),
        210x160 -> 84x84 area resize; no episode end on life loss
@@ -22,6 +24,7 @@ dependency (`pip install 'asyncrl[atari]'`).
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 from functools import lru_cache
@@ -32,6 +35,7 @@ import numpy as np
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker
 
 from asyncrl.config.params import Param
+from asyncrl.envs.env_kwargs import make_with_env_kwargs
 from asyncrl.utils.errors import UserError
 
 PREFIX = "atari_"
@@ -309,11 +313,14 @@ def make_atari_env(env_name: str, cfg: Any, env_index: int, render_mode: str | N
     env_id = ale_env_id(env_name)  # raises the install hint without ale-py
     # Sample Factory's atari_* names are its NoFrameskip-v4 games (DeepMind's setting): no sticky
     # actions. A raw ALE/...-v5 id keeps v5's repeat_action_probability of 0.25.
+    # --env_kwargs may change it (and mode, difficulty, full_action_space...).
     sticky = {} if _RAW_ID.fullmatch(env_name) else {"repeat_action_probability": 0.0}
-    # AtariFramePreprocessing reads the grayscale screens itself; render_mode='rgb_array' renders
-    # the color screen.
-    env: gym.Env = gym.make(env_id, frameskip=1, obs_type="ram", render_mode=render_mode,
-                            **sticky)
+    # AtariFramePreprocessing reads the grayscale screens itself, repeats each action and needs
+    # discrete actions, so --env_kwargs may not change these; render_mode='rgb_array' renders the
+    # color screen.
+    env: gym.Env = make_with_env_kwargs(
+        functools.partial(gym.make, env_id, **sticky), env_name, cfg, frameskip=1,
+        obs_type="ram", continuous=False, render_mode=render_mode)
     if cfg.use_record_episode_statistics:  # the game's own score and length, in frames
         env = gym.wrappers.RecordEpisodeStatistics(env)
     env = AtariFramePreprocessing(env, frame_skip=cfg.env_frameskip)

@@ -9,12 +9,14 @@ most tasks (clipped to the Box by the env vector).
 
 from __future__ import annotations
 
+import functools
 import logging
 from functools import lru_cache
 from typing import Any
 
 import gymnasium as gym
 
+from asyncrl.envs.env_kwargs import make_with_env_kwargs
 from asyncrl.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -81,7 +83,9 @@ def _log_mujoco_warning(message: str) -> None:
 def make_mujoco_env(env_name: str, cfg: Any, env_index: int, render_mode: str | None = None
                     ) -> gym.Env:
     _require_mujoco()
-    return gym.make(mujoco_env_id(env_name), render_mode=render_mode)
+    env_id = mujoco_env_id(env_name)
+    return make_with_env_kwargs(functools.partial(gym.make, env_id), env_id, cfg,
+                                render_mode=render_mode)
 
 
 # Sample Factory's MuJoCo preset (sf_examples/mujoco/mujoco_params.py), set for a machine with 2

@@ -3,8 +3,9 @@
 A family answers `matches(env_name)`, builds envs with `make_env(env_name, cfg, env_index)` (and,
 for `--batched_sampling`, vectors of them with `make_vector_env`) and may add parameters
 (`extra_params`) and change defaults (`default_overrides`, e.g. a tuned preset). A make_env that
-also takes a `render_mode` keyword can record videos (`asyncrl.enjoy --save_video`).
-Families registered later take precedence, so users can override the built-in ones.
+also takes a `render_mode` keyword can record videos (`asyncrl.enjoy --save_video`); one that
+passes `--env_kwargs` on to the env's constructor says so (`takes_env_kwargs`), the others refuse
+them. Families registered later take precedence, so users can override the built-in ones.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import functools
 import importlib
 import inspect
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Callable, Mapping
 
 import gymnasium as gym
@@ -40,6 +42,8 @@ class EnvFamily:
     default_overrides: Mapping[str, Any] = field(default_factory=dict)
     # Names shown when suggesting similar env ids for a typo.
     known_names: Callable[[], list[str]] = list
+    # Whether make_env passes --env_kwargs to the env's constructor (else they are refused).
+    takes_env_kwargs: bool = False
 
 
 _FAMILIES: list[EnvFamily] = []
@@ -52,14 +56,15 @@ def register_env_family(family: EnvFamily) -> None:
 
 def find_env_family(env_name: str) -> EnvFamily:
     """The family that builds `env_name`, or a UserError that names similar known envs.
-    `module:EnvId` imports `module` first (which registers EnvId), then builds EnvId."""
+    A family that matches the whole name comes first (`pettingzoo:<module>`); otherwise
+    `module:EnvId` imports `module` (which registers EnvId), then builds EnvId."""
     _load_builtin_families()
+    family = _matching_family(env_name)
+    if family is not None:
+        return family
     if ":" in env_name:
         return _imported_env_family(env_name)
-    family = _matching_family(env_name)
-    if family is None:
-        raise UserError(f"--env={env_name}: unknown environment{_similar_envs(env_name)}")
-    return family
+    raise UserError(f"--env={env_name}: unknown environment{_similar_envs(env_name)}")
 
 
 def _matching_family(env_name: str) -> EnvFamily | None:
@@ -85,13 +90,25 @@ def import_env_module(env_name: str) -> str:
     module is imported already (as in forked worker processes); a spawned process registers the
     id here."""
     module, env_id = split_module_env_name(env_name)
+    import_module_of_env(env_name, module)
+    return env_id
+
+
+def import_module_of_env(env_name: str, module: str) -> ModuleType:
+    """Imports `module`, which --env=env_name names; whatever the module raises (its own errors
+    too) is a one-line UserError."""
     try:
-        importlib.import_module(module)
-    except Exception as e:  # the module's own errors too: whatever it raised, in one line
+        return importlib.import_module(module)
+    except Exception as e:
         message = (str(e).splitlines() or [""])[0]
         raise UserError(f"--env={env_name}: cannot import module {module} "
                         f"({type(e).__name__}: {message})") from None
-    return env_id
+
+
+def missing_extra_message(env_name: str, extra: str) -> str:
+    """One line for an env whose package is missing: the asyncrl extra that installs it."""
+    return f"--env={env_name} needs the '{extra}' extra, which is not installed: " \
+           f"pip install 'asyncrl[{extra}]'"
 
 
 def _imported_env_family(env_name: str) -> EnvFamily:

@@ -349,7 +349,9 @@ class EnvVector:
     def _step_multiagent(self, rows: np.ndarray, env_actions: Sequence[Any]) -> StepResult:
         """Like `_step`, env by env with a list of actions each. A truncated agent's last
         observation is `infos[agent]["final_obs"]`; without it the agent's time-limit end is
-        treated as a real end (no value bootstrap)."""
+        treated as a real end (no value bootstrap). An agent not in the game at this step
+        (`infos[agent]["is_active"]` False, e.g. it ended before the other agents) made no
+        transition: its row is invalid and its episode's return and length stay as they were."""
         A = self.agents_per_env
         episodes: list[EpisodeStats] = []
         truncated_rows: list[int] = []
@@ -364,11 +366,13 @@ class EnvVector:
             self.failures[i] = 0
             for a, row in enumerate(range(i * A, (i + 1) * A)):
                 final = infos[a].get("final_obs") if truncated[a] and not terminated[a] else None
+                self.valid[row] = infos[a].get("is_active", True)
                 self.rewards[row] = rewards[a]
                 self.terminated[row] = bool(terminated[a]) or (bool(truncated[a]) and final is None)
                 self.truncated[row] = final is not None
-                self.accounts.returns[row] += rewards[a]
-                self.accounts.lengths[row] += 1
+                if self.valid[row]:
+                    self.accounts.returns[row] += rewards[a]
+                    self.accounts.lengths[row] += 1
                 if terminated[a] or truncated[a]:
                     self._end_episode(row, infos[a], episodes)
                 if final is not None:

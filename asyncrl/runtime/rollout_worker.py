@@ -251,8 +251,9 @@ class RolloutWorker(Component):
         arrays["rewards"][split.slots, t] = rewards
         done = self.envs.terminated[split.local] | self.envs.truncated[split.local]
         arrays["dones"][split.slots, t] = done
-        if cfg.batched_sampling:  # an EnvVector's steps are all valid, as the buffers start out
-            arrays["valid"][split.slots, t] = self.envs.valid[split.local]
+        # False for a step that made no transition: a vector env's reset-only step, a step of a
+        # multi-agent env's agent that is out of the game.
+        arrays["valid"][split.slots, t] = self.envs.valid[split.local]
         states = arrays.get("rnn_states")  # [S, T+1, H]: the policy worker wrote step t+1's already
         if cfg.value_bootstrap and len(result.truncated_indices):
             positions = np.searchsorted(split.local, result.truncated_indices)
