@@ -251,7 +251,8 @@ class EnvVector:
         self.rewards = np.zeros(rows, dtype=np.float32)  # raw env rewards of the last step
         self.terminated = np.zeros(rows, dtype=bool)
         self.truncated = np.zeros(rows, dtype=bool)
-        self.valid = np.ones(rows, dtype=bool)  # every step of an EnvVector is a transition
+        # False: the agent of this row is not in the game at this step (multi-agent envs)
+        self.valid = np.ones(rows, dtype=bool)
         self.accounts = EpisodeAccounts(rows, reporting)  # a row per agent
         # Random actions of the warm-up that respect action masks.
         self.rng = np.random.default_rng(seed)
@@ -359,15 +360,16 @@ class EnvVector:
         for j in range(0, len(rows), A):
             i = int(rows[j]) // A
             try:
-                obs, rewards, terminated, truncated, infos = self.envs[i].step(list(env_actions[j:j + A]))
+                out = self.envs[i].step(list(env_actions[j:j + A]))
             except Exception:
                 self._recreate(i, "step")
                 continue
+            obs, rewards, terminated, truncated, infos = checked_step(out, self.who(i))
             self.failures[i] = 0
             for a, row in enumerate(range(i * A, (i + 1) * A)):
                 final = infos[a].get("final_obs") if truncated[a] and not terminated[a] else None
                 self.valid[row] = infos[a].get("is_active", True)
-                self.rewards[row] = rewards[a]
+                self.rewards[row] = checked_reward(rewards[a], self.who(i))
                 self.terminated[row] = bool(terminated[a]) or (bool(truncated[a]) and final is None)
                 self.truncated[row] = final is not None
                 if self.valid[row]:
