@@ -8,9 +8,10 @@
        games, DeepMind's setting); ALE/...-v5 ids keep v5's sticky actions (0.25); --env_kwargs
        may set AtariEnv's other arguments (repeat_action_probability, mode, difficulty,
        full_action_space, max_num_frames_per_episode), not those the preprocessing relies on
-    -> AtariFramePreprocessing: 1-30 no-ops at reset, each action repeated --env_frameskip
-       frames (reward summed, the grayscale screens of the last two frames max-pooled),
-       210x160 -> 84x84 area resize; no episode end on life loss
+    -> AtariFramePreprocessing: 1-30 no-ops at reset (none in the two games without NOOP,
+       Backgammon and VideoCheckers), each action repeated --env_frameskip frames (reward
+       summed, the grayscale screens of the last two frames max-pooled), 210x160 -> 84x84 area
+       resize; no episode end on life loss
     -> FireReset: presses FIRE after reset in games that need it (Breakout, Pong, ...)
     -> FrameStack(--env_framestack): the last observations, oldest first
     -> uint8 observations [framestack, 84, 84] (--pixel_format=CHW, or auto) or [84, 84,
@@ -189,8 +190,8 @@ class AtariFramePreprocessing(gym.Wrapper):
     def __init__(self, env: gym.Env, frame_skip: int, noop_max: int = NOOP_MAX,
                  screen_size: int = SCREEN_SIZE):
         super().__init__(env)
-        if env.unwrapped.get_action_meanings()[0] != "NOOP":
-            raise ValueError("action 0 of this game is not NOOP")
+        if noop_max and env.unwrapped.get_action_meanings()[0] != "NOOP":
+            raise ValueError("no-op starts need NOOP as action 0 of the game")
         self.frame_skip = frame_skip
         self.noop_max = noop_max
         self._ale = env.unwrapped.ale
@@ -323,7 +324,10 @@ def make_atari_env(env_name: str, cfg: Any, env_index: int, render_mode: str | N
         obs_type="ram", continuous=False, render_mode=render_mode)
     if cfg.use_record_episode_statistics:  # the game's own score and length, in frames
         env = gym.wrappers.RecordEpisodeStatistics(env)
-    env = AtariFramePreprocessing(env, frame_skip=cfg.env_frameskip)
+    # A few games (Backgammon, VideoCheckers) have no NOOP action: they start without no-ops.
+    has_noop = env.unwrapped.get_action_meanings()[0] == "NOOP"
+    env = AtariFramePreprocessing(env, frame_skip=cfg.env_frameskip,
+                                  noop_max=NOOP_MAX if has_noop else 0)
     if needs_fire_reset(env):
         env = FireReset(env)
     env = FrameStack(env, cfg.env_framestack)

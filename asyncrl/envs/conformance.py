@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import platform
+import site
 import subprocess
 import sys
 import tempfile
@@ -128,10 +129,18 @@ def run_one(env_id: str, train_dir: Path, index: int) -> Outcome:
         return Outcome(env_id, package, "trains", "", seconds)
     errors = [line for line in stderr.getvalue().splitlines() if line.startswith("asyncrl: error: ")]
     if code == 2 and len(errors) == 1:
-        line = errors[0][len("asyncrl: error: "):]
+        line = _without_install_paths(errors[0][len("asyncrl: error: "):])
         return Outcome(env_id, package, "refused", line.removeprefix(f"--env={env_id}: "), seconds)
     return Outcome(env_id, package, "failed", f"exit code {code}: {stderr.getvalue().strip()[-300:]}",
                    seconds)
+
+
+def _without_install_paths(line: str) -> str:
+    """A message with this machine's package folders written as `site-packages/`, so that the
+    docs page reads the same wherever the sweep ran."""
+    for folder in sorted({*site.getsitepackages(), site.getusersitepackages()}, key=len, reverse=True):
+        line = line.replace(folder.rstrip("/") + "/", "site-packages/")
+    return line
 
 
 def _worker(ids_file: Path, results_file: Path) -> None:

@@ -17,6 +17,7 @@ breaking the model later.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Mapping
 
 import gymnasium as gym
@@ -102,26 +103,37 @@ class ObsLayout:
         array[index] = value
 
     def check_rows(self, arrays: Mapping[str, np.ndarray], rows: Any, envs: Any) -> None:
-        """Values no per-value check catches cheaply, for rows `rows` at once: NaN in float
-        leaves, integers outside a Discrete's or MultiDiscrete's range. `envs(i)` names the env of
-        the i-th checked row."""
-        for key, space in self.space.spaces.items():
-            if arrays[key].dtype.kind == "f":
-                values = arrays[key][rows]
-                bad = np.isnan(values)
-                what = "NaN"
-            elif isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
-                values = arrays[key][rows]
-                low, high = np.asarray(space.start), np.asarray(space.start) + _sizes(space)
-                bad = (values < low) | (values >= high)
-                what = f"outside [{_range_text(space)}]"
-            else:  # integer Boxes and bits: every value of the dtype is one the space can hold
-                continue
-            if bad.any():
-                i = int(np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))[0])
-                raise EnvContractError(f"{self._who(envs(i))}: observation {self._name(key)}holds "
-                                       f"{what} values ({_describe_value(values[i])}) for its "
-                                       f"space {one_line(space)}")
+        """Values no per-value check catches cheaply, for rows `rows` at once (a slice, or
+        indices): NaN in float leaves, integers outside a Discrete's or MultiDiscrete's range.
+        `envs(i)` names the env of the i-th checked row."""
+        rows = contiguous(rows)
+        for key in self._float_keys:
+            values = arrays[key][rows]
+            # A sum is NaN when any value is (or inf meets -inf): one pass, no temporary array.
+            if np.isnan(np.add.reduce(values, axis=None)) and np.isnan(values).any():
+                self._refuse(key, values, np.isnan(values), "NaN", envs)
+        for key, (low, high) in self._ranges.items():
+            values = arrays[key][rows]
+            outside = (values < low) | (values >= high)
+            if outside.any():
+                self._refuse(key, values, outside, f"outside [{_range_text(self.space[key])}]", envs)
+
+    @cached_property
+    def _float_keys(self) -> tuple[str, ...]:
+        return tuple(k for k, s in self.space.spaces.items() if np.dtype(s.dtype).kind == "f")
+
+    @cached_property
+    def _ranges(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """key -> (lowest, one past the highest) value of each Discrete and MultiDiscrete."""
+        return {k: (np.asarray(s.start), np.asarray(s.start) + _sizes(s))
+                for k, s in self.space.spaces.items()
+                if isinstance(s, (gym.spaces.Discrete, gym.spaces.MultiDiscrete))}
+
+    def _refuse(self, key: str, values: np.ndarray, bad: np.ndarray, what: str, envs: Any) -> None:
+        i = int(np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))[0])
+        raise EnvContractError(f"{self._who(envs(i))}: observation {self._name(key)}holds {what} "
+                               f"values ({_describe_value(values[i])}) for its space "
+                               f"{one_line(self.space[key])}")
 
     def _declared(self) -> gym.Space:
         return self.space[ROOT_KEY] if self.root_is_leaf else self.space
@@ -131,6 +143,14 @@ class ObsLayout:
 
     def _who(self, env: int) -> str:
         return f"--env={self.env_name}: env {env}" if self.env_name else f"env {env}"
+
+
+def contiguous(rows: Any) -> Any:
+    """Row indices as a slice when they are consecutive (a split's rows are): a view instead of
+    a copy."""
+    if isinstance(rows, np.ndarray) and len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
 
 
 def _sizes(space: gym.Space) -> np.ndarray:
