@@ -2,7 +2,8 @@
 
 Measures, one after another on the same cores, how many env frames per second
   (a) raw stepping reaches: worker processes stepping their envs with random actions, nothing else;
-  (b) asyncrl training reaches: `python -m asyncrl.train` in a subprocess, plus its policy lag,
+  (b) asyncrl training reaches: `python -m asyncrl.train` in a subprocess, plus its policy lag
+      (in policy versions and in SGD steps, the unit of Sample Factory's figure),
       the peak RSS of its process tree and the CPU time its processes spend per env frame once
       started (learner, policy workers, rollout workers), and so the most frames/s the cores
       allow at that cost;
@@ -72,7 +73,10 @@ class Result:
     after_startup_frames_per_sec: float | None = None
     env_steps: int | None = None
     seconds: float | None = None
-    policy_lag: float | None = None
+    # The average of its last status line. asyncrl counts a policy version per training
+    # iteration, Sample Factory one per SGD step: the SGD steps are the figure to compare.
+    policy_lag_versions: float | None = None  # asyncrl only
+    policy_lag_sgd_steps: float | None = None
     samples_per_sec: float | None = None  # learner limit: training samples (agent steps) per second
     peak_rss_mib: float | None = None
     # CPU time of all its processes per env frame, in the steady window (after start-up)
@@ -543,7 +547,7 @@ def _float_or_none(text: str | None) -> float | None:
 # -- (b) asyncrl ------------------------------------------------------------------------------
 _ASYNCRL_SUMMARY = re.compile(r"Stopped: .*?(\d+) env steps in ([\d.]+) s \(([\d.]+) env steps/s "
                               r"this run\)")
-_ASYNCRL_STATUS = re.compile(r"env_steps=\d+ fps=(\S+) .* policy_lag=(\S+)")
+_ASYNCRL_STATUS = re.compile(r"env_steps=\d+ fps=(\S+) .* policy_lag=(\S+)(?: versions \((\S+) SGD steps)?")
 _ASYNCRL_FRAMES = re.compile(r"env_steps=(\d+) fps=")
 
 
@@ -571,7 +575,8 @@ def asyncrl_result(lines: Sequence[str], returncode: int, times: Sequence[float]
     status = _last_match(_ASYNCRL_STATUS, lines)
     if status:
         result.last_10s_frames_per_sec = _float_or_none(status.group(1))
-        result.policy_lag = _float_or_none(status.group(2))
+        result.policy_lag_versions = _float_or_none(status.group(2))
+        result.policy_lag_sgd_steps = _float_or_none(status.group(3))
     result.after_startup_frames_per_sec = rate_after_startup(_ASYNCRL_FRAMES, lines, times)
     return result
 
@@ -840,7 +845,7 @@ def sf_result(lines: Sequence[str], returncode: int, times: Sequence[float] = ()
     status = _last_match(_SF_STATUS, lines)
     if status:
         result.last_10s_frames_per_sec = _float_or_none(status.group(1))
-        result.policy_lag = _float_or_none(status.group(2))
+        result.policy_lag_sgd_steps = _float_or_none(status.group(2))  # its versions are SGD steps
     result.after_startup_frames_per_sec = rate_after_startup(_SF_FRAMES, lines, times)
     return result
 
@@ -904,18 +909,19 @@ def format_table(summary: dict[str, Any]) -> str:
         return num(whole, ".2f") if steady is None else f"{num(whole, '.2f')} ({steady:.2f})"
 
     header = ("system", "env frames/s", "after start-up", "x raw", "asyncrl/SF", "asyncrl/limit",
-              "last 10 s", "policy lag", "CPU us/frame", "peak RSS (MiB)")
+              "last 10 s", "lag (versions)", "lag (SGD steps)", "CPU us/frame", "peak RSS (MiB)")
     body = []
     for r in summary["results"].values():
         if r["error"]:
-            body.append((r["system"], "failed", "", "", "", "", "", "", "",
+            body.append((r["system"], "failed", "", "", "", "", "", "", "", "",
                          num(r["peak_rss_mib"], ".0f")))
             continue
         body.append((r["system"], num(r["env_frames_per_sec"], ",.0f"),
                      num(r["after_startup_frames_per_sec"], ",.0f"),
                      num(r["ratio_to_raw"], ".2f"), ratios(r, "sample_factory"),
                      ratios(r, "learner_limit"),
-                     num(r["last_10s_frames_per_sec"], ",.0f"), num(r["policy_lag"], ".1f"),
+                     num(r["last_10s_frames_per_sec"], ",.0f"), num(r["policy_lag_versions"], ".1f"),
+                     num(r["policy_lag_sgd_steps"], ".1f"),
                      num(r["cpu_us_per_frame"], ".1f"), num(r["peak_rss_mib"], ".0f")))
     widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in

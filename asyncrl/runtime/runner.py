@@ -300,11 +300,10 @@ class Runner(EventLoopObject):
         for p, progress in enumerate(self.progress):
             episodes, stats = progress.episodes, progress.learner_stats
             log.info("%s%d env steps, %d episodes, average return %s over the last %d, best %s, "
-                     "policy lag %s (max %s) in the last batch, %d trajectories dropped for "
-                     "policy lag", self._policy_label(p), progress.env_steps, episodes.episodes,
+                     "policy lag %s in the last batch, %d trajectories dropped for policy lag",
+                     self._policy_label(p), progress.env_steps, episodes.episodes,
                      _fmt(episodes.average()), len(episodes.returns), _fmt(progress.best_metric),
-                     _fmt(stats.get("policy_lag_avg")), _fmt(stats.get("policy_lag_max")),
-                     int(stats.get("dropped_trajectories", 0)))
+                     _lag(stats, with_max=True), int(stats.get("dropped_trajectories", 0)))
 
     def _policy_label(self, policy: int) -> str:
         return f"policy {policy}: " if self.cfg.num_policies > 1 else ""
@@ -417,7 +416,7 @@ class Runner(EventLoopObject):
             parts.append(f"{self._policy_label(p)}avg_return={_fmt(episodes.average())} (last "
                          f"{len(episodes.returns)} of {episodes.episodes} episodes) "
                          f"policy_version={progress.version} "
-                         f"policy_lag={_fmt(progress.learner_stats.get('policy_lag_avg'))}"
+                         f"policy_lag={_lag(progress.learner_stats)}"
                          + (f" | episode_extra:{extra}" if extra else ""))
         log.info("env_steps=%d fps=%.0f %s", self.env_steps, self.fps.fps(10), " | ".join(parts))
 
@@ -565,3 +564,17 @@ def _exit_cause(exitcode: int | None) -> str:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
+
+
+def _lag(stats: dict[str, float], with_max: bool = False) -> str:
+    """The learner's average policy lag in both units: asyncrl's policy versions (one per
+    training iteration) and SGD steps, the unit of Sample Factory's figures, so that the two
+    compare like with like; "n/a" before the first iteration."""
+    if "policy_lag_avg" not in stats:
+        return "n/a"
+    text = (f"{stats['policy_lag_avg']:.1f} versions ({stats['policy_lag_sgd_steps_avg']:.1f} "
+            "SGD steps, Sample Factory's unit")
+    if with_max:
+        text += (f"; max {stats['policy_lag_max']:.1f} versions, "
+                 f"{stats['policy_lag_sgd_steps_max']:.1f} SGD steps")
+    return text + ")"
