@@ -57,11 +57,15 @@ STOP_GRACE_SEC = 30.0
 
 # Parameters the benchmark sets itself (and how), not accepted after `--`.
 _OWN = {"env": "give --env before --", "experiment": "it uses a temporary name",
-        "train_dir": "it uses a temporary folder", "train_for_seconds": "use --seconds"}
+        "train_dir": "it uses a temporary folder", "train_for_seconds": "use --seconds",
+        "train_for_env_steps": "every system runs for --seconds"}
+# No step limit, whatever the env's preset says (CartPole's ends its runs at 300,000 env steps):
+# each system runs for --seconds. Sample Factory's own default is the same.
+NO_STEP_LIMIT = 10_000_000_000
 # asyncrl parameters that are not passed to Sample Factory although it has one of the same name.
 # batched_sampling is --sf_batched_sampling's (by default asyncrl's value).
-_NOT_FOR_SF = {"env", "experiment", "train_dir", "train_for_seconds", "restart_behavior",
-               "device", "with_wandb", "batched_sampling"}
+_NOT_FOR_SF = {"env", "experiment", "train_dir", "train_for_seconds", "train_for_env_steps",
+               "restart_behavior", "device", "with_wandb", "batched_sampling"}
 
 
 @dataclass
@@ -554,7 +558,8 @@ _ASYNCRL_FRAMES = re.compile(r"env_steps=(\d+) fps=")
 def run_asyncrl(plan: Plan, workdir: Path) -> Result:
     command = [sys.executable, "-m", "asyncrl.train", f"--env={plan.env}",
                "--experiment=asyncrl_benchmark", f"--train_dir={workdir}",
-               f"--train_for_seconds={plan.seconds}", *plan.train_args]
+               f"--train_for_seconds={plan.seconds}", f"--train_for_env_steps={NO_STEP_LIMIT}",
+               *plan.train_args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     finished = run_watched(command, env, Path.cwd(), plan.seconds + START_ALLOWANCE_SEC)
     result = asyncrl_result(finished.lines, finished.returncode, finished.times)

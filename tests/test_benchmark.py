@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from asyncrl.benchmark import (CpuSample, Finished, Result, _ASYNCRL_FRAMES,
+from asyncrl.benchmark import (NO_STEP_LIMIT, CpuSample, Finished, Result, _ASYNCRL_FRAMES,
                                action_sampler, add_cpu_per_frame, asyncrl_result, cpu_seconds_between,
                                format_table, main, make_plan, random_obs, report,
                                run_learner_limit, sf_arguments, sf_atari_name, sf_result)
@@ -44,6 +44,8 @@ def test_short_run_reports_raw_and_asyncrl_frames_per_second(tmp_path):
     assert ours["ratio_to_raw"] == pytest.approx(ours["env_frames_per_sec"] /
                                                  raw["env_frames_per_sec"])
     assert (figures["num_workers"], figures["num_envs_per_worker"]) == (1, 4)
+    # Not stopped by the CartPole preset's step budget: it runs for --seconds.
+    assert f"--train_for_env_steps={NO_STEP_LIMIT}" in ours["command"]
     assert "lag (versions)" in proc.stdout and "lag (SGD steps)" in proc.stdout
     assert "raw stepping" in proc.stdout and "peak RSS (MiB)" in proc.stdout
     assert not list(temp.glob("asyncrl-bench-*"))  # the temporary train dir is gone
@@ -55,6 +57,7 @@ def test_short_run_reports_raw_and_asyncrl_frames_per_second(tmp_path):
     (["--", "--lerning_rate=0.01"], "did you mean --learning_rate"),
     (["--", "--experiment=mine"], "--experiment cannot be given after --"),
     (["--", "--train_for_seconds=5"], "use --seconds"),
+    (["--", "--train_for_env_steps=5000"], "every system runs for --seconds"),
     (["--num_workers=3", "--", "--num_workers=2"], "disagree"),
     (["--", "--batch_size=100"], "multiple of --rollout"),
     (["--json", "/no/such/folder/out.json"], "does not exist"),
@@ -94,6 +97,8 @@ def test_layout_applies_to_every_system():
     # values (seed) are left to Sample Factory's defaults; parameters it lacks are not passed.
     assert "--learning_rate=0.003" in args
     assert not any(a.startswith(("--device", "--seed", "--gamma")) for a in args)
+    # Nor the CartPole preset's step budget, which would end a run before --seconds.
+    assert sf_arguments(plan.cfg, {"train_for_env_steps", "num_workers"}) == ["--num_workers=3"]
     # The core goes as resolved (the CartPole preset is feed-forward, as Sample Factory's example).
     rnn = {"use_rnn", "rnn_type", "rnn_size", "rnn_num_layers", "recurrence"}
     assert set(sf_arguments(plan.cfg, rnn)) == {"--use_rnn=False", "--rnn_type=gru",

@@ -31,6 +31,7 @@ from asyncrl.runtime.rollout_worker import (RolloutWorker, actions_ready_signal,
                                             trajectories_ready_signal)
 from asyncrl.runtime.stats import EpisodeTracker, FpsMeter
 from asyncrl.runtime.summaries import Summaries
+from asyncrl.utils.device import describe_device
 from asyncrl.utils.processes import prepare_child_process
 from asyncrl.utils.seeding import seed_everything
 
@@ -268,7 +269,7 @@ class Runner(EventLoopObject):
                  "worker(s) per policy, batch %d, device %s", cfg.experiment, cfg.env, policies,
                  cfg.num_workers, cfg.num_envs_per_worker, agents, splits,
                  cfg.policy_workers_per_policy, cfg.batch_size * cfg.num_batches_per_epoch,
-                 cfg.device)
+                 describe_device(cfg.device))
         previous = {s: signals.signal(s, self._on_signal) for s in (signals.SIGINT, signals.SIGTERM)}
         try:
             try:
