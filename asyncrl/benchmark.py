@@ -2,7 +2,8 @@
 
 Measures, one after another on the same cores, how many env frames per second
   (a) raw stepping reaches: worker processes stepping their envs with random actions, nothing else;
-  (b) asyncrl training reaches: `python -m asyncrl.train` in a subprocess, plus its policy lag,
+  (b) asyncrl training reaches: `python -m asyncrl.train` in a subprocess, plus its policy lag
+      (in policy versions and in SGD steps, the unit of Sample Factory's figure),
       the peak RSS of its process tree and the CPU time its processes spend per env frame once
       started (learner, policy workers, rollout workers), and so the most frames/s the cores
       allow at that cost;
@@ -56,11 +57,15 @@ STOP_GRACE_SEC = 30.0
 
 # Parameters the benchmark sets itself (and how), not accepted after `--`.
 _OWN = {"env": "give --env before --", "experiment": "it uses a temporary name",
-        "train_dir": "it uses a temporary folder", "train_for_seconds": "use --seconds"}
+        "train_dir": "it uses a temporary folder", "train_for_seconds": "use --seconds",
+        "train_for_env_steps": "every system runs for --seconds"}
+# No step limit, whatever the env's preset says (CartPole's ends its runs at 300,000 env steps):
+# each system runs for --seconds. Sample Factory's own default is the same.
+NO_STEP_LIMIT = 10_000_000_000
 # asyncrl parameters that are not passed to Sample Factory although it has one of the same name.
 # batched_sampling is --sf_batched_sampling's (by default asyncrl's value).
-_NOT_FOR_SF = {"env", "experiment", "train_dir", "train_for_seconds", "restart_behavior",
-               "device", "with_wandb", "batched_sampling"}
+_NOT_FOR_SF = {"env", "experiment", "train_dir", "train_for_seconds", "train_for_env_steps",
+               "restart_behavior", "device", "with_wandb", "batched_sampling"}
 
 
 @dataclass
@@ -72,7 +77,10 @@ class Result:
     after_startup_frames_per_sec: float | None = None
     env_steps: int | None = None
     seconds: float | None = None
-    policy_lag: float | None = None
+    # The average of its last status line. asyncrl counts a policy version per training
+    # iteration, Sample Factory one per SGD step: the SGD steps are the figure to compare.
+    policy_lag_versions: float | None = None  # asyncrl only
+    policy_lag_sgd_steps: float | None = None
     samples_per_sec: float | None = None  # learner limit: training samples (agent steps) per second
     peak_rss_mib: float | None = None
     # CPU time of all its processes per env frame, in the steady window (after start-up)
@@ -543,14 +551,15 @@ def _float_or_none(text: str | None) -> float | None:
 # -- (b) asyncrl ------------------------------------------------------------------------------
 _ASYNCRL_SUMMARY = re.compile(r"Stopped: .*?(\d+) env steps in ([\d.]+) s \(([\d.]+) env steps/s "
                               r"this run\)")
-_ASYNCRL_STATUS = re.compile(r"env_steps=\d+ fps=(\S+) .* policy_lag=(\S+)")
+_ASYNCRL_STATUS = re.compile(r"env_steps=\d+ fps=(\S+) .* policy_lag=(\S+)(?: versions \((\S+) SGD steps)?")
 _ASYNCRL_FRAMES = re.compile(r"env_steps=(\d+) fps=")
 
 
 def run_asyncrl(plan: Plan, workdir: Path) -> Result:
     command = [sys.executable, "-m", "asyncrl.train", f"--env={plan.env}",
                "--experiment=asyncrl_benchmark", f"--train_dir={workdir}",
-               f"--train_for_seconds={plan.seconds}", *plan.train_args]
+               f"--train_for_seconds={plan.seconds}", f"--train_for_env_steps={NO_STEP_LIMIT}",
+               *plan.train_args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     finished = run_watched(command, env, Path.cwd(), plan.seconds + START_ALLOWANCE_SEC)
     result = asyncrl_result(finished.lines, finished.returncode, finished.times)
@@ -571,7 +580,8 @@ def asyncrl_result(lines: Sequence[str], returncode: int, times: Sequence[float]
     status = _last_match(_ASYNCRL_STATUS, lines)
     if status:
         result.last_10s_frames_per_sec = _float_or_none(status.group(1))
-        result.policy_lag = _float_or_none(status.group(2))
+        result.policy_lag_versions = _float_or_none(status.group(2))
+        result.policy_lag_sgd_steps = _float_or_none(status.group(3))
     result.after_startup_frames_per_sec = rate_after_startup(_ASYNCRL_FRAMES, lines, times)
     return result
 
@@ -840,7 +850,7 @@ def sf_result(lines: Sequence[str], returncode: int, times: Sequence[float] = ()
     status = _last_match(_SF_STATUS, lines)
     if status:
         result.last_10s_frames_per_sec = _float_or_none(status.group(1))
-        result.policy_lag = _float_or_none(status.group(2))
+        result.policy_lag_sgd_steps = _float_or_none(status.group(2))  # its versions are SGD steps
     result.after_startup_frames_per_sec = rate_after_startup(_SF_FRAMES, lines, times)
     return result
 
@@ -904,18 +914,19 @@ def format_table(summary: dict[str, Any]) -> str:
         return num(whole, ".2f") if steady is None else f"{num(whole, '.2f')} ({steady:.2f})"
 
     header = ("system", "env frames/s", "after start-up", "x raw", "asyncrl/SF", "asyncrl/limit",
-              "last 10 s", "policy lag", "CPU us/frame", "peak RSS (MiB)")
+              "last 10 s", "lag (versions)", "lag (SGD steps)", "CPU us/frame", "peak RSS (MiB)")
     body = []
     for r in summary["results"].values():
         if r["error"]:
-            body.append((r["system"], "failed", "", "", "", "", "", "", "",
+            body.append((r["system"], "failed", "", "", "", "", "", "", "", "",
                          num(r["peak_rss_mib"], ".0f")))
             continue
         body.append((r["system"], num(r["env_frames_per_sec"], ",.0f"),
                      num(r["after_startup_frames_per_sec"], ",.0f"),
                      num(r["ratio_to_raw"], ".2f"), ratios(r, "sample_factory"),
                      ratios(r, "learner_limit"),
-                     num(r["last_10s_frames_per_sec"], ",.0f"), num(r["policy_lag"], ".1f"),
+                     num(r["last_10s_frames_per_sec"], ",.0f"), num(r["policy_lag_versions"], ".1f"),
+                     num(r["policy_lag_sgd_steps"], ".1f"),
                      num(r["cpu_us_per_frame"], ".1f"), num(r["peak_rss_mib"], ".0f")))
     widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in

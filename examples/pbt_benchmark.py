@@ -23,8 +23,9 @@ import numpy as np
 from asyncrl.experiment.checkpoint import CheckpointManager
 from asyncrl.experiment.layout import policy_checkpoint_dir
 
+# No step budget (the CartPole preset's would end the runs early): both sides run for --seconds.
 COMMON = ["--env=CartPole-v1", "--device=cpu", "--restart_behavior=overwrite", "--seed=1",
-          "--rollout=32", "--batch_size=512"]
+          "--rollout=32", "--batch_size=512", "--train_for_env_steps=10000000000"]
 
 
 def final_returns(exp_dir: Path, policies: int) -> list[float]:

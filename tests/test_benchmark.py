@@ -3,6 +3,7 @@ bad input, and the parsing of each system's output."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from asyncrl.benchmark import (CpuSample, Finished, Result, _ASYNCRL_FRAMES, action_sampler,
-                               add_cpu_per_frame, asyncrl_result, cpu_seconds_between,
+from asyncrl.benchmark import (NO_STEP_LIMIT, CpuSample, Finished, Result, _ASYNCRL_FRAMES,
+                               action_sampler, add_cpu_per_frame, asyncrl_result, cpu_seconds_between,
                                format_table, main, make_plan, random_obs, report,
                                run_learner_limit, sf_arguments, sf_atari_name, sf_result)
 
@@ -43,6 +44,9 @@ def test_short_run_reports_raw_and_asyncrl_frames_per_second(tmp_path):
     assert ours["ratio_to_raw"] == pytest.approx(ours["env_frames_per_sec"] /
                                                  raw["env_frames_per_sec"])
     assert (figures["num_workers"], figures["num_envs_per_worker"]) == (1, 4)
+    # Not stopped by the CartPole preset's step budget: it runs for --seconds.
+    assert f"--train_for_env_steps={NO_STEP_LIMIT}" in ours["command"]
+    assert "lag (versions)" in proc.stdout and "lag (SGD steps)" in proc.stdout
     assert "raw stepping" in proc.stdout and "peak RSS (MiB)" in proc.stdout
     assert not list(temp.glob("asyncrl-bench-*"))  # the temporary train dir is gone
 
@@ -53,6 +57,7 @@ def test_short_run_reports_raw_and_asyncrl_frames_per_second(tmp_path):
     (["--", "--lerning_rate=0.01"], "did you mean --learning_rate"),
     (["--", "--experiment=mine"], "--experiment cannot be given after --"),
     (["--", "--train_for_seconds=5"], "use --seconds"),
+    (["--", "--train_for_env_steps=5000"], "every system runs for --seconds"),
     (["--num_workers=3", "--", "--num_workers=2"], "disagree"),
     (["--", "--batch_size=100"], "multiple of --rollout"),
     (["--json", "/no/such/folder/out.json"], "does not exist"),
@@ -92,6 +97,8 @@ def test_layout_applies_to_every_system():
     # values (seed) are left to Sample Factory's defaults; parameters it lacks are not passed.
     assert "--learning_rate=0.003" in args
     assert not any(a.startswith(("--device", "--seed", "--gamma")) for a in args)
+    # Nor the CartPole preset's step budget, which would end a run before --seconds.
+    assert sf_arguments(plan.cfg, {"train_for_env_steps", "num_workers"}) == ["--num_workers=3"]
     # The core goes as resolved (the CartPole preset is feed-forward, as Sample Factory's example).
     rnn = {"use_rnn", "rnn_type", "rnn_size", "rnn_num_layers", "recurrence"}
     assert set(sf_arguments(plan.cfg, rnn)) == {"--use_rnn=False", "--rnn_type=gru",
@@ -144,20 +151,32 @@ def test_parses_asyncrl_output():
         "[10:00:00] I env_steps=0 fps=0 avg_return=n/a (last 0 of 0 episodes) policy_version=0 "
         "policy_lag=n/a\n",
         "[10:00:05] I env_steps=100000 fps=31000 avg_return=50.0 (last 100 of 900 episodes) "
-        "policy_version=40 policy_lag=1.7\n",
+        "policy_version=40 policy_lag=1.7 versions (27.2 SGD steps, Sample Factory's unit)\n",
         "[10:00:10] I env_steps=260000 fps=32000 avg_return=55.0 (last 100 of 950 episodes) "
-        "policy_version=80 policy_lag=1.6\n",
+        "policy_version=80 policy_lag=1.6 versions (25.6 SGD steps, Sample Factory's unit)\n",
         "[10:00:10] I Stopped: reached train_for_seconds=10. 300000 env steps in 10.1 s "
         "(29703 env steps/s this run), 1000 episodes, average return 60.0 over the last 100\n",
     ]
     r = asyncrl_result(lines, 0, [100.0, 105.0, 109.0, 110.0])
     assert (r.env_frames_per_sec, r.env_steps, r.seconds) == (29703, 300000, 10.1)
-    assert (r.last_10s_frames_per_sec, r.policy_lag) == (32000, 1.6)
+    assert (r.last_10s_frames_per_sec, r.policy_lag_versions, r.policy_lag_sgd_steps) == (32000, 1.6, 25.6)
     # from the first line that counts frames to the last: 160000 frames in 4 s
     assert r.after_startup_frames_per_sec == pytest.approx(40000)
     assert asyncrl_result(lines[1:2] + lines[3:], 0, [105.0, 110.0]).after_startup_frames_per_sec is None
     failed = asyncrl_result(["Traceback ...\n", "RuntimeError: boom\n"], 1)
     assert failed.env_frames_per_sec is None and "code 1: RuntimeError: boom" in failed.error
+
+
+def test_table_shows_policy_lag_in_both_units():
+    summary = report(make_plan([]), [
+        Result("asyncrl", env_frames_per_sec=5000.0, policy_lag_versions=3.5,
+               policy_lag_sgd_steps=56.0),
+        Result("Sample Factory 2.1.1", env_frames_per_sec=2000.0, policy_lag_sgd_steps=21.9)])
+    rows = [re.split(r"\s{2,}", line.strip()) for line in format_table(summary).splitlines()]
+    ours, theirs = dict(zip(rows[0], rows[2])), dict(zip(rows[0], rows[3]))
+    assert (ours["lag (versions)"], ours["lag (SGD steps)"]) == ("3.5", "56.0")
+    # Sample Factory counts a policy version per SGD step: it has only the second figure.
+    assert (theirs["lag (versions)"], theirs["lag (SGD steps)"]) == ("-", "21.9")
 
 
 def test_parses_sample_factory_output():
@@ -169,7 +188,8 @@ def test_parses_sample_factory_output():
     ]
     r = sf_result(lines, 2)
     assert (r.env_frames_per_sec, r.env_steps) == (8891.5, 360448)
-    assert (r.last_10s_frames_per_sec, r.policy_lag) == (10649.7, 8.3)
+    # Sample Factory's policy versions are SGD steps
+    assert (r.last_10s_frames_per_sec, r.policy_lag_versions, r.policy_lag_sgd_steps) == (10649.7, None, 8.3)
     assert r.after_startup_frames_per_sec is None  # one status line only
     earlier = ("[2026-11-25 16:14:38,887][13048] Fps is (10 sec: 9000.0, 60 sec: 9000.0, 300 "
                "sec: 9000.0). Total num frames: 212992. Throughput: 0: 9000.0. Samples: 210000. "

@@ -155,10 +155,10 @@ def test_help_lists_groups_and_preset_defaults(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_readme_parameter_reference_is_generated_from_the_table():
-    from asyncrl.config.docs import README, readme_with_parameters
+def test_parameter_reference_page_is_generated_from_the_table():
+    from asyncrl.config.docs import PAGE, parameters_page
 
-    text = README.read_text()
-    assert text == readme_with_parameters(text), "run: python -m asyncrl.config.docs --write"
+    text = PAGE.read_text()
+    assert text == parameters_page(), "stale: run python -m asyncrl.config.docs --write"
     for p in PARAMS:
         assert f"`--{p.name}`" in text

@@ -67,9 +67,21 @@ def test_custom_core_and_decoder_train_and_evaluate(tmp_path):
 
 
 def test_time_to_target_reports_when_the_average_return_is_reached(tmp_path):
+    # As the docs run it: a preset file and a seed after --.
     result = run_script("time_to_target.py", tmp_path, "--target=100", "--min_episodes=10",
-                        "--limit=100", "--", "--env=CartPole-v1", f"--train_dir={tmp_path}",
-                        timeout=150)
+                        "--limit=100", "--", f"--config={REPO / 'configs' / 'cartpole.yaml'}",
+                        "--seed=1", f"--train_dir={tmp_path}", timeout=150)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "target 100.0 reached after" in result.stdout
     assert "Stopped: SIGINT received" in result.stdout  # the run was stopped as Ctrl+C stops it
+
+
+def test_pbt_benchmark_compares_a_population_with_independent_runs(tmp_path):
+    result = run_script("pbt_benchmark.py", tmp_path, "--seconds=3", "--pbt_period_env_steps=2000",
+                        f"--train_dir={tmp_path / 'pbt_benchmark'}", timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PBT population, average return of the last 100 episodes per policy: " in result.stdout
+    assert "best policy: PBT " in result.stdout
+    # Both sides ran for their time, not to the CartPole preset's step budget.
+    log = (tmp_path / "pbt_benchmark" / "pbt.log").read_text()
+    assert "Stopped: reached train_for_seconds=3" in log

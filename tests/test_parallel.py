@@ -24,6 +24,7 @@ from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.experiment.layout import LOG_FILE
 from asyncrl.launcher.watchdog import running
 from asyncrl.runtime.buffers import PinnedStaging, TrajectoryBuffers
+from asyncrl.runtime.runner import _lag
 
 # asyncrl.train with an env that raises or hangs on demand (see the script's docstring). Its
 # family has no preset: the policy is recurrent, so env crashes, hangs and respawns meet the
@@ -189,12 +190,25 @@ def test_sync_mode_has_exactly_zero_policy_lag(tmp_path, serial):
     code, out = finish(start(tmp_path, *TINY, "--async_rl=false", f"--serial_mode={serial}",
                              "--train_for_env_steps=4000"))
     assert code == 0, out
-    assert "policy lag 0.0 (max 0.0) in the last batch" in out
+    assert ("policy lag 0.0 versions (0.0 SGD steps, Sample Factory's unit; max 0.0 versions, "
+            "0.0 SGD steps) in the last batch") in out
 
 
-def test_timings_are_reported_and_kept(tmp_path):
+def test_policy_lag_text_gives_both_units():
+    stats = {"policy_lag_avg": 3.5, "policy_lag_sgd_steps_avg": 56.0, "policy_lag_max": 5.0,
+             "policy_lag_sgd_steps_max": 80.0}
+    assert _lag(stats) == "3.5 versions (56.0 SGD steps, Sample Factory's unit)"
+    assert _lag(stats, with_max=True) == ("3.5 versions (56.0 SGD steps, Sample Factory's unit; "
+                                          "max 5.0 versions, 80.0 SGD steps)")
+    assert _lag({}) == "n/a"  # before the first training iteration
+
+
+def test_status_line_and_timings_are_reported_and_kept(tmp_path):
     code, out = finish(start(tmp_path, *TINY, "--train_for_seconds=6"))
     assert code == 0, out
+    assert re.search(r"env_steps=\d+ fps=\d+ avg_return=\S+ \(last \d+ of \d+ episodes\) "
+                     r"policy_version=\d+ policy_lag=[\d.]+ versions \([\d.]+ SGD steps, "
+                     r"Sample Factory's unit\)", out), out
     assert re.search(r"Time of rollout_worker_0 over \d+ s: env_step \d+%", out)
     timings = json.loads((tmp_path / "exp" / "timings.json").read_text())
     assert timings["learner_p0"]["train"] > 0 and timings["policy_worker_p0_0"]["inference"] > 0

@@ -61,7 +61,8 @@ def test_plot_of_a_tiny_experiment_is_a_png_of_sensible_size(tmp_path, capsys):
     assert printed.startswith(f"wrote {out} ({tmp_path / 'tiny'}: 1 point up to ")
     height, width, _ = matplotlib_image.imread(out).shape
     assert (width, height) == (1200, 450) and out.stat().st_size > 10_000
-    assert plot.main([str(tmp_path / "tiny"), "--x=time", f"--out={out}"]) == 0
+    assert plot.main([str(tmp_path / "tiny"), "--x=time", "--tag=episode/length_avg",
+                      f"--out={out}"]) == 0
     assert matplotlib_image.imread(out).shape[:2] == (450, 600)
 
 

@@ -1,5 +1,6 @@
-"""End to end, as a user runs it: `python -m asyncrl.train` in a subprocess learns CartPole, stops
-cleanly on Ctrl+C / SIGTERM with a checkpoint, and resumes after a SIGKILL."""
+"""End to end, as a user runs it: `python -m asyncrl.train` in a subprocess stops cleanly on
+Ctrl+C / SIGTERM with a checkpoint, and resumes after a SIGKILL. (That the CartPole preset learns
+is test_quickstart.py's: the README's first run.)"""
 
 import re
 import signal
@@ -14,17 +15,6 @@ from asyncrl.experiment.checkpoint import load_checkpoint
 
 def checkpoints(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "exp" / "checkpoint_p0").glob("checkpoint_*.pth"))
-
-
-def test_cartpole_average_return_clearly_rises(tmp_path):
-    code, out = finish(start(tmp_path, "--train_for_env_steps=100000", "--seed=1"))
-    assert code == 0, out
-    state = load_checkpoint(checkpoints(tmp_path)[-1])
-    returns = state["episode_stats"]["returns"]
-    assert len(returns) == 100
-    # A random policy averages ~22 on CartPole; the preset learns far beyond that in 100k steps.
-    assert sum(returns) / len(returns) > 200, out
-    assert "average return" in out and "Stopped: reached train_for_env_steps=100000" in out
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -146,6 +146,7 @@ class Learner:
         else:
             minibatches = self._gae_minibatches(batch, discounts, valid)
 
+        steps_before = self.train_step
         for epoch_kls in minibatches:
             kls = [self._sgd_step(mb, stats) for mb in epoch_kls]
             if cfg.lr_schedule == "kl_adaptive_epoch":
@@ -153,8 +154,15 @@ class Learner:
 
         self.policy_version += 1
         out = {k: sum(v) / len(v) for k, v in stats.items()}
-        out.update(policy_lag_min=lag.min().item(), policy_lag_avg=lag.mean().item(),
-                   policy_lag_max=lag.max().item(), lr=self.learning_rate)
+        # A version is one training iteration here; Sample Factory counts one per SGD step. The
+        # same lag in its unit: the SGD steps an iteration takes, as counted in this one (left-out
+        # sequences and V-trace's whole trajectories make it differ from num_epochs x
+        # num_batches_per_epoch).
+        sgd_steps = self.train_step - steps_before
+        for name, value in (("min", lag.min()), ("avg", lag.mean()), ("max", lag.max())):
+            out[f"policy_lag_{name}"] = value.item()
+            out[f"policy_lag_sgd_steps_{name}"] = value.item() * sgd_steps
+        out["lr"] = self.learning_rate
         return out
 
     def _epochs(self, items: Tensor, items_per_minibatch: int) -> Iterator[list[Tensor]]:

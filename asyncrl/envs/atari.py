@@ -349,21 +349,24 @@ ATARI_PARAMS: tuple[Param, ...] = (
           "False counts agent steps", _GROUP),
 )
 
-# Sample Factory's Atari preset, set for a machine with 2 CPU cores and no GPU, where the learner's
-# convolutions are the bottleneck (README "Atari" has the 30-minute Pong runs behind each change):
-# 2 workers x 16 envs; one epoch per batch instead of 4 (4 cut the frames/s about 4x); 16
-# minibatches of 64 samples from rollouts of 64 steps at twice the learning rate instead of 4 of
-# 256 from rollouts of 128 (the learner's samples/s is the same, with 4x the updates); IMPALA's
-# shallow conv net instead of the Nature one (1.6x the learner's samples/s); one inference call
-# per worker step instead of two (worker_num_splits=1: with every process competing for the 2
-# cores, double buffering has no idle core to fill, and one call for 16 envs costs less than two
-# for 8). Its lr_schedule=linear_decay is not available here (constant rate).
+# Tuned for wall-clock time on a machine with 2 CPU cores and no GPU, where the learner's
+# convolutions are the bottleneck (docs/atari.md explains each choice). It is not Sample
+# Factory's Atari preset (sf_examples/atari/atari_params.py), which differs in:
+# convnet_atari (here IMPALA's shallow net: 1.6x the learner's samples/s on this CPU); 8 workers
+# x 1 env (here 2 x 16); rollouts of 128 and 4 epochs of 4 minibatches of 256 (here rollouts of
+# 64 and 1 epoch of 16 minibatches of 64: the same samples/s with 4x the updates, and 4 epochs
+# cut the frames/s about 4x); learning rate 2.5e-4 decaying linearly (here 5e-4, constant: no
+# linear_decay schedule); normalize_input and normalize_returns True (here False); async_rl False
+# (here the table's True); use_record_episode_statistics True (here not needed: no reward clipping
+# or life-loss episodes, so returns are the game's score); train_for_env_steps 10M (here the
+# table's). The rest (frame skip and stack, gamma, clip ratio, loss coefficients, Adam's eps,
+# gradient norm, one split per worker) is the same.
 ATARI_DEFAULTS: dict[str, Any] = {
     "env_frameskip": 4,
     "env_framestack": 4,
     "encoder_conv_architecture": "convnet_impala",
     "encoder_conv_mlp_layers": [512],
-    "use_rnn": False,  # as Sample Factory's Atari preset
+    "use_rnn": False,  # as in Sample Factory's Atari preset
     "nonlinearity": "relu",
     "obs_subtract_mean": 0.0,
     "obs_scale": 255.0,

@@ -1,4 +1,5 @@
-"""gymnasium's MuJoCo continuous-control tasks with Sample Factory's MuJoCo preset.
+"""gymnasium's MuJoCo continuous-control tasks with Sample Factory's MuJoCo preset (but for its layout
+and learning-rate schedule: see MUJOCO_DEFAULTS).
 
 `--env=mujoco_halfcheetah` (Sample Factory's short names: mujoco_hopper, mujoco_walker,
 mujoco_ant, mujoco_humanoid, ...) or a raw id such as `--env=HalfCheetah-v5` (any MuJoCo env
@@ -88,10 +89,10 @@ def make_mujoco_env(env_name: str, cfg: Any, env_index: int, render_mode: str | 
                                 render_mode=render_mode)
 
 
-# Sample Factory's MuJoCo preset (sf_examples/mujoco/mujoco_params.py), set for a machine with 2
-# CPU cores: its 8 workers x 8 envs become 2 x 32 (the same 64 envs, so the same batches). Its
-# lr_schedule=linear_decay is not available here (constant rate); env_frameskip has no
-# counterpart (no frame skipping for these envs).
+# Sample Factory's MuJoCo preset (sf_examples/mujoco/mujoco_params.py) with two differences: its 8
+# workers x 8 envs become 2 x 32 for a machine with 2 CPU cores (the same 64 envs, so the same
+# batches), and its lr_schedule=linear_decay is not available here (constant rate). Its
+# env_frameskip=1 has no counterpart (no frame skipping for these envs).
 MUJOCO_DEFAULTS: dict[str, Any] = {
     "batched_sampling": False,
     "num_workers": 2,

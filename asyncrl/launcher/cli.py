@@ -84,7 +84,7 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 
 
 def options_markdown() -> str:
-    """The README's table of the launcher's options (a test keeps the two equal)."""
+    """The table of the launcher's options in docs/sweeps.md (a test keeps the two equal)."""
     lines = ["| option | default | backends | meaning |", "| --- | --- | --- | --- |"]
     for o in OPTIONS:
         backends = "all" if o.backends == BACKENDS else ", ".join(o.backends)

@@ -31,6 +31,7 @@ from asyncrl.runtime.rollout_worker import (RolloutWorker, actions_ready_signal,
                                             trajectories_ready_signal)
 from asyncrl.runtime.stats import EpisodeTracker, FpsMeter
 from asyncrl.runtime.summaries import Summaries
+from asyncrl.utils.device import describe_device
 from asyncrl.utils.processes import prepare_child_process
 from asyncrl.utils.seeding import seed_everything
 
@@ -268,7 +269,7 @@ class Runner(EventLoopObject):
                  "worker(s) per policy, batch %d, device %s", cfg.experiment, cfg.env, policies,
                  cfg.num_workers, cfg.num_envs_per_worker, agents, splits,
                  cfg.policy_workers_per_policy, cfg.batch_size * cfg.num_batches_per_epoch,
-                 cfg.device)
+                 describe_device(cfg.device))
         previous = {s: signals.signal(s, self._on_signal) for s in (signals.SIGINT, signals.SIGTERM)}
         try:
             try:
@@ -300,11 +301,10 @@ class Runner(EventLoopObject):
         for p, progress in enumerate(self.progress):
             episodes, stats = progress.episodes, progress.learner_stats
             log.info("%s%d env steps, %d episodes, average return %s over the last %d, best %s, "
-                     "policy lag %s (max %s) in the last batch, %d trajectories dropped for "
-                     "policy lag", self._policy_label(p), progress.env_steps, episodes.episodes,
+                     "policy lag %s in the last batch, %d trajectories dropped for policy lag",
+                     self._policy_label(p), progress.env_steps, episodes.episodes,
                      _fmt(episodes.average()), len(episodes.returns), _fmt(progress.best_metric),
-                     _fmt(stats.get("policy_lag_avg")), _fmt(stats.get("policy_lag_max")),
-                     int(stats.get("dropped_trajectories", 0)))
+                     _lag(stats, with_max=True), int(stats.get("dropped_trajectories", 0)))
 
     def _policy_label(self, policy: int) -> str:
         return f"policy {policy}: " if self.cfg.num_policies > 1 else ""
@@ -417,7 +417,7 @@ class Runner(EventLoopObject):
             parts.append(f"{self._policy_label(p)}avg_return={_fmt(episodes.average())} (last "
                          f"{len(episodes.returns)} of {episodes.episodes} episodes) "
                          f"policy_version={progress.version} "
-                         f"policy_lag={_fmt(progress.learner_stats.get('policy_lag_avg'))}"
+                         f"policy_lag={_lag(progress.learner_stats)}"
                          + (f" | episode_extra:{extra}" if extra else ""))
         log.info("env_steps=%d fps=%.0f %s", self.env_steps, self.fps.fps(10), " | ".join(parts))
 
@@ -565,3 +565,17 @@ def _exit_cause(exitcode: int | None) -> str:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
+
+
+def _lag(stats: dict[str, float], with_max: bool = False) -> str:
+    """The learner's average policy lag in both units: asyncrl's policy versions (one per
+    training iteration) and SGD steps, the unit of Sample Factory's figures, so that the two
+    compare like with like; "n/a" before the first iteration."""
+    if "policy_lag_avg" not in stats:
+        return "n/a"
+    text = (f"{stats['policy_lag_avg']:.1f} versions ({stats['policy_lag_sgd_steps_avg']:.1f} "
+            "SGD steps, Sample Factory's unit")
+    if with_max:
+        text += (f"; max {stats['policy_lag_max']:.1f} versions, "
+                 f"{stats['policy_lag_sgd_steps_max']:.1f} SGD steps")
+    return text + ")"

@@ -17,3 +17,12 @@ def resolve_device(name: str, warn: bool = True) -> torch.device:
         if warn:
             log.warning("--device=gpu but CUDA is not available: running on the CPU")
     return torch.device("cpu")
+
+
+def describe_device(name: str) -> str:
+    """The device `resolve_device(name)` gives, in words for the start line: `--device=gpu`
+    without CUDA must not read as a GPU run. Only asks whether CUDA is there (no CUDA context is
+    made: the runner forks processes after this)."""
+    if name != "gpu":
+        return "cpu"
+    return "cuda:0" if torch.cuda.is_available() else "cpu (no CUDA found)"
