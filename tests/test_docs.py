@@ -232,7 +232,7 @@ def pyproject_extras() -> dict[str, list[str]]:
 def test_documented_extras_exist_and_ci_installs_them():
     """Every `pip install -e '.[extra]'` or `pip install 'asyncrl[extra]'` of the docs names an
     extra of pyproject.toml; those in command blocks are part of the `test` extra, which CI
-    installs (the others, such as box2d, are named in the text only)."""
+    installs."""
     extras = pyproject_extras()
     for page in PAGES:
         for names in EXTRA.findall(page.read_text()):
