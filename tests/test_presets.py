@@ -129,6 +129,20 @@ def test_masked_maze_preset_trains_and_evaluates_as_the_docs_say(tmp_path):
     assert "mean return over 5 episodes" in played.stdout and "invalid_moves 0," in played.stdout
 
 
+@pytest.mark.parametrize("preset, experiment, steps", [
+    ("frozenlake", "frozenlake", 4096), ("minigrid_doorkey", "doorkey", 2048),
+    ("mpe2_simple_spread", "simple_spread", 4800), ("vizdoom_basic", "vizdoom_basic", 1024)])
+def test_environment_presets_train_as_the_docs_say(tmp_path, preset, experiment, steps):
+    """docs/environments.md's learning-results commands, on a budget of a few batches: each
+    preset builds its env family, trains and stops by itself with its summary."""
+    trained = run_cli("asyncrl.train", f"--config=configs/{preset}.yaml", f"--experiment={experiment}",
+                      f"--train_dir={tmp_path}", f"--train_for_env_steps={steps}", cwd=REPO)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert f"Stopped: reached train_for_env_steps={steps}" in trained.stdout
+    assert "average return" in trained.stdout
+    assert (tmp_path / experiment / "config.json").exists()
+
+
 def test_there_are_preset_files():
     assert {"cartpole.yaml", "atari_pong.yaml", "pendulum.yaml", "lunarlander.yaml",
             "mujoco_halfcheetah.yaml"} <= {p.name for p in CONFIGS}
