@@ -9,9 +9,10 @@ Measures, one after another on the same cores, how many env frames per second
       allow at that cost;
   (c) optionally (`--learner_limit`) the learner alone: training iterations on random batches of
       the training-batch shape, in this process, as env frames per second;
-  (d) optionally (`--sample_factory`) Sample Factory 2.1.1 with the same configuration, installed
-      once into a cached virtual environment (for Atari envs: sf_examples.atari.train_atari, with
-      ale-py added to that environment), with the same figures but the CPU time per role.
+  (d) optionally (`--sample_factory`) Sample Factory 2.1.1 with the same configuration and on the
+      same device, installed once into a cached virtual environment (for Atari envs:
+      sf_examples.atari.train_atari, with ale-py added to that environment) or given by
+      `--sf_python`, with the same figures but the CPU time per role.
 and prints a table (and `--json PATH`). The parameters after `--` go to asyncrl (and to Sample
 Factory where it has a parameter of that name).
 """
@@ -131,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample_factory", action="store_true",
                         help=f"Also run Sample Factory {SF_VERSION} (installed once into "
                              f"{_sf_venv_dir()})")
+    parser.add_argument("--sf_python", metavar="PATH", default=None,
+                        help="A Python with Sample Factory (and ale-py, for Atari) already "
+                             "installed, used instead of the cached virtual environment: for a "
+                             "machine without internet access or with its own CUDA build of "
+                             "torch (default: install into the cached one)")
     parser.add_argument("--sf_batched_sampling", type=_bool, default=None, metavar="BOOL",
                         help="Sample Factory's --batched_sampling (default: asyncrl's "
                              "--batched_sampling, so that both run the same configuration)")
@@ -150,6 +156,7 @@ class Plan:
     learner_limit: bool
     sample_factory: bool
     sf_batched_sampling: bool
+    sf_python: Path | None
     json_path: Path | None
 
 
@@ -180,6 +187,11 @@ def make_plan(argv: Sequence[str]) -> Plan:
     cfg = parse_args(["--env", args.env, *layout_args, *extras], scope="train",
                      prog="python -m asyncrl.train").config()
     json_path = Path(args.json) if args.json else None
+    sf_python = Path(args.sf_python) if args.sf_python else None
+    if sf_python is not None and not args.sample_factory:
+        raise UserError("--sf_python is the Python for --sample_factory's run: give both")
+    if sf_python is not None and not (sf_python.is_file() and os.access(sf_python, os.X_OK)):
+        raise UserError(f"--sf_python={args.sf_python}: no such executable file")
     if json_path is not None and not json_path.parent.is_dir():
         raise UserError(f"--json={args.json}: folder {json_path.parent} does not exist")
     return Plan(env=args.env, seconds=args.seconds, train_args=[*layout_args, *extras], cfg=cfg,
@@ -187,7 +199,7 @@ def make_plan(argv: Sequence[str]) -> Plan:
                 sample_factory=args.sample_factory,
                 sf_batched_sampling=(cfg.batched_sampling if args.sf_batched_sampling is None
                                      else args.sf_batched_sampling),
-                json_path=json_path, **layout)
+                sf_python=sf_python, json_path=json_path, **layout)
 
 
 # -- (a) raw env stepping ---------------------------------------------------------------------
@@ -802,7 +814,7 @@ def run_sample_factory(plan: Plan, workdir: Path) -> Result:
     if plan.env not in SF_ENVS and atari is None:
         raise SfUnavailable(f"sf_examples.train_gym_env only registers {', '.join(SF_ENVS)} and "
                             f"sf_examples.atari the Atari games, not {plan.env}")
-    python = ensure_sf_venv(_sf_venv_dir(), atari=atari is not None)
+    python = plan.sf_python or ensure_sf_venv(_sf_venv_dir(), atari=atari is not None)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHONUNBUFFERED="1", WANDB_MODE="disabled")
     if atari is not None:
@@ -819,7 +831,7 @@ def run_sample_factory(plan: Plan, workdir: Path) -> Result:
                             f"{_tail((help_text.stdout + help_text.stderr).splitlines())}")
     command = [*program, f"--env={sf_env}",
                "--experiment=sf_benchmark", f"--train_dir={workdir}",
-               f"--train_for_seconds={plan.seconds}", "--device=cpu",
+               f"--train_for_seconds={plan.seconds}", f"--device={sf_device(plan.cfg.device)}",
                f"--batched_sampling={plan.sf_batched_sampling}",
                *sf_arguments(plan.cfg, sf_params)]
     # Its --train_for_seconds never fires (2.1.1 does not advance the clock it checks): the
@@ -830,6 +842,14 @@ def run_sample_factory(plan: Plan, workdir: Path) -> Result:
     result.command, result.peak_rss_mib = command, finished.peak_rss_mib
     add_cpu_per_frame(result, _SF_FRAMES, finished, by_role=False)  # its names are not asyncrl's
     return result
+
+
+def sf_device(asyncrl_device: str) -> str:
+    """Sample Factory's --device for the device asyncrl uses: both on the GPU or both on the CPU
+    (Sample Factory stops where --device=gpu finds no CUDA; asyncrl falls back to the CPU)."""
+    from asyncrl.utils.device import describe_device
+
+    return "gpu" if describe_device(asyncrl_device).startswith("cuda") else "cpu"
 
 
 def sf_result(lines: Sequence[str], returncode: int, times: Sequence[float] = ()) -> Result:

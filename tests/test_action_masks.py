@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from harness import collect
-from training_process import HELPERS
+from training_process import HELPERS, finish, start
 
 from asyncrl import enjoy, train
 from asyncrl.config.parser import parse_args
@@ -150,3 +150,19 @@ def test_training_and_enjoy_never_take_a_masked_action(tmp_path, capsys):
                                    f"--eval_deterministic={deterministic}"])
         assert {e.extra["masked_actions"] for e in episodes} == {0.0}
         assert np.mean([e.episode_return for e in episodes]) > 5.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_masked_actions_are_never_taken_by_the_parallel_runtime_on_the_gpu(tmp_path):
+    """Policy workers and the learner on CUDA, the masks travelling through shared memory."""
+    code, out = finish(start(tmp_path, "--env=space_envs:MaskedGoal-v0", "--use_rnn=false",
+                             "--num_workers=2", "--num_envs_per_worker=8", "--rollout=8",
+                             "--batch_size=128", "--encoder_mlp_layers", "32",
+                             "--learning_rate=0.003", "--device=gpu", "--seed=2",
+                             "--train_for_env_steps=20000", script=["-m", "asyncrl.train"]),
+                       timeout=240)
+    assert code == 0, out
+    assert "device cuda:0" in out
+    stats = load_checkpoint(max((tmp_path / "exp" / "checkpoint_p0").glob("checkpoint_*.pth")))
+    assert set(stats["episode_stats"]["extra"]["masked_actions"]) == {0.0}
+    assert np.mean(stats["episode_stats"]["returns"]) > 5.0

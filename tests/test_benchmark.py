@@ -11,11 +11,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from asyncrl.benchmark import (NO_STEP_LIMIT, CpuSample, Finished, Result, _ASYNCRL_FRAMES,
                                action_sampler, add_cpu_per_frame, asyncrl_result, cpu_seconds_between,
                                format_table, main, make_plan, random_obs, report,
-                               run_learner_limit, sf_arguments, sf_atari_name, sf_result)
+                               run_learner_limit, sf_arguments, sf_atari_name, sf_device,
+                               sf_result)
+from asyncrl.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -248,3 +251,18 @@ def test_cpu_per_frame_in_the_steady_window():
 def test_random_actions_are_valid_for_every_env(space):
     actions = action_sampler(space, 7, np.random.default_rng(0))()
     assert len(actions) == 7 and all(space.contains(a) for a in actions)
+
+
+def test_sf_python_replaces_the_cached_venv_and_needs_sample_factory(tmp_path):
+    assert make_plan(["--sample_factory", f"--sf_python={sys.executable}"]).sf_python == \
+        Path(sys.executable)
+    assert make_plan(["--sample_factory"]).sf_python is None
+    with pytest.raises(UserError, match="no such executable file"):
+        make_plan(["--sample_factory", f"--sf_python={tmp_path / 'python'}"])
+    with pytest.raises(UserError, match="give both"):
+        make_plan([f"--sf_python={sys.executable}"])
+
+
+def test_sample_factory_runs_on_the_device_asyncrl_uses():
+    assert sf_device("cpu") == "cpu"
+    assert sf_device("gpu") == ("gpu" if torch.cuda.is_available() else "cpu")

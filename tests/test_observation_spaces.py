@@ -168,3 +168,32 @@ def test_every_kind_of_leaf_through_pbt_resume_and_enjoy(tmp_path, monkeypatch):
                                "--experiment=exp", "--max_num_episodes=5", "--device=cpu",
                                "--eval_deterministic=true"])
     assert len(episodes) == 5 and np.mean([e.episode_return for e in episodes]) > 4.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_every_kind_of_leaf_gives_on_the_gpu_what_it_gives_on_the_cpu():
+    """Preprocessing on the device (HWC uint8 image to CHW / 255, one-hots, bits, masked logits)
+    and the model after it: the same parameters and values as on the CPU, with the same weights."""
+    space = gym.spaces.Dict({"screen": Box(0, 255, (60, 80, 3), np.uint8), "goal": Discrete(4),
+                             "grid": MultiDiscrete([3, 5]), "flags": MultiBinary(2),
+                             "speed": Box(-1.0, 1.0, (2,), np.float32),
+                             "action_mask": MultiBinary(5)})
+    torch.manual_seed(0)
+    model = ActorCritic(cfg_of("--normalize_input=false"), space, Discrete(5))
+    assert isinstance(model.actor_trunk.encoder, ConvEncoder)
+    rng = np.random.default_rng(0)
+    obs = {key: torch.as_tensor(np.stack([leaf.sample() for _ in range(16)]))
+           for key, leaf in space.spaces.items()}
+    obs["action_mask"][:, 0] = 0
+    obs["action_mask"][:, 1 + rng.integers(4)] = 1  # something allowed in every row
+    expected = model.policy_step(obs, deterministic=True)
+    on_gpu = model.to("cuda").policy_step({k: v.to("cuda") for k, v in obs.items()},
+                                          deterministic=True)
+    # cuDNN's convolutions run in TF32 by default: 10 bits of mantissa, not 23.
+    torch.testing.assert_close(on_gpu.action_params.cpu(), expected.action_params, atol=2e-3, rtol=1e-2)
+    torch.testing.assert_close(on_gpu.values.cpu(), expected.values, atol=2e-3, rtol=1e-2)
+    assert obs["action_mask"].gather(1, on_gpu.actions.cpu().view(-1, 1)).all()
+    sampled = model.policy_step({k: v.to("cuda").repeat(64, *[1] * (v.dim() - 1))
+                                 for k, v in obs.items()}).actions.cpu()
+    assert (sampled != 0).all()  # action 0 is masked in every row
+    assert obs["action_mask"].repeat(64, 1).gather(1, sampled.view(-1, 1)).all()
