@@ -254,8 +254,10 @@ def test_random_actions_are_valid_for_every_env(space):
 
 
 def test_sf_python_replaces_the_cached_venv_and_needs_sample_factory(tmp_path):
-    assert make_plan(["--sample_factory", f"--sf_python={sys.executable}"]).sf_python == \
-        Path(sys.executable)
+    plan = make_plan(["--sample_factory", f"--sf_python={sys.executable}", "--",
+                      "--worker_num_splits=2"])
+    assert plan.sf_python == Path(sys.executable)
+    assert sf_arguments(plan.cfg, {"worker_num_splits"}) == ["--worker_num_splits=2"]
     assert make_plan(["--sample_factory"]).sf_python is None
     with pytest.raises(UserError, match="no such executable file"):
         make_plan(["--sample_factory", f"--sf_python={tmp_path / 'python'}"])
