@@ -203,10 +203,14 @@ PARAMS: tuple[Param, ...] = (
     _p("max_grad_norm", float, 4.0, "Max L2 norm of the gradient; 0 disables clipping", _OPT,
        minimum=0.0),
     _p("learning_rate", float, 1e-4, "Learning rate", _OPT, minimum=0.0),
-    _p("lr_schedule", str, "constant", "'constant', or adapt the learning rate to keep the KL "
-       "divergence from the behaviour policy near lr_schedule_kl_threshold, checked after every "
-       "minibatch or every epoch", _OPT,
-       choices=("constant", "kl_adaptive_minibatch", "kl_adaptive_epoch")),
+    _p("lr_schedule", str, "constant", "'constant'; 'linear_decay' lowers the learning rate in a "
+       "straight line from learning_rate to 0 at train_for_env_steps, by the policy's env steps "
+       "(set before each training iteration; a resumed run goes on where it was, and with PBT "
+       "it scales each policy's own learning_rate); 'kl_adaptive_minibatch' and "
+       "'kl_adaptive_epoch' adapt the learning rate to keep the KL divergence from the "
+       "behaviour policy near lr_schedule_kl_threshold, checked after every minibatch or every "
+       "epoch", _OPT,
+       choices=("constant", "linear_decay", "kl_adaptive_minibatch", "kl_adaptive_epoch")),
     _p("lr_schedule_kl_threshold", float, 0.008, "KL target of the kl_adaptive schedules", _OPT,
        minimum=0.0),
     _p("lr_adaptive_min", float, 1e-6, "Minimum learning rate of the kl_adaptive schedules", _OPT,

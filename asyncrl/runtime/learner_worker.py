@@ -98,6 +98,7 @@ class LearnerWorker(Component):
         elif self.initial.get("init_weights") is not None:
             self.learner.load_weights(*self.initial["init_weights"])
         self.initial = {}
+        self.learner.schedule_learning_rate(self.env_steps)  # a resumed schedule goes on
         self.weights.publish(self.learner.model, self.learner.policy_version)
         self.start_reporting()
 
@@ -129,6 +130,7 @@ class LearnerWorker(Component):
                     self._release_after_training(batch_slots)
                     continue
                 batch = batch.select(fresh.nonzero()[:, 0])
+            self.learner.schedule_learning_rate(self.env_steps)
             with self.timings.timeit("train"):
                 stats = self.learner.train(batch)
             self.trained_samples += batch.rollout * batch.num_trajectories
@@ -152,7 +154,9 @@ class LearnerWorker(Component):
         """A new immutable config for this policy (the run's config is never edited)."""
         self.cfg = self.cfg.replace(**hyperparameters)
         self.learner.cfg = self.cfg
+        # PBT's rate is the base the schedule scales.
         self.learner.set_learning_rate(self.cfg.learning_rate)
+        self.learner.schedule_learning_rate(self.env_steps)
 
     # -- population-based training ----------------------------------------------------------------
     def on_pbt_share(self, path: str) -> None:
