@@ -309,8 +309,8 @@ PARAMS: tuple[Param, ...] = (
        "rewards asyncrl sees, and count an episode only when the step that ends it carries "
        "info['episode']: with wrappers that clip rewards or end an episode per life, the "
        "statistics show the whole game's score. An env without the wrapper gets one around it; "
-       "Atari adds it around the raw game (lengths then count emulator frames). Not for "
-       "multi-agent envs", _LOG),
+       "Atari puts it above the frame skipping and below its life episodes and sign rewards "
+       "(lengths in agent steps). Not for multi-agent envs", _LOG),
     _p("episode_counter", bool, False, "Count the episodes of each env: every finished episode "
        "reports its number in its env (0, 1, ...) as the custom episode statistic "
        "episode_number", _LOG),

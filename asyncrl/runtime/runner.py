@@ -17,7 +17,7 @@ import torch
 from faster_fifo import Queue
 from signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess, Timer
 
-from asyncrl.envs.registry import find_env_family
+from asyncrl.envs.registry import env_frames_per_step, find_env_family
 from asyncrl.envs.observations import dropped_keys_warning, obs_dict_space, obs_layout
 from asyncrl.envs.vector import EpisodeStats, agents_per_env
 from asyncrl.experiment.experiment import Experiment, mark_finished
@@ -76,6 +76,8 @@ class Runner(EventLoopObject):
         self.loop = EventLoop("runner_evt_loop", serial_mode=self.serial)
         super().__init__(self.loop, object_id="runner")
         self.experiment = experiment
+        # Env steps per agent step: emulator frames with Atari's frame skipping, else 1.
+        self.frames_per_step = env_frames_per_step(cfg)
         self.ctx = mp.get_context("fork")
         torch.set_num_threads(1)
         seed_everything(cfg.seed)
@@ -294,9 +296,11 @@ class Runner(EventLoopObject):
     def _log_summary(self) -> None:
         elapsed = time.monotonic() - self.start_time
         total = self.env_steps
-        log.info("Stopped: %s. %d env steps in %.1f s (%.0f env steps/s this run), %d rollout "
+        # Env steps are emulator frames with frame skipping: the agent's steps too.
+        agent = "" if self.frames_per_step == 1 else f", {total // self.frames_per_step} agent steps"
+        log.info("Stopped: %s. %d env steps in %.1f s (%.0f env steps/s this run)%s, %d rollout "
                  "worker restart(s); checkpoints in %s", self.stop_reason, total, elapsed,
-                 (total - self.start_steps) / max(elapsed, 1e-9), self.worker_restarts,
+                 (total - self.start_steps) / max(elapsed, 1e-9), agent, self.worker_restarts,
                  self.experiment.dir)
         for p, progress in enumerate(self.progress):
             episodes, stats = progress.episodes, progress.learner_stats
@@ -419,7 +423,14 @@ class Runner(EventLoopObject):
                          f"policy_version={progress.version} "
                          f"policy_lag={_lag(progress.learner_stats)}"
                          + (f" | episode_extra:{extra}" if extra else ""))
-        log.info("env_steps=%d fps=%.0f %s", self.env_steps, self.fps.fps(10), " | ".join(parts))
+        log.info("env_steps=%d fps=%.0f%s %s", self.env_steps, self.fps.fps(10),
+                 self._agent_steps_text(self.env_steps), " | ".join(parts))
+
+    def _agent_steps_text(self, env_steps: int) -> str:
+        """' agent_steps=N' where env steps count frames (Atari), else nothing."""
+        if self.frames_per_step == 1:
+            return ""
+        return f" agent_steps={env_steps // self.frames_per_step}"
 
     def _write_summaries(self) -> None:
         scalars = {f"perf/fps_{window}s": self.fps.fps(window) for window in self.fps.windows}
@@ -436,6 +447,8 @@ class Runner(EventLoopObject):
             own["episode/count"] = episodes.episodes
             own["train/policy_version"] = progress.version
             own["train/env_steps"] = progress.env_steps
+            if self.frames_per_step > 1:
+                own["train/agent_steps"] = progress.env_steps // self.frames_per_step
             scalars.update({prefix + name: value for name, value in own.items()})
         if self.population is not None:
             scalars.update(self.population.summaries())
