@@ -291,8 +291,10 @@ PARAMS: tuple[Param, ...] = (
     _p("save_best_every_sec", int, 5, "How often to check whether the policy is the best so far",
        _CKPT, minimum=1, scope="train"),
     _p("save_best_metric", str, "reward", "Metric for the best checkpoint: the average episode "
-       "'reward' (return) or 'len' (length) over the last stats_avg episodes", _CKPT,
-       choices=("reward", "len"), scope="train"),
+       "'reward' (return) or 'len' (length) over the last stats_avg training episodes, or "
+       "'eval/return': the average return of an evaluation during training (needs "
+       "eval_every_env_steps; the best checkpoint then holds exactly the weights evaluated)",
+       _CKPT, choices=("reward", "len", "eval/return"), scope="train"),
     _p("save_best_after", int, 100_000, "Save best checkpoints only after this many env steps "
        "(lucky early episodes do not count)", _CKPT, minimum=0, scope="train"),
     # logging
@@ -359,15 +361,25 @@ PARAMS: tuple[Param, ...] = (
        "POLICY:NAME=VALUE items, e.g. --policy_initial_hyperparameters 2:learning_rate=1e-2 "
        "3:learning_rate=1e-2; the others start from the command line's values", _PBT,
        is_list=True, scope="train"),
-    # evaluation (asyncrl.enjoy)
+    # evaluation (during training, and asyncrl.enjoy)
+    _p("eval_every_env_steps", int, 0, "Evaluate each policy every this many of its env steps "
+       "during training (0: never): its learner saves a snapshot, and an eval worker (its own "
+       "process; inline in serial mode) plays eval_episodes episodes with it on envs of its "
+       "own, reported as eval/... summaries, in the status line and the log", _EVAL, minimum=0,
+       scope="train"),
+    _p("eval_episodes", int, 10, "Number of episodes of each evaluation during training", _EVAL,
+       minimum=1, scope="train"),
+    _p("eval_env_kwargs", str, None, "Keyword arguments for the constructor of the eval envs "
+       "during training instead of env_kwargs (same forms as env_kwargs; None: env_kwargs)",
+       _EVAL, optional=True, scope="train"),
     _p("policy_index", int, 0, "Which policy of a multi-policy experiment to evaluate (its "
        "checkpoint_p<i>)", _EVAL, minimum=0, scope="enjoy"),
     _p("max_num_episodes", int, 10, "Number of episodes to evaluate", _EVAL, minimum=1,
        scope="enjoy"),
     _p("max_num_frames", int, 1_000_000_000, "Stop evaluating after this many env steps", _EVAL,
        minimum=1, scope="enjoy"),
-    _p("eval_deterministic", bool, False, "Take the most likely action instead of sampling",
-       _EVAL, scope="enjoy"),
+    _p("eval_deterministic", bool, False, "Take the most likely action instead of sampling (in "
+       "asyncrl.enjoy and in evaluations during training)", _EVAL),
     _p("save_video", bool, False, "Record the evaluation as an mp4 video in the experiment "
        "folder, headless (the env renders rgb_array frames: one after each reset and step); "
        "needs the 'video' extra", _EVAL, scope="enjoy"),

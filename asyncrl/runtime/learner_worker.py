@@ -81,6 +81,9 @@ class LearnerWorker(Component):
     @signal
     def pbt_shared(self): ...
 
+    @signal
+    def eval_snapshot_saved(self): ...
+
     def on_start(self) -> None:
         # Other processes may message us before our loop's start signal comes round.
         if self.learner is not None:
@@ -182,6 +185,13 @@ class LearnerWorker(Component):
     def on_pbt_hyperparameters(self, hyperparameters: dict[str, float]) -> None:
         self.on_start()
         self._apply_hyperparameters(hyperparameters)
+
+    def on_eval_snapshot(self, run_state: dict[str, Any]) -> None:
+        """Saves the state to evaluate: a whole checkpoint, so that it can become the best one."""
+        self.on_start()
+        path = self.checkpoints.save_eval_snapshot(self.checkpoint_state(run_state))
+        self.eval_snapshot_saved.emit(self.policy_id, str(path), self.env_steps,
+                                      self.learner.train_step, self.learner.policy_version)
 
     def on_save(self, kind: str, run_state: dict[str, Any], metric: float | None) -> None:
         self.on_start()
