@@ -5,13 +5,18 @@ chosen by the evaluation's return; in serial and in parallel mode."""
 import re
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from asyncrl import train
 from asyncrl.config.parser import parse_args
+from asyncrl.envs.vector import EnvVector
 from asyncrl.experiment.checkpoint import load_checkpoint
+from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.plot import read_curve
+from asyncrl.runtime.evaluation import EpisodePlayer, episode_quotas
 from asyncrl.runtime.runner import next_multiple
 from asyncrl.utils.errors import UserError
 
@@ -102,3 +107,21 @@ def test_eval_envs_that_the_policy_cannot_play_are_refused_before_training(tmp_p
     assert err.startswith("asyncrl: error: --eval_env_kwargs=map_name=8x8 gives envs other "
                           "observation or action spaces (Discrete(64), Discrete(4)) than the "
                           "training envs' (Discrete(16), Discrete(4))")
+
+
+def test_each_eval_env_plays_its_share_of_the_episodes():
+    """Episodes of 1 step in env 0 and of 6 steps in env 1: 4 episodes are 2 of each (the first 4
+    to end would all be env 0's), and env 0 stops once it has played its 2."""
+    assert list(episode_quotas(10, 4)) == [3, 3, 2, 2] and list(episode_quotas(2, 4)) == [1, 1, 0, 0]
+    cfg = cfg_of("--env=CartPole-v1", "--rnn_size=8", "--encoder_mlp_layers", "8")
+    lengths = (1, 6)  # a random CartPole policy needs more steps than that to fail
+    envs = EnvVector(lambda i: gym.make("CartPole-v1", max_episode_steps=lengths[i]), 2, seed=0)
+    model = ActorCritic(cfg, envs.envs[0].observation_space, envs.action_space)  # recurrent
+    player = EpisodePlayer(model, envs, torch.device("cpu"), deterministic=False)
+    try:
+        episodes = list(player.episodes(4))
+    finally:
+        envs.close()
+    assert sorted((e.row, e.length) for e in episodes) == [(0, 1), (0, 1), (1, 6), (1, 6)]
+    assert player.steps == 12
+

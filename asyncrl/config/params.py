@@ -369,6 +369,9 @@ PARAMS: tuple[Param, ...] = (
        scope="train"),
     _p("eval_episodes", int, 10, "Number of episodes of each evaluation during training", _EVAL,
        minimum=1, scope="train"),
+    _p("eval_num_envs", int, 4, "Number of eval envs stepped together (one forward pass for "
+       "all), at most eval_episodes; each plays an equal share of the episodes (the first ones "
+       "one more), so that short episodes are not favoured", _EVAL, minimum=1, scope="train"),
     _p("eval_env_kwargs", str, None, "Keyword arguments for the constructor of the eval envs "
        "during training instead of env_kwargs (same forms as env_kwargs; None: env_kwargs)",
        _EVAL, optional=True, scope="train"),

@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 
 class EpisodePlayer:
-    """Plays `model` on the envs of `envs` (every agent of every env acts each step) and yields
-    each finished episode; `steps` counts the steps played (of all envs together)."""
+    """Plays `model` on the envs of `envs` (every agent of every env acts each step, in one
+    forward pass) and yields each finished episode; `steps` counts the steps played (each a step
+    of all the envs still playing)."""
 
     def __init__(self, model: ActorCritic, envs: EnvVector, device: torch.device,
                  deterministic: bool):
@@ -41,26 +42,41 @@ class EpisodePlayer:
     @torch.no_grad()
     def episodes(self, max_episodes: int, max_steps: int | None = None,
                  before_step: Callable[[], None] | None = None) -> Iterator[EpisodeStats]:
-        """Up to `max_episodes` episodes, within `max_steps` steps (None: no limit); a recurrent
-        policy starts from zero states, and again for each agent whose episode ended.
-        `before_step` runs before each step."""
+        """`max_episodes` episodes, within `max_steps` steps (None: no limit). Each env plays its
+        share (`episode_quotas`) and then stops, so that the episodes are not the short ones
+        that happen to end first. A recurrent policy starts from zero states, and again for each
+        agent whose episode ended. `before_step` runs before each step."""
         envs, model = self.envs, self.model
-        everyone = np.arange(envs.num_envs * envs.agents_per_env)
-        rnn_states = None  # [agents, rnn_state_size]; None: zeros
-        finished = 0
-        while finished < max_episodes and (max_steps is None or self.steps < max_steps):
+        agents = envs.agents_per_env
+        quotas = episode_quotas(max_episodes, envs.num_envs)
+        finished = np.zeros(envs.num_envs, dtype=np.int64)
+        # [rows, rnn_state_size] of every agent; None: feed-forward
+        states = torch.zeros((envs.num_envs * agents, model.rnn_state_size), device=self.device) \
+            if model.rnn_state_size else None
+        while (finished < quotas).any() and (max_steps is None or self.steps < max_steps):
             if before_step is not None:
                 before_step()
-            obs = {k: torch.from_numpy(v).to(self.device) for k, v in envs.obs.items()}
-            out = model.policy_step(obs, rnn_states, deterministic=self.deterministic)
-            result = envs.step(everyone, out.actions.cpu().numpy())
-            if out.rnn_states is not None:  # an agent whose episode ended starts afresh
-                ended = torch.from_numpy(envs.terminated | envs.truncated).to(self.device)
-                rnn_states = out.rnn_states * (~ended)[:, None]
+            playing = np.flatnonzero(finished < quotas)
+            rows = (playing[:, None] * agents + np.arange(agents)).ravel()
+            obs = {k: torch.from_numpy(v[rows]).to(self.device) for k, v in envs.obs.items()}
+            out = model.policy_step(obs, None if states is None else states[rows],
+                                    deterministic=self.deterministic)
+            result = envs.step(rows, out.actions.cpu().numpy())
+            if states is not None:  # an agent whose episode ended starts afresh
+                ended = torch.from_numpy(envs.terminated[rows] | envs.truncated[rows])
+                states[torch.from_numpy(rows)] = out.rnn_states * (~ended.to(self.device))[:, None]
             self.steps += 1
-            for episode in result.episodes[:max_episodes - finished]:
-                finished += 1
-                yield episode
+            for episode in result.episodes:
+                env = episode.row // agents
+                if finished[env] < quotas[env]:
+                    finished[env] += 1
+                    yield episode
+
+
+def episode_quotas(episodes: int, num_envs: int) -> np.ndarray:
+    """`[num_envs]` how many of `episodes` each env plays: as equal as can be, the first envs
+    one more."""
+    return episodes // num_envs + (np.arange(num_envs) < episodes % num_envs)
 
 
 def summarize(episodes: list[EpisodeStats]) -> dict[str, Any] | None:
@@ -96,9 +112,10 @@ def eval_summaries(summary: dict[str, Any]) -> dict[str, float]:
 
 class EvalWorker(Component):
     """Plays `--eval_episodes` episodes with the weights of a policy's snapshot (a checkpoint file
-    its learner wrote) and reports their summary. Its envs are its own, made once with
-    --eval_env_kwargs, seeded apart from the training envs; each evaluation starts from zero
-    recurrent states, with the episode its envs are at (a fresh one after the first)."""
+    its learner wrote) and reports their summary. Its `--eval_num_envs` envs are its own, made
+    once with --eval_env_kwargs, seeded apart from the training envs; each evaluation starts from
+    zero recurrent states, with the episodes its envs are at (fresh ones after the first: each
+    env stops right after the end of its last episode)."""
 
     def __init__(self, event_loop: Any, cfg: Any, obs_space: gym.Space, action_space: gym.Space,
                  env_index: int):
@@ -121,7 +138,8 @@ class EvalWorker(Component):
         cfg = eval_config(self.cfg)
         family = find_env_family(cfg.env)
         seed = None if cfg.seed is None else cfg.seed + self.env_index
-        self.envs = EnvVector(lambda i: make_env(family, cfg.env, cfg, self.env_index + i), 1, seed,
+        self.envs = EnvVector(lambda i: make_env(family, cfg.env, cfg, self.env_index + i),
+                              min(cfg.eval_num_envs, cfg.eval_episodes), seed,
                               cfg.max_consecutive_env_failures, EpisodeReporting.of(cfg), cfg.env)
         self.device = resolve_device(cfg.device, warn=False)
         self.model = ActorCritic(cfg, self.obs_space, self.action_space).to(self.device).eval()
