@@ -153,7 +153,7 @@ class EvalWorker(Component):
         with self.timings.timeit("evaluate"):
             episodes = self._play()
         self.evaluations += 1
-        self.evaluated.emit(policy, path, env_steps, train_step, version, summarize(episodes))
+        self.evaluated.emit(policy, env_steps, train_step, version, summarize(episodes))
 
     def _play(self) -> list[EpisodeStats]:
         cfg = self.cfg
@@ -166,8 +166,9 @@ class EvalWorker(Component):
                 self._send_heartbeat()
 
         # Its own random numbers: an evaluation does not change the training's (serial mode
-        # shares this process's generator), and a seeded run evaluates the same way each time.
-        with torch.random.fork_rng(devices=[]):
+        # shares this process's generators), and a seeded run evaluates the same way each time.
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
             if cfg.seed is not None:
                 torch.manual_seed(cfg.seed + self.evaluations)
             player = EpisodePlayer(self.model, self.envs, self.device, cfg.eval_deterministic)

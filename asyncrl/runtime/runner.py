@@ -436,8 +436,9 @@ class Runner(EventLoopObject):
                                version: int) -> None:
         self.emit("evaluate", policy, path, env_steps, train_step, version)
 
-    def on_evaluated(self, policy: int, path: str, env_steps: int, train_step: int, version: int,
+    def on_evaluated(self, policy: int, env_steps: int, train_step: int, version: int,
                      summary: dict[str, Any]) -> None:
+        """An evaluation of the policy's snapshot taken at `env_steps` came back."""
         cfg, progress = self.cfg, self.progress[policy]
         progress.evaluating = False
         progress.last_eval = (env_steps, summary)
