@@ -152,6 +152,23 @@ def test_linear_decay_follows_the_env_steps_resumes_and_scales_pbt_rates(tmp_pat
     assert resumed.learner.learning_rate == pytest.approx(0.02 * (1 - 192 / 256))
 
 
+def test_a_loaded_kl_adaptive_rate_goes_on_and_the_others_follow_the_base_rate():
+    cfg = cfg_of("--lr_schedule=kl_adaptive_minibatch", "--lr_schedule_kl_threshold=1e-9",
+                 "--learning_rate=0.001")
+    trained = new_learner(cfg)
+    trained.train(collect(cfg).trajectories)
+    state = trained.state_dict()
+    assert state["learning_rate"] < 0.001  # adapted down
+    resumed = new_learner(cfg)
+    resumed.load_state_dict(state, "test")
+    assert resumed.learning_rate == state["learning_rate"]
+    # A constant rate is the policy's learning_rate, whatever the checkpoint's last rate was.
+    constant = new_learner(cfg.replace(lr_schedule="constant", learning_rate=0.002))
+    constant.load_state_dict(state, "test")
+    assert constant.learning_rate == 0.002
+    assert all(g["lr"] == 0.002 for g in constant.optimizer.param_groups)
+
+
 def test_vtrace_learner_reports_lag_of_older_experience():
     cfg = cfg_of("--with_vtrace=true")
     learner = new_learner(cfg)

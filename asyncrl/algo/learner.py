@@ -105,9 +105,12 @@ class Learner:
             raise UserError(f"{source}: the optimizer state does not fit ({e})") from None
         self.policy_version = int(state["policy_version"])
         self.train_step = int(state["train_step"])
-        # The rate in use when saved (a kl_adaptive schedule's state); the base rate is the
-        # policy's hyperparameter, restored with the others.
-        self._use_learning_rate(float(state["learning_rate"]))
+        # A kl_adaptive schedule goes on from the rate in use when saved (its state); the other
+        # schedules derive the rate from the policy's base rate, a hyperparameter restored (or
+        # overridden) with the others. Either way into the optimizer, whose loaded state holds
+        # the saved rate.
+        adaptive = self.cfg.lr_schedule.startswith("kl_adaptive")
+        self._use_learning_rate(float(state["learning_rate"]) if adaptive else self.learning_rate)
 
     def load_weights(self, model_state: dict[str, Tensor], source: str) -> None:
         """Weights and normalizer statistics only; a different architecture is a UserError."""

@@ -140,7 +140,9 @@ class Runner(EventLoopObject):
             for progress in self.progress:  # a resumed run goes on with the next multiple
                 progress.next_eval = next_multiple(progress.env_steps, cfg.eval_every_env_steps)
         starting = initial_hyperparameters(cfg)
-        hyperparameters = [starting[p] if state is None else state.get("hyperparameters", starting[p])
+        hyperparameters = [starting[p] if state is None else
+                           resumed_hyperparameters(state.get("hyperparameters", starting[p]),
+                                                   starting[p], experiment.overridden)
                            for p, state in enumerate(experiment.resume_states)]
         self.population = None
         if cfg.with_pbt:
@@ -651,6 +653,13 @@ def extra_stat_tag(name: str) -> str:
     """The summary tag of a custom episode statistic: `episode_extra/<name>`, or the name itself
     when it names its own group (`game/coins`)."""
     return name if "/" in name else f"episode_extra/{name}"
+
+
+def resumed_hyperparameters(stored: dict[str, float], starting: dict[str, float],
+                            overridden: frozenset[str]) -> dict[str, float]:
+    """A resumed policy's hyperparameters: those its checkpoint holds (PBT's, or the run's), but
+    the ones this run's command line or preset changed take their new values."""
+    return {name: starting[name] if name in overridden else value for name, value in stored.items()}
 
 
 def next_multiple(value: int, every: int) -> int:
