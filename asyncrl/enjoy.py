@@ -15,10 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from asyncrl.envs.vector import EpisodeStats
-from asyncrl.runtime.stats import EpisodeTracker
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.logs import setup_console_logging
 
@@ -34,6 +31,7 @@ def evaluate(argv: Sequence[str] | None = None) -> list[EpisodeStats]:
     from asyncrl.envs.registry import env_frames_per_step, find_env_family, make_env
     from asyncrl.envs.vector import EnvVector, EpisodeReporting
     from asyncrl.experiment.experiment import load_experiment_for_eval
+    from asyncrl.runtime.evaluation import EpisodePlayer, summarize
     from asyncrl.utils.device import resolve_device
     from asyncrl.utils.seeding import seed_everything
     from asyncrl.utils.video import (FrameRecorder, Mp4Writer, VideoBudget, check_video_support,
@@ -69,25 +67,16 @@ def evaluate(argv: Sequence[str] | None = None) -> list[EpisodeStats]:
              state["env_steps"], state["policy_version"],
              "deterministic" if cfg.eval_deterministic else "sampled")
     episodes: list[EpisodeStats] = []
-    frames = 0
     frames_per_step = env_frames_per_step(cfg)  # counted like asyncrl.train's env steps
-    everyone = np.arange(envs.agents_per_env)  # every agent of the one env
+    player = EpisodePlayer(model, envs, learner.device, cfg.eval_deterministic)
     finished = False
-    rnn_states = None  # a recurrent policy's states, [agents, rnn_state_size]; None: zeros
     try:
-        while len(episodes) < cfg.max_num_episodes and frames < cfg.max_num_frames:
-            if video is not None:
-                video.add(budget.take())
-            obs = {k: torch.from_numpy(v).to(learner.device) for k, v in envs.obs.items()}
-            out = model.policy_step(obs, rnn_states, deterministic=cfg.eval_deterministic)
-            result = envs.step(everyone, out.actions.cpu().numpy())
-            if out.rnn_states is not None:  # an agent whose episode ended starts afresh
-                ended = torch.from_numpy(envs.terminated | envs.truncated).to(learner.device)
-                rnn_states = out.rnn_states * (~ended)[:, None]
-            frames += frames_per_step
-            for episode in result.episodes:
-                episodes.append(episode)
-                print(f"episode {len(episodes)}: {_episode_text(episode)}", flush=True)
+        # The steps that reach --max_num_frames frames.
+        max_steps = -(-cfg.max_num_frames // frames_per_step)
+        before_step = None if video is None else (lambda: video.add(budget.take()))
+        for episode in player.episodes(cfg.max_num_episodes, max_steps, before_step):
+            episodes.append(episode)
+            print(f"episode {len(episodes)}: {_episode_text(episode)}", flush=True)
         if video is not None:
             video.add(budget.take())
         finished = True
@@ -98,6 +87,7 @@ def evaluate(argv: Sequence[str] | None = None) -> list[EpisodeStats]:
         envs.close()
         if video is not None:
             video.close(keep=finished)
+    frames = player.steps * frames_per_step
     summary = summarize(episodes)
     print(summary_line(summary, frames))
     if video is not None:
@@ -131,20 +121,6 @@ def _checked_json_path(json_file: str | None) -> Path | None:
 def _episode_text(episode: EpisodeStats) -> str:
     extra = "".join(f", {name} {value:.3g}" for name, value in episode.extra.items())
     return f"return {episode.episode_return:.2f}, length {episode.length}{extra}"
-
-
-def summarize(episodes: list[EpisodeStats]) -> dict[str, Any] | None:
-    """Mean, standard deviation, min and max of the returns, mean length and the means of the
-    custom statistics; None without episodes."""
-    if not episodes:
-        return None
-    returns = np.array([e.episode_return for e in episodes], dtype=np.float64)
-    tracker = EpisodeTracker(len(episodes))
-    tracker.add(episodes)
-    return {"episodes": len(episodes), "return_mean": float(returns.mean()),
-            "return_std": float(returns.std()), "return_min": float(returns.min()),
-            "return_max": float(returns.max()), "length_mean": tracker.average("len"),
-            "extra_mean": tracker.extra_averages()}
 
 
 def summary_line(summary: dict[str, Any] | None, frames: int) -> str:

@@ -2,7 +2,10 @@
 ale-py, and a tiny training run on Pong (in-process, serial mode)."""
 
 import json
+import os
+import re
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -17,6 +20,8 @@ from asyncrl.envs.registry import env_frames_per_step, find_env_family
 from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.utils.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def cfg_of(*argv):
@@ -205,15 +210,25 @@ def _preprocessing(env):
     return env
 
 
+def _pong_preprocessing(record_below: bool) -> atari.AtariFramePreprocessing:
+    env = gym.make("ALE/Pong-v5", frameskip=1, obs_type="ram", repeat_action_probability=0.0)
+    if record_below:  # a wrapper that must see every frame
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+    return atari.AtariFramePreprocessing(env, frame_skip=4)
+
+
 def test_stepping_the_emulator_directly_gives_the_same_transitions_as_env_step():
-    """The default env steps frames on the emulator itself; with RecordEpisodeStatistics below
-    the preprocessing (which must see every frame) it steps them through env.step. Same seed,
-    same actions, through a whole episode: the same observations, rewards, ends and info."""
+    """Frames are stepped on the emulator itself when only gymnasium's checks are below the
+    preprocessing; with a wrapper below that must see every frame (RecordEpisodeStatistics here)
+    they go through env.step. Same seed, same actions, through a whole episode: the same
+    observations, rewards, ends and info."""
     pytest.importorskip("ale_py")
-    direct, _ = make("--env=atari_pong")
-    through, _ = make("--env=atari_pong", "--use_record_episode_statistics=True")
-    assert _preprocessing(direct).steps_emulator_directly
-    assert not _preprocessing(through).steps_emulator_directly
+    direct, through = _pong_preprocessing(False), _pong_preprocessing(True)
+    assert direct.steps_emulator_directly and not through.steps_emulator_directly
+    # The family's env, with its RecordEpisodeStatistics above the preprocessing, steps directly.
+    family_env, cfg = make("--env=atari_pong")
+    assert cfg.use_record_episode_statistics and _preprocessing(family_env).steps_emulator_directly
+    family_env.close()
     try:
         obs_a, _ = direct.reset(seed=3)
         obs_b, _ = through.reset(seed=3)
@@ -232,6 +247,54 @@ def test_stepping_the_emulator_directly_gives_the_same_transitions_as_env_step()
     finally:
         direct.close()
         through.close()
+
+
+def test_episodic_life_sign_rewards_and_the_games_score():
+    """With the preset, a Space Invaders life lost ends the episode while the game goes on, the
+    learner sees rewards of -1, 0 or +1, and the statistics get the whole game's score once, at
+    its end: the sum of the game's raw rewards (read below the wrappers)."""
+    pytest.importorskip("ale_py")
+    env, cfg = make("--env=atari_space_invaders")
+    assert (cfg.episodic_life, cfg.clip_reward_sign, cfg.use_record_episode_statistics) == \
+        (True, True, True)
+    raw: list[float] = []  # every reward the frame skipping returns, in order
+    preprocessing = _preprocessing(env)
+    step = preprocessing.step
+
+    def spy(action):
+        out = step(action)
+        raw.append(out[1])
+        return out
+
+    preprocessing.step = spy
+    rng = np.random.default_rng(5)
+    try:
+        env.reset(seed=5)
+        lives_at_start = env.unwrapped.ale.lives()
+        rewards, lives_at_ends = [], []
+        for _ in range(5000):
+            _, reward, terminated, truncated, info = env.step(int(rng.integers(env.action_space.n)))
+            rewards.append(reward)
+            if terminated or truncated:
+                lives_at_ends.append(env.unwrapped.ale.lives())
+                if "episode" in info:
+                    break
+                env.reset()  # a life lost: the game goes on
+    finally:
+        env.close()
+    assert set(rewards) <= {0.0, 1.0} and max(raw) >= 5  # invaders are worth 5 to 30 points
+    # One episode per life; only the last one ends the game, and only it is recorded.
+    assert lives_at_start == 3 and lives_at_ends == [2, 1, 0]
+    assert info["episode"]["r"] == sum(raw) > sum(rewards)
+
+
+def test_life_episodes_and_sign_rewards_need_the_games_score():
+    with pytest.raises(UserError, match=r"--episodic_life=True needs "
+                                        r"--use_record_episode_statistics=True.*--episodic_life=False"):
+        make("--env=atari_pong", "--use_record_episode_statistics=false",
+             "--clip_reward_sign=false")
+    with pytest.raises(UserError, match=r"--episodic_life=True --clip_reward_sign=True needs"):
+        make("--env=atari_pong", "--use_record_episode_statistics=false")
 
 
 def test_missing_ale_py_is_a_one_line_error_naming_the_extra(tmp_path, monkeypatch, capsys):
@@ -256,7 +319,11 @@ def test_tiny_pong_training_run_counts_frames_and_evaluates(tmp_path, capsys):
     # One training batch is 4 x 32 transitions (preset num_batches_per_epoch=4): 4 frames each.
     assert state["env_steps"] >= 4 * 128 and state["env_steps"] % 4 == 0
     assert any(k.endswith("image_encoders.0.conv_head.0.weight") for k in state["model"])
-    capsys.readouterr()
+    # The summary counts frames and agent steps.
+    log = (tmp_path / "pong" / "asyncrl_log.txt").read_text()
+    frames, agent_steps = map(int, re.search(r"Stopped: .* (\d+) env steps in .*\), (\d+) agent "
+                                             r"steps", log).groups())
+    assert frames == state["env_steps"] and agent_steps == frames // 4
     assert enjoy.main([*argv, "--max_num_frames=40", "--device=cpu", "--save_video=true",
                        "--video_frames=6"]) == 0
     assert "no episode finished within 40 frames" in capsys.readouterr().out
@@ -264,3 +331,32 @@ def test_tiny_pong_training_run_counts_frames_and_evaluates(tmp_path, capsys):
     reader = imageio.get_reader(tmp_path / "pong" / "replay.mp4")
     assert reader.count_frames() == 6 and reader.get_data(5).shape == (210, 160, 3)  # in color
     reader.close()
+
+
+def test_sample_factory_gpu_preset_trains_synchronously_with_a_decaying_rate(tmp_path):
+    """docs/atari.md's command for configs/atari_sf_gpu.yaml on a budget of two small batches (in
+    serial mode, on the CPU, rollouts of 32 and minibatches of 64 instead of 128 and 256):
+    Sample Factory's setup builds, trains synchronously on a batch of each of its 8 envs' rollouts
+    and decays the learning rate to 0 at train_for_env_steps."""
+    pytest.importorskip("ale_py")
+    argv = ["--config=configs/atari_sf_gpu.yaml", "--env=atari_breakout", "--experiment=breakout",
+            f"--train_dir={tmp_path}", "--train_for_env_steps=2048", "--serial_mode=true",
+            "--device=cpu", "--rollout=32", "--batch_size=64"]
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the preset's path, as the docs give it
+    try:
+        assert train.main(argv) == 0
+    finally:
+        os.chdir(cwd)
+    exp = tmp_path / "breakout"
+    params = json.loads((exp / "config.json").read_text())["params"]
+    assert (params["encoder_conv_architecture"], params["async_rl"], params["lr_schedule"]) == \
+        ("convnet_atari", False, "linear_decay")
+    assert (params["episodic_life"], params["clip_reward_sign"], params["normalize_input"]) == \
+        (True, True, True)
+    state = load_checkpoint(sorted((exp / "checkpoint_p0").glob("checkpoint_*.pth"))[-1])
+    # Two batches of 8 x 32 agent steps (1,024 frames each), 4 epochs x 4 SGD steps each.
+    assert (state["env_steps"], state["train_step"], state["policy_version"]) == (2048, 32, 2)
+    # The second batch was trained at 2,048 of 2,048 frames: the end of the schedule.
+    assert state["learning_rate"] == 0.0
+

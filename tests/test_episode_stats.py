@@ -88,9 +88,11 @@ def test_the_wrapper_is_added_once_where_it_belongs():
     while env is not None:
         chain.append(type(env).__name__)
         env = getattr(env, "env", None)
-    # Around the raw game, inside frame skipping: the game's score, lengths in frames.
+    # Outside the frame skipping (which then steps the emulator directly: lengths in agent
+    # steps), inside the life episodes and the sign rewards: the whole game's score.
     assert chain.count("RecordEpisodeStatistics") == 1
-    assert chain.index("RecordEpisodeStatistics") > chain.index("AtariFramePreprocessing")
+    assert chain.index("SignReward") < chain.index("EpisodicLife") \
+        < chain.index("RecordEpisodeStatistics") < chain.index("AtariFramePreprocessing")
 
 
 def test_record_episode_statistics_refuses_multi_agent_envs(tmp_path, capsys):

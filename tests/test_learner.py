@@ -109,6 +109,66 @@ def test_kl_adaptive_learning_rate_moves(schedule):
         assert np.sign(learner.learning_rate - 0.001) == direction
 
 
+def _learner_worker(cfg, buffers, tmp_path, resume_state=None):
+    from faster_fifo import Queue
+    from signal_slot.signal_slot import EventLoop
+
+    from asyncrl.experiment.checkpoint import CheckpointManager
+    from asyncrl.pbt.population import hyperparameters_of
+    from asyncrl.runtime.buffers import SharedWeights
+    from asyncrl.runtime.learner_worker import LearnerWorker
+
+    model = ActorCritic(cfg, *spaces(cfg))
+    worker = LearnerWorker(EventLoop("test", serial_mode=True), cfg, 0, *spaces(cfg), buffers,
+                           SharedWeights(model, 0), Queue(1_000_000),
+                           CheckpointManager(tmp_path / "checkpoint_p0", 2),
+                           {"hyperparameters": hyperparameters_of(cfg), "resume_state": resume_state})
+    worker.on_start()
+    return worker
+
+
+def test_linear_decay_follows_the_env_steps_resumes_and_scales_pbt_rates(tmp_path):
+    # 2 workers x 4 envs x 8 steps: each batch of 64 transitions counts 64 env steps.
+    cfg = cfg_of("--lr_schedule=linear_decay", "--learning_rate=0.01",
+                 "--train_for_env_steps=256")
+    got = collect(cfg, rollouts=3)
+    worker = _learner_worker(cfg, got.buffers, tmp_path)
+    for batch, slots in enumerate((got.slots[:8], got.slots[8:16]), start=1):
+        worker.on_trajectories(slots, [])
+        # Set before the batch is trained, from the 64 * batch env steps collected so far.
+        assert worker.learner.learning_rate == pytest.approx(0.01 * (1 - 64 * batch / 256))
+        assert all(g["lr"] == worker.learner.learning_rate
+                   for g in worker.learner.optimizer.param_groups)
+    assert worker.env_steps == 128
+    # PBT's new rate is the base the schedule scales.
+    worker.on_pbt_hyperparameters({**worker.checkpoint_state({})["hyperparameters"],
+                                   "learning_rate": 0.02})
+    assert worker.learner.learning_rate == pytest.approx(0.02 * (1 - 128 / 256))
+    # A resumed run goes on where the schedule was: the stored base, the stored env steps.
+    state = worker.checkpoint_state({})
+    resumed = _learner_worker(cfg.replace(learning_rate=0.02), got.buffers, tmp_path, state)
+    assert resumed.learner.learning_rate == pytest.approx(0.02 * (1 - 128 / 256))
+    resumed.on_trajectories(got.slots[16:24], [])
+    assert resumed.learner.learning_rate == pytest.approx(0.02 * (1 - 192 / 256))
+
+
+def test_a_loaded_kl_adaptive_rate_goes_on_and_the_others_follow_the_base_rate():
+    cfg = cfg_of("--lr_schedule=kl_adaptive_minibatch", "--lr_schedule_kl_threshold=1e-9",
+                 "--learning_rate=0.001")
+    trained = new_learner(cfg)
+    trained.train(collect(cfg).trajectories)
+    state = trained.state_dict()
+    assert state["learning_rate"] < 0.001  # adapted down
+    resumed = new_learner(cfg)
+    resumed.load_state_dict(state, "test")
+    assert resumed.learning_rate == state["learning_rate"]
+    # A constant rate is the policy's learning_rate, whatever the checkpoint's last rate was.
+    constant = new_learner(cfg.replace(lr_schedule="constant", learning_rate=0.002))
+    constant.load_state_dict(state, "test")
+    assert constant.learning_rate == 0.002
+    assert all(g["lr"] == 0.002 for g in constant.optimizer.param_groups)
+
+
 def test_vtrace_learner_reports_lag_of_older_experience():
     cfg = cfg_of("--with_vtrace=true")
     learner = new_learner(cfg)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from asyncrl.algo.optimizers import Lamb, load_optimizer_state, make_optimizer
+from asyncrl.algo.optimizers import Lamb, linear_decay, load_optimizer_state, make_optimizer
 from asyncrl.utils.errors import UserError
 
 
@@ -111,3 +111,11 @@ def test_loading_a_state_saved_without_fusing_keeps_the_fused_kernel():
     assert adam.param_groups[0]["fused"] is True
     assert torch.equal(adam.state[params[0]]["exp_avg"], unfused.state[params[0]]["exp_avg"])
     adam.step()  # the fused kernel accepts the loaded state
+
+
+def test_linear_decay_falls_to_zero_at_the_total_and_stays_there():
+    assert linear_decay(2.5e-4, 0, 10_000) == 2.5e-4
+    assert linear_decay(2.5e-4, 2_500, 10_000) == pytest.approx(2.5e-4 * 0.75, rel=1e-12)
+    assert linear_decay(2.5e-4, 10_000, 10_000) == 0.0
+    assert linear_decay(2.5e-4, 12_000, 10_000) == 0.0  # the last batch may overshoot
+    assert linear_decay(2.5e-4, 0, 0) == 0.0

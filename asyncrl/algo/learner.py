@@ -15,7 +15,7 @@ from torch import Tensor
 
 from asyncrl.algo import losses
 from asyncrl.algo.advantages import gae, vtrace
-from asyncrl.algo.optimizers import load_optimizer_state, make_optimizer
+from asyncrl.algo.optimizers import linear_decay, load_optimizer_state, make_optimizer
 from asyncrl.algo.trajectories import Trajectories, from_sequences, to_sequences
 from asyncrl.config.validate import resolved_recurrence
 from asyncrl.envs.observations import one_line
@@ -79,6 +79,9 @@ class Learner:
                             "(use --exploration_loss=entropy)")
         self.optimizer = make_optimizer(cfg.optimizer, self.model.parameters(), cfg.learning_rate,
                                         cfg.adam_eps, cfg.adam_beta1, cfg.adam_beta2)
+        # The policy's own rate (PBT mutates it); `learning_rate` is the one in use, which a
+        # schedule derives from it.
+        self.base_learning_rate = cfg.learning_rate
         self.learning_rate = cfg.learning_rate
         self.recurrence = resolved_recurrence(cfg)  # steps per training sequence
         self.policy_version = 0  # +1 per training iteration; stamps the experience it produces
@@ -102,7 +105,12 @@ class Learner:
             raise UserError(f"{source}: the optimizer state does not fit ({e})") from None
         self.policy_version = int(state["policy_version"])
         self.train_step = int(state["train_step"])
-        self.set_learning_rate(float(state["learning_rate"]))
+        # A kl_adaptive schedule goes on from the rate in use when saved (its state); the other
+        # schedules derive the rate from the policy's base rate, a hyperparameter restored (or
+        # overridden) with the others. Either way into the optimizer, whose loaded state holds
+        # the saved rate.
+        adaptive = self.cfg.lr_schedule.startswith("kl_adaptive")
+        self._use_learning_rate(float(state["learning_rate"]) if adaptive else self.learning_rate)
 
     def load_weights(self, model_state: dict[str, Tensor], source: str) -> None:
         """Weights and normalizer statistics only; a different architecture is a UserError."""
@@ -122,6 +130,19 @@ class Learner:
         self.model.load_state_dict(model_state)
 
     def set_learning_rate(self, lr: float) -> None:
+        """The policy's base rate (its hyperparameter: the config's, or PBT's); the schedule starts
+        from it afresh."""
+        self.base_learning_rate = lr
+        self._use_learning_rate(lr)
+
+    def schedule_learning_rate(self, env_steps: int) -> None:
+        """linear_decay: the rate for a policy that has `env_steps` env steps (counted as
+        train_for_env_steps counts them); the other schedules do not depend on them."""
+        if self.cfg.lr_schedule == "linear_decay":
+            self._use_learning_rate(linear_decay(self.base_learning_rate, env_steps,
+                                                 self.cfg.train_for_env_steps))
+
+    def _use_learning_rate(self, lr: float) -> None:
         self.learning_rate = lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -313,6 +334,6 @@ class Learner:
     def _adapt_learning_rate(self, kl: float) -> None:
         cfg = self.cfg
         if kl > 2.0 * cfg.lr_schedule_kl_threshold:
-            self.set_learning_rate(max(self.learning_rate / 1.5, cfg.lr_adaptive_min))
+            self._use_learning_rate(max(self.learning_rate / 1.5, cfg.lr_adaptive_min))
         elif kl < 0.5 * cfg.lr_schedule_kl_threshold:
-            self.set_learning_rate(min(self.learning_rate * 1.5, cfg.lr_adaptive_max))
+            self._use_learning_rate(min(self.learning_rate * 1.5, cfg.lr_adaptive_max))

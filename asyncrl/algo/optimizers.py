@@ -103,6 +103,14 @@ def _can_fuse(params: list) -> bool:
                                  for t in tensors)
 
 
+def linear_decay(base_lr: float, env_steps: int, total_env_steps: int) -> float:
+    """Sample Factory's linear_decay schedule: `base_lr` at 0 env steps, falling in a straight line
+    to 0 at `total_env_steps` (train_for_env_steps) and staying there."""
+    if total_env_steps <= 0:
+        return 0.0
+    return base_lr * max(0.0, 1.0 - env_steps / total_env_steps)
+
+
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     """`optimizer.load_state_dict(state)`, keeping this optimizer's choice of kernel (fused,
     foreach): it depends on the machine running now, not on the one that saved the state (a

@@ -203,10 +203,14 @@ PARAMS: tuple[Param, ...] = (
     _p("max_grad_norm", float, 4.0, "Max L2 norm of the gradient; 0 disables clipping", _OPT,
        minimum=0.0),
     _p("learning_rate", float, 1e-4, "Learning rate", _OPT, minimum=0.0),
-    _p("lr_schedule", str, "constant", "'constant', or adapt the learning rate to keep the KL "
-       "divergence from the behaviour policy near lr_schedule_kl_threshold, checked after every "
-       "minibatch or every epoch", _OPT,
-       choices=("constant", "kl_adaptive_minibatch", "kl_adaptive_epoch")),
+    _p("lr_schedule", str, "constant", "'constant'; 'linear_decay' lowers the learning rate in a "
+       "straight line from learning_rate to 0 at train_for_env_steps, by the policy's env steps "
+       "(set before each training iteration; a resumed run goes on where it was, and with PBT "
+       "it scales each policy's own learning_rate); 'kl_adaptive_minibatch' and "
+       "'kl_adaptive_epoch' adapt the learning rate to keep the KL divergence from the "
+       "behaviour policy near lr_schedule_kl_threshold, checked after every minibatch or every "
+       "epoch", _OPT,
+       choices=("constant", "linear_decay", "kl_adaptive_minibatch", "kl_adaptive_epoch")),
     _p("lr_schedule_kl_threshold", float, 0.008, "KL target of the kl_adaptive schedules", _OPT,
        minimum=0.0),
     _p("lr_adaptive_min", float, 1e-6, "Minimum learning rate of the kl_adaptive schedules", _OPT,
@@ -287,8 +291,10 @@ PARAMS: tuple[Param, ...] = (
     _p("save_best_every_sec", int, 5, "How often to check whether the policy is the best so far",
        _CKPT, minimum=1, scope="train"),
     _p("save_best_metric", str, "reward", "Metric for the best checkpoint: the average episode "
-       "'reward' (return) or 'len' (length) over the last stats_avg episodes", _CKPT,
-       choices=("reward", "len"), scope="train"),
+       "'reward' (return) or 'len' (length) over the last stats_avg training episodes, or "
+       "'eval/return': the average return of an evaluation during training (needs "
+       "eval_every_env_steps; the best checkpoint then holds exactly the weights evaluated)",
+       _CKPT, choices=("reward", "len", "eval/return"), scope="train"),
     _p("save_best_after", int, 100_000, "Save best checkpoints only after this many env steps "
        "(lucky early episodes do not count)", _CKPT, minimum=0, scope="train"),
     # logging
@@ -305,8 +311,8 @@ PARAMS: tuple[Param, ...] = (
        "rewards asyncrl sees, and count an episode only when the step that ends it carries "
        "info['episode']: with wrappers that clip rewards or end an episode per life, the "
        "statistics show the whole game's score. An env without the wrapper gets one around it; "
-       "Atari adds it around the raw game (lengths then count emulator frames). Not for "
-       "multi-agent envs", _LOG),
+       "Atari puts it above the frame skipping and below its life episodes and sign rewards "
+       "(lengths in agent steps). Not for multi-agent envs", _LOG),
     _p("episode_counter", bool, False, "Count the episodes of each env: every finished episode "
        "reports its number in its env (0, 1, ...) as the custom episode statistic "
        "episode_number", _LOG),
@@ -355,15 +361,28 @@ PARAMS: tuple[Param, ...] = (
        "POLICY:NAME=VALUE items, e.g. --policy_initial_hyperparameters 2:learning_rate=1e-2 "
        "3:learning_rate=1e-2; the others start from the command line's values", _PBT,
        is_list=True, scope="train"),
-    # evaluation (asyncrl.enjoy)
+    # evaluation (during training, and asyncrl.enjoy)
+    _p("eval_every_env_steps", int, 0, "Evaluate each policy every this many of its env steps "
+       "during training (0: never): its learner saves a snapshot, and an eval worker (its own "
+       "process; inline in serial mode) plays eval_episodes episodes with it on envs of its "
+       "own, reported as eval/... summaries, in the status line and the log", _EVAL, minimum=0,
+       scope="train"),
+    _p("eval_episodes", int, 10, "Number of episodes of each evaluation during training", _EVAL,
+       minimum=1, scope="train"),
+    _p("eval_num_envs", int, 4, "Number of eval envs stepped together (one forward pass for "
+       "all), at most eval_episodes; each plays an equal share of the episodes (the first ones "
+       "one more), so that short episodes are not favoured", _EVAL, minimum=1, scope="train"),
+    _p("eval_env_kwargs", str, None, "Keyword arguments for the constructor of the eval envs "
+       "during training instead of env_kwargs (same forms as env_kwargs; None: env_kwargs)",
+       _EVAL, optional=True, scope="train"),
     _p("policy_index", int, 0, "Which policy of a multi-policy experiment to evaluate (its "
        "checkpoint_p<i>)", _EVAL, minimum=0, scope="enjoy"),
     _p("max_num_episodes", int, 10, "Number of episodes to evaluate", _EVAL, minimum=1,
        scope="enjoy"),
     _p("max_num_frames", int, 1_000_000_000, "Stop evaluating after this many env steps", _EVAL,
        minimum=1, scope="enjoy"),
-    _p("eval_deterministic", bool, False, "Take the most likely action instead of sampling",
-       _EVAL, scope="enjoy"),
+    _p("eval_deterministic", bool, False, "Take the most likely action instead of sampling (in "
+       "asyncrl.enjoy and in evaluations during training)", _EVAL),
     _p("save_video", bool, False, "Record the evaluation as an mp4 video in the experiment "
        "folder, headless (the env renders rgb_array frames: one after each reset and step); "
        "needs the 'video' extra", _EVAL, scope="enjoy"),

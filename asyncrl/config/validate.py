@@ -47,6 +47,7 @@ def validate_config(cfg: Any, family: EnvFamily) -> None:
                         f"exceed --num_workers={cfg.num_workers} (each serves whole workers)")
     if hasattr(cfg, "num_policies"):  # training (evaluation plays one policy)
         _validate_population(cfg)
+        _validate_evaluation(cfg)
     validate_for_env(cfg, agents_per_env=None)
     _validate_env_kwargs(cfg, family)
     if "/" in cfg.experiment or cfg.experiment in ("", ".", ".."):
@@ -55,15 +56,27 @@ def validate_config(cfg: Any, family: EnvFamily) -> None:
 
 
 def _validate_env_kwargs(cfg: Any, family: EnvFamily) -> None:
-    """--env_kwargs is well-formed, and the family passes it on: never silently ignored."""
-    if cfg.env_kwargs is None:
-        return
+    """--env_kwargs (and --eval_env_kwargs) are well-formed, and the family passes them on: never
+    silently ignored."""
     from asyncrl.envs.env_kwargs import parse_env_kwargs
 
-    parse_env_kwargs(cfg.env_kwargs)
-    if not family.takes_env_kwargs:
-        raise UserError(f"--env_kwargs: --env={cfg.env} (env family {family.name}) takes no "
-                        f"constructor keyword arguments; leave --env_kwargs out (or None)")
+    for name in ("env_kwargs", "eval_env_kwargs"):
+        text = getattr(cfg, name, None)  # evaluation (asyncrl.enjoy) has no eval_env_kwargs
+        if text is None:
+            continue
+        parse_env_kwargs(text, name)
+        if not family.takes_env_kwargs:
+            raise UserError(f"--{name}: --env={cfg.env} (env family {family.name}) takes no "
+                            f"constructor keyword arguments; leave --{name} out (or None)")
+
+
+def _validate_evaluation(cfg: Any) -> None:
+    if cfg.save_best_metric == "eval/return" and cfg.eval_every_env_steps == 0:
+        raise UserError("--save_best_metric=eval/return needs evaluations during training: set "
+                        "--eval_every_env_steps (e.g. 100000)")
+    if cfg.eval_env_kwargs is not None and cfg.eval_every_env_steps == 0:
+        raise UserError("--eval_env_kwargs is for evaluations during training: set "
+                        "--eval_every_env_steps too, or leave --eval_env_kwargs out")
 
 
 def _validate_population(cfg: Any) -> None:

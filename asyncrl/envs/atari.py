@@ -11,8 +11,13 @@
     -> AtariFramePreprocessing: 1-30 no-ops at reset (none in the two games without NOOP,
        Backgammon and VideoCheckers), each action repeated --env_frameskip frames (reward
        summed, the grayscale screens of the last two frames max-pooled), 210x160 -> 84x84 area
-       resize; no episode end on life loss
-    -> FireReset: presses FIRE after reset in games that need it (Breakout, Pong, ...)
+       resize
+    -> RecordEpisodeStatistics (--use_record_episode_statistics): the whole game's score and
+       length in agent steps, in info['episode'] at the game's end
+    -> EpisodicLife (--episodic_life): a life lost ends the episode, not the game
+    -> FireReset: presses FIRE after reset (and after each life lost, with EpisodicLife) in
+       games that need it (Breakout, Pong, ...)
+    -> SignReward (--clip_reward_sign): rewards become -1, 0 or +1
     -> FrameStack(--env_framestack): the last observations, oldest first
     -> uint8 observations [framestack, 84, 84] (--pixel_format=CHW, or auto) or [84, 84,
        framestack] (--pixel_format=HWC)
@@ -29,7 +34,7 @@ import functools
 import math
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -253,6 +258,47 @@ def _only_checks_below(env: gym.Env) -> bool:
     return True
 
 
+class EpisodicLife(gym.Wrapper):
+    """A life lost ends the episode (terminated), the game goes on: the next reset only steps
+    a no-op, unless the game itself ended (DeepMind's, Sample Factory's and CleanRL's
+    EpisodicLifeEnv). The learner then sees a life as worth keeping; the game's score is recorded
+    below this wrapper (RecordEpisodeStatistics), which sees only whole games."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._ale = env.unwrapped.ale
+        self._lives = 0
+        self._game_over = True
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._game_over = terminated or truncated
+        lives = self._ale.lives()
+        if 0 < lives < self._lives:
+            terminated = True
+        self._lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if self._game_over:
+            obs, info = self.env.reset(seed=seed, options=options)
+        else:
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:  # the no-op ended the game: a new one
+                obs, info = self.env.reset(seed=seed, options=options)
+        self._game_over = False
+        self._lives = self._ale.lives()
+        return obs, info
+
+
+class SignReward(gym.RewardWrapper):
+    """Rewards clipped to their sign, -1, 0 or +1 (DeepMind's ClipRewardEnv): one scale of
+    values for every game."""
+
+    def reward(self, reward: SupportsFloat) -> float:
+        return float(np.sign(reward))
+
+
 class FireReset(gym.Wrapper):
     """Presses FIRE (then action 2) after every reset: games like Breakout wait for it."""
 
@@ -309,8 +355,21 @@ def needs_fire_reset(env: gym.Env) -> bool:
     return len(meanings) >= 3 and meanings[1] == "FIRE"
 
 
+def check_game_score_reporting(cfg: Any) -> None:
+    """Life episodes and clipped rewards are what the learner should see, not what the statistics
+    report: with either, the game's score must come from RecordEpisodeStatistics."""
+    on = [name for name in ("episodic_life", "clip_reward_sign") if getattr(cfg, name)]
+    if on and not cfg.use_record_episode_statistics:
+        flags = " ".join(f"--{name}=True" for name in on)
+        off = " ".join(f"--{name}=False" for name in on)
+        raise UserError(f"{flags} needs --use_record_episode_statistics=True, so that episode "
+                        f"returns are the game's score, not one life's changed rewards (or set "
+                        f"{off})")
+
+
 def make_atari_env(env_name: str, cfg: Any, env_index: int, render_mode: str | None = None
                    ) -> gym.Env:
+    check_game_score_reporting(cfg)
     env_id = ale_env_id(env_name)  # raises the install hint without ale-py
     # Sample Factory's atari_* names are its NoFrameskip-v4 games (DeepMind's setting): no sticky
     # actions. A raw ALE/...-v5 id keeps v5's repeat_action_probability of 0.25.
@@ -322,14 +381,20 @@ def make_atari_env(env_name: str, cfg: Any, env_index: int, render_mode: str | N
     env: gym.Env = make_with_env_kwargs(
         functools.partial(gym.make, env_id, **sticky), env_name, cfg, frameskip=1,
         obs_type="ram", continuous=False, render_mode=render_mode)
-    if cfg.use_record_episode_statistics:  # the game's own score and length, in frames
-        env = gym.wrappers.RecordEpisodeStatistics(env)
     # A few games (Backgammon, VideoCheckers) have no NOOP action: they start without no-ops.
     has_noop = env.unwrapped.get_action_meanings()[0] == "NOOP"
     env = AtariFramePreprocessing(env, frame_skip=cfg.env_frameskip,
                                   noop_max=NOOP_MAX if has_noop else 0)
+    # Above the frame skipping, which then still steps the emulator directly; below the life
+    # episodes and the reward clipping, so that it records the game's own score.
+    if cfg.use_record_episode_statistics:
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+    if cfg.episodic_life:
+        env = EpisodicLife(env)
     if needs_fire_reset(env):
         env = FireReset(env)
+    if cfg.clip_reward_sign:
+        env = SignReward(env)
     env = FrameStack(env, cfg.env_framestack)
     if cfg.pixel_format == "HWC":
         env = ChannelsLast(env)
@@ -347,23 +412,33 @@ ATARI_PARAMS: tuple[Param, ...] = (
     Param("summaries_use_frameskip", bool, True, "Count env steps in emulator frames (agent "
           "steps x env_frameskip) for the summaries, FPS, checkpoints and train_for_env_steps; "
           "False counts agent steps", _GROUP),
+    Param("episodic_life", bool, False, "End the episode when a life is lost (the game goes on; "
+          "the learner bootstraps no value across it), as DeepMind's, Sample Factory's and "
+          "CleanRL's Atari setups do. Needs use_record_episode_statistics, so that the "
+          "statistics report whole games", _GROUP),
+    Param("clip_reward_sign", bool, False, "Give the learner each reward's sign (-1, 0 or +1) "
+          "instead of the reward, as DeepMind's, Sample Factory's and CleanRL's Atari setups "
+          "do; the statistics keep the game's score (needs use_record_episode_statistics)",
+          _GROUP),
 )
 
 # Tuned for wall-clock time on a machine with 2 CPU cores and no GPU, where the learner's
-# convolutions are the bottleneck (docs/atari.md explains each choice). It is not Sample
-# Factory's Atari preset (sf_examples/atari/atari_params.py), which differs in:
-# convnet_atari (here IMPALA's shallow net: 1.6x the learner's samples/s on this CPU); 8 workers
-# x 1 env (here 2 x 16); rollouts of 128 and 4 epochs of 4 minibatches of 256 (here rollouts of
-# 64 and 1 epoch of 16 minibatches of 64: the same samples/s with 4x the updates, and 4 epochs
-# cut the frames/s about 4x); learning rate 2.5e-4 decaying linearly (here 5e-4, constant: no
-# linear_decay schedule); normalize_input and normalize_returns True (here False); async_rl False
-# (here the table's True); use_record_episode_statistics True (here not needed: no reward clipping
-# or life-loss episodes, so returns are the game's score); train_for_env_steps 10M (here the
-# table's). The rest (frame skip and stack, gamma, clip ratio, loss coefficients, Adam's eps,
-# gradient norm, one split per worker) is the same.
+# convolutions are the bottleneck (docs/atari.md explains each choice). It is not Sample Factory's
+# Atari preset (sf_examples/atari/atari_params.py; configs/atari_sf_gpu.yaml is that one), which
+# differs in: convnet_atari (here IMPALA's shallow net: 1.6x the learner's samples/s on this
+# CPU); 8 workers x 1 env (here 2 x 16); rollouts of 128 and 4 epochs of 4 minibatches of 256
+# (here rollouts of 64 and 1 epoch of 16 minibatches of 64: the same samples/s with 4x the
+# updates, and 4 epochs cut the frames/s about 4x); learning rate 2.5e-4 decaying linearly (here
+# 5e-4, constant); normalize_input and normalize_returns True (here False); async_rl False (here
+# the table's True); train_for_env_steps 10M (here the table's). The rest (frame skip and stack,
+# life episodes, sign rewards and the game's score in the statistics, gamma, clip ratio, loss
+# coefficients, Adam's eps, gradient norm, one split per worker) is the same.
 ATARI_DEFAULTS: dict[str, Any] = {
     "env_frameskip": 4,
     "env_framestack": 4,
+    "episodic_life": True,
+    "clip_reward_sign": True,
+    "use_record_episode_statistics": True,  # the game's score, not one life's sign rewards
     "encoder_conv_architecture": "convnet_impala",
     "encoder_conv_mlp_layers": [512],
     "use_rnn": False,  # as in Sample Factory's Atari preset

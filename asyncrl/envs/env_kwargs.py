@@ -24,28 +24,28 @@ _ITEM_START = re.compile(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*\s*=)")
 _UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '([^']+)'")
 
 
-def parse_env_kwargs(text: str) -> dict[str, Any]:
+def parse_env_kwargs(text: str, name: str = "env_kwargs") -> dict[str, Any]:
     """The keyword arguments `text` spells (see the module docstring); a one-line UserError
-    naming --env_kwargs and both forms for anything else."""
+    naming the parameter `name` and both forms for anything else."""
     stripped = text.strip()
     if stripped.startswith("{"):
         try:  # text that starts with '{' decodes to an object or not at all
             kwargs = json.loads(stripped)
         except json.JSONDecodeError as e:
-            raise _malformed(text, f"not a valid JSON object ({e.msg} at column {e.colno})") from None
+            raise _malformed(name, text, f"not a valid JSON object ({e.msg} at column {e.colno})") from None
     else:
         kwargs = {}
         for item in _ITEM_START.split(stripped):
             key, equals, value = item.partition("=")
             key = key.strip()
             if not equals or not key:
-                raise _malformed(text, f"{item.strip()!r} is not key=value")
+                raise _malformed(name, text, f"{item.strip()!r} is not key=value")
             if key in kwargs:
-                raise _malformed(text, f"{key} is given twice")
+                raise _malformed(name, text, f"{key} is given twice")
             kwargs[key] = _value(value.strip())
     for key in kwargs:
         if not key.isidentifier():
-            raise _malformed(text, f"{key!r} is not a keyword argument name")
+            raise _malformed(name, text, f"{key!r} is not a keyword argument name")
     return kwargs
 
 
@@ -58,8 +58,8 @@ def _value(text: str) -> Any:
         return text
 
 
-def _malformed(text: str, problem: str) -> UserError:
-    return UserError(f"--env_kwargs={text}: {problem}; {FORMS}")
+def _malformed(name: str, text: str, problem: str) -> UserError:
+    return UserError(f"--{name}={text}: {problem}; {FORMS}")
 
 
 def env_kwargs(cfg: Any) -> dict[str, Any]:

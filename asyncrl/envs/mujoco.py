@@ -91,8 +91,8 @@ def make_mujoco_env(env_name: str, cfg: Any, env_index: int, render_mode: str | 
 
 # Sample Factory's MuJoCo preset (sf_examples/mujoco/mujoco_params.py) with two differences: its 8
 # workers x 8 envs become 2 x 32 for a machine with 2 CPU cores (the same 64 envs, so the same
-# batches), and its lr_schedule=linear_decay is not available here (constant rate). Its
-# env_frameskip=1 has no counterpart (no frame skipping for these envs).
+# batches), and a constant learning rate where it has lr_schedule=linear_decay (the command line
+# can add it). Its env_frameskip=1 has no counterpart (no frame skipping for these envs).
 MUJOCO_DEFAULTS: dict[str, Any] = {
     "batched_sampling": False,
     "num_workers": 2,

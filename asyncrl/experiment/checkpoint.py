@@ -6,6 +6,8 @@ Layout of a checkpoint directory:
     checkpoint_{train_step:09d}_{env_steps}.pth                 regular, the newest N are kept
     best_{train_step:09d}_{env_steps}_{metric}_{value:.3f}.pth  best so far, only one is kept
     milestones/checkpoint_{train_step:09d}_{env_steps}.pth      never pruned
+    eval_snapshot.pth                                           the state last evaluated during
+                                                                training (--eval_every_env_steps)
 """
 
 import logging
@@ -28,6 +30,7 @@ _BEST_RE = re.compile(r"^best_(\d+)_(\d+)_.+\.pth$")
 _TMP_GLOB = ".*.tmp"
 _MAX_REASON_CHARS = 200
 _LOAD_KINDS = ("latest", "best")
+EVAL_SNAPSHOT = "eval_snapshot.pth"  # matches no checkpoint pattern: never loaded as one
 
 
 class CheckpointError(UserError):
@@ -50,8 +53,12 @@ def save_checkpoint_atomic(state: dict, path: Path) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    # The rename itself lives in the directory entry; without this it may be lost on power failure.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """A rename lives in the directory entry; without this it may be lost on power failure."""
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -137,18 +144,43 @@ class CheckpointManager:
     def save_best(
         self, state: dict, train_step: int, env_steps: int, metric_name: str, metric_value: float
     ) -> Path:
-        # The metric name goes into a file name; keep e.g. "reward/mean" from naming a subdirectory.
-        safe_metric = re.sub(r"[^A-Za-z0-9_.-]", "_", metric_name)
-        name = f"best_{train_step:09d}_{env_steps}_{safe_metric}_{metric_value:.3f}.pth"
-        path = self.checkpoint_dir / name
+        path = self._best_path(train_step, env_steps, metric_name, metric_value)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint_atomic(state, path)
         log.debug("saved best checkpoint %s", path)
-        # Delete only after the new best is safely on disk, so one best file always exists.
+        self._remove_best_but(path)
+        return path
+
+    def save_eval_snapshot(self, state: dict) -> Path:
+        """The state an evaluation during training plays (it may become the best checkpoint)."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / EVAL_SNAPSHOT
+        save_checkpoint_atomic(state, path)
+        return path
+
+    def promote_eval_snapshot(self, train_step: int, env_steps: int, metric_name: str,
+                              metric_value: float) -> Path:
+        """The evaluated snapshot becomes the best checkpoint (a rename: the very weights the
+        evaluation played)."""
+        path = self._best_path(train_step, env_steps, metric_name, metric_value)
+        os.replace(self.checkpoint_dir / EVAL_SNAPSHOT, path)
+        _fsync_dir(self.checkpoint_dir)
+        log.debug("saved best checkpoint %s", path)
+        self._remove_best_but(path)
+        return path
+
+    def _best_path(self, train_step: int, env_steps: int, metric_name: str,
+                   metric_value: float) -> Path:
+        # The metric name goes into a file name; keep e.g. "eval/return" from naming a subdirectory.
+        safe_metric = re.sub(r"[^A-Za-z0-9_.-]", "_", metric_name)
+        name = f"best_{train_step:09d}_{env_steps}_{safe_metric}_{metric_value:.3f}.pth"
+        return self.checkpoint_dir / name
+
+    def _remove_best_but(self, path: Path) -> None:
+        # Only once the new best is safely on disk, so one best file always exists.
         for old in self._best_files():
             if old != path:
                 old.unlink(missing_ok=True)
-        return path
 
     def save_milestone(self, state: dict, train_step: int, env_steps: int) -> Path:
         self.milestone_dir.mkdir(parents=True, exist_ok=True)

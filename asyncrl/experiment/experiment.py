@@ -40,6 +40,8 @@ class Experiment:
     resume_states: list[dict[str, Any] | None]  # per policy: the checkpoint it continues from
     init_weights: tuple[dict[str, Any], str] | None  # (model state, source) from initialize_from
     log_file: logging.Handler | None  # the experiment's log file, while the run lasts
+    # Parameters this run's command line or preset changed from the stored config (on resume).
+    overridden: frozenset[str] = frozenset()
 
     def close(self) -> None:
         if self.log_file is not None:
@@ -125,6 +127,7 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
     resume = exists and cfg.restart_behavior == "resume"
 
     notes: list[str] = []  # logged once the log file is open
+    overridden: set[str] = set()
     if resume:
         if config_path.exists():
             stored = read_stored_config(config_path)
@@ -140,6 +143,7 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
                                 "on resume: choose another --experiment or --restart_behavior=restart")
             for name, source in parsed.override_sources().items():
                 if name in stored and stored[name] != values[name]:
+                    overridden.add(name)
                     notes.append(f"Overriding stored {name}={stored[name]!r} with "
                                  f"{values[name]!r} from {source}")
         elif any(p.name != CONSOLE_FILE for p in exp_dir.iterdir()):
@@ -181,7 +185,7 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
     for manager in checkpoints:
         manager.remove_stale_temp_files()
     return Experiment(cfg=cfg, dir=exp_dir, checkpoints=checkpoints, resume_states=resume_states,
-                      init_weights=init_weights, log_file=log_file)
+                      init_weights=init_weights, log_file=log_file, overridden=frozenset(overridden))
 
 
 def policy_checkpoints(exp_dir: Path, cfg: ConfigBase) -> list[CheckpointManager]:

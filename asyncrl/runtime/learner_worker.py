@@ -81,6 +81,9 @@ class LearnerWorker(Component):
     @signal
     def pbt_shared(self): ...
 
+    @signal
+    def eval_snapshot_saved(self): ...
+
     def on_start(self) -> None:
         # Other processes may message us before our loop's start signal comes round.
         if self.learner is not None:
@@ -98,6 +101,7 @@ class LearnerWorker(Component):
         elif self.initial.get("init_weights") is not None:
             self.learner.load_weights(*self.initial["init_weights"])
         self.initial = {}
+        self.learner.schedule_learning_rate(self.env_steps)  # a resumed schedule goes on
         self.weights.publish(self.learner.model, self.learner.policy_version)
         self.start_reporting()
 
@@ -129,6 +133,7 @@ class LearnerWorker(Component):
                     self._release_after_training(batch_slots)
                     continue
                 batch = batch.select(fresh.nonzero()[:, 0])
+            self.learner.schedule_learning_rate(self.env_steps)
             with self.timings.timeit("train"):
                 stats = self.learner.train(batch)
             self.trained_samples += batch.rollout * batch.num_trajectories
@@ -152,7 +157,9 @@ class LearnerWorker(Component):
         """A new immutable config for this policy (the run's config is never edited)."""
         self.cfg = self.cfg.replace(**hyperparameters)
         self.learner.cfg = self.cfg
+        # PBT's rate is the base the schedule scales.
         self.learner.set_learning_rate(self.cfg.learning_rate)
+        self.learner.schedule_learning_rate(self.env_steps)
 
     # -- population-based training ----------------------------------------------------------------
     def on_pbt_share(self, path: str) -> None:
@@ -178,6 +185,13 @@ class LearnerWorker(Component):
     def on_pbt_hyperparameters(self, hyperparameters: dict[str, float]) -> None:
         self.on_start()
         self._apply_hyperparameters(hyperparameters)
+
+    def on_eval_snapshot(self, run_state: dict[str, Any]) -> None:
+        """Saves the state to evaluate: a whole checkpoint, so that it can become the best one."""
+        self.on_start()
+        path = self.checkpoints.save_eval_snapshot(self.checkpoint_state(run_state))
+        self.eval_snapshot_saved.emit(self.policy_id, str(path), self.env_steps,
+                                      self.learner.train_step, self.learner.policy_version)
 
     def on_save(self, kind: str, run_state: dict[str, Any], metric: float | None) -> None:
         self.on_start()

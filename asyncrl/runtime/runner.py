@@ -17,13 +17,14 @@ import torch
 from faster_fifo import Queue
 from signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess, Timer
 
-from asyncrl.envs.registry import find_env_family
+from asyncrl.envs.registry import env_frames_per_step, find_env_family
 from asyncrl.envs.observations import dropped_keys_warning, obs_dict_space, obs_layout
 from asyncrl.envs.vector import EpisodeStats, agents_per_env
 from asyncrl.experiment.experiment import Experiment, mark_finished
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.pbt.population import Population, initial_hyperparameters, share_path
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
+from asyncrl.runtime.evaluation import EvalWorker, eval_config, eval_summaries
 from asyncrl.runtime.learner_worker import LearnerWorker
 from asyncrl.runtime.policy_worker import PolicyWorker
 from asyncrl.runtime.rollout_worker import (RolloutWorker, actions_ready_signal,
@@ -32,6 +33,7 @@ from asyncrl.runtime.rollout_worker import (RolloutWorker, actions_ready_signal,
 from asyncrl.runtime.stats import EpisodeTracker, FpsMeter
 from asyncrl.runtime.summaries import Summaries
 from asyncrl.utils.device import describe_device
+from asyncrl.utils.errors import UserError
 from asyncrl.utils.processes import prepare_child_process
 from asyncrl.utils.seeding import seed_everything
 
@@ -60,6 +62,10 @@ class PolicyProgress:
     best_metric: float | None = None
     learner_stats: dict[str, float] = field(default_factory=dict)
     stopped: bool = False  # its learner has confirmed its final checkpoint (or died)
+    next_eval: int = 0  # evaluate once env_steps reach this (--eval_every_env_steps)
+    evaluating: bool = False  # an evaluation is under way (one at a time)
+    # The latest evaluation: the env steps of the snapshot it played, and its summary.
+    last_eval: tuple[int, dict[str, Any]] | None = None
 
 
 class Runner(EventLoopObject):
@@ -76,6 +82,8 @@ class Runner(EventLoopObject):
         self.loop = EventLoop("runner_evt_loop", serial_mode=self.serial)
         super().__init__(self.loop, object_id="runner")
         self.experiment = experiment
+        # Env steps per agent step: emulator frames with Atari's frame skipping, else 1.
+        self.frames_per_step = env_frames_per_step(cfg)
         self.ctx = mp.get_context("fork")
         torch.set_num_threads(1)
         seed_everything(cfg.seed)
@@ -128,8 +136,13 @@ class Runner(EventLoopObject):
             log.info("Resumed %sfrom env_steps=%d, policy_version=%d",
                      f"policy {p} " if num_policies > 1 else "", self.progress[p].env_steps,
                      state["policy_version"])
+        if cfg.eval_every_env_steps:
+            for progress in self.progress:  # a resumed run goes on with the next multiple
+                progress.next_eval = next_multiple(progress.env_steps, cfg.eval_every_env_steps)
         starting = initial_hyperparameters(cfg)
-        hyperparameters = [starting[p] if state is None else state.get("hyperparameters", starting[p])
+        hyperparameters = [starting[p] if state is None else
+                           resumed_hyperparameters(state.get("hyperparameters", starting[p]),
+                                                   starting[p], experiment.overridden)
                            for p, state in enumerate(experiment.resume_states)]
         self.population = None
         if cfg.with_pbt:
@@ -179,12 +192,35 @@ class Runner(EventLoopObject):
                           self.buffers, self.free_slots, None if self.serial else self.wakeups[w],
                           self.agents_per_env)
             for w in range(cfg.num_workers)]
+        self.eval_worker = None
+        if cfg.eval_every_env_steps:
+            self._check_eval_env()
+            self.eval_worker = EvalWorker(
+                self._loop_for("eval_worker", "asyncrl-eval"), cfg, self.obs_space,
+                self.action_space, env_index=cfg.num_workers * cfg.num_envs_per_worker)
         self._connect()
 
     @property
     def env_steps(self) -> int:
         """Env steps of all policies together."""
         return sum(progress.env_steps for progress in self.progress)
+
+    def _check_eval_env(self) -> None:
+        """Envs made with --eval_env_kwargs must be made, and fit the model, before training."""
+        cfg = self.cfg
+        if cfg.eval_env_kwargs is None:
+            return
+        try:
+            probe = find_env_family(cfg.env).make_env(cfg.env, eval_config(cfg), 0)
+        except UserError as e:
+            raise UserError(f"--eval_env_kwargs={cfg.eval_env_kwargs}: {e}") from None
+        spaces = probe.observation_space, probe.action_space
+        probe.close()
+        if spaces != (self.obs_space, self.action_space):
+            raise UserError(f"--eval_env_kwargs={cfg.eval_env_kwargs} gives envs other "
+                            f"observation or action spaces ({spaces[0]}, {spaces[1]}) than the "
+                            f"training envs' ({self.obs_space}, {self.action_space}): the policy "
+                            "cannot play them")
 
     def _initial_model(self, policy: int) -> ActorCritic:
         model = ActorCritic(self.cfg, self.obs_space, self.action_space)
@@ -222,10 +258,19 @@ class Runner(EventLoopObject):
             self.connect(f"pbt_replace_p{p}", learner.on_pbt_replace)
             self.connect(f"pbt_hyperparameters_p{p}", learner.on_pbt_hyperparameters)
             learner.pbt_shared.connect(self.on_pbt_shared)
+            if self.eval_worker is not None:
+                self.connect(f"eval_snapshot_p{p}", learner.on_eval_snapshot)
+                learner.eval_snapshot_saved.connect(self.on_eval_snapshot_saved)
         policy_workers = [worker for workers in self.policy_workers for worker in workers]
-        for component in (*self.learners, *policy_workers, *self.rollout_workers):
+        evaluators = [] if self.eval_worker is None else [self.eval_worker]
+        for component in (*self.learners, *policy_workers, *self.rollout_workers, *evaluators):
             component.heartbeat.connect(self.on_heartbeat)
             component.timings_report.connect(self.on_timings)
+        for evaluator in evaluators:
+            evaluator.event_loop.start.connect(evaluator.on_start)
+            self.connect("evaluate", evaluator.on_evaluate)
+            evaluator.evaluated.connect(self.on_evaluated)
+            self.connect("stop_workers", evaluator.on_stop)
         for worker in policy_workers:
             worker.event_loop.start.connect(worker.on_start)
             self.connect("stop_workers", worker.on_stop)
@@ -294,17 +339,21 @@ class Runner(EventLoopObject):
     def _log_summary(self) -> None:
         elapsed = time.monotonic() - self.start_time
         total = self.env_steps
-        log.info("Stopped: %s. %d env steps in %.1f s (%.0f env steps/s this run), %d rollout "
+        # Env steps are emulator frames with frame skipping: the agent's steps too.
+        agent = "" if self.frames_per_step == 1 else f", {total // self.frames_per_step} agent steps"
+        log.info("Stopped: %s. %d env steps in %.1f s (%.0f env steps/s this run)%s, %d rollout "
                  "worker restart(s); checkpoints in %s", self.stop_reason, total, elapsed,
-                 (total - self.start_steps) / max(elapsed, 1e-9), self.worker_restarts,
+                 (total - self.start_steps) / max(elapsed, 1e-9), agent, self.worker_restarts,
                  self.experiment.dir)
         for p, progress in enumerate(self.progress):
             episodes, stats = progress.episodes, progress.learner_stats
             log.info("%s%d env steps, %d episodes, average return %s over the last %d, best %s, "
-                     "policy lag %s in the last batch, %d trajectories dropped for policy lag",
+                     "policy lag %s in the last batch, %d trajectories dropped for policy lag%s",
                      self._policy_label(p), progress.env_steps, episodes.episodes,
                      _fmt(episodes.average()), len(episodes.returns), _fmt(progress.best_metric),
-                     _lag(stats, with_max=True), int(stats.get("dropped_trajectories", 0)))
+                     _lag(stats, with_max=True), int(stats.get("dropped_trajectories", 0)),
+                     "" if progress.last_eval is None else
+                     f"; last evaluation{_eval_text(progress.last_eval)}")
 
     def _policy_label(self, policy: int) -> str:
         return f"policy {policy}: " if self.cfg.num_policies > 1 else ""
@@ -371,6 +420,47 @@ class Runner(EventLoopObject):
         if all(progress.env_steps >= limit for progress in self.progress):
             self._begin_stop(f"reached train_for_env_steps={limit}", reached_limit=True)
         self._maybe_pbt_round()
+        self._maybe_evaluate(policy)
+
+    # -- evaluation during training ---------------------------------------------------------------
+    def _maybe_evaluate(self, policy: int) -> None:
+        """Asks the policy's learner for a snapshot to evaluate once its env steps reach the
+        next multiple of eval_every_env_steps (steps passed during an evaluation are skipped)."""
+        progress = self.progress[policy]
+        if self.eval_worker is None or self.stopping or progress.evaluating \
+                or progress.env_steps < progress.next_eval:
+            return
+        progress.evaluating = True
+        progress.next_eval = next_multiple(progress.env_steps, self.cfg.eval_every_env_steps)
+        self.emit(f"eval_snapshot_p{policy}", self._run_state(policy))
+
+    def on_eval_snapshot_saved(self, policy: int, path: str, env_steps: int, train_step: int,
+                               version: int) -> None:
+        self.emit("evaluate", policy, path, env_steps, train_step, version)
+
+    def on_evaluated(self, policy: int, env_steps: int, train_step: int, version: int,
+                     summary: dict[str, Any]) -> None:
+        """An evaluation of the policy's snapshot taken at `env_steps` came back."""
+        cfg, progress = self.cfg, self.progress[policy]
+        progress.evaluating = False
+        progress.last_eval = (env_steps, summary)
+        log.info("%sevaluation at env_steps=%d (policy_version=%d, %s actions): return %.2f "
+                 "(std %.2f, min %.2f, max %.2f) over %d episodes, length %.1f",
+                 self._policy_label(policy), env_steps, version,
+                 "deterministic" if cfg.eval_deterministic else "sampled", summary["return_mean"],
+                 summary["return_std"], summary["return_min"], summary["return_max"],
+                 summary["episodes"], summary["length_mean"])
+        prefix = f"p{policy}/" if cfg.num_policies > 1 else ""
+        scalars = {prefix + name: value for name, value in eval_summaries(summary).items()}
+        scalars[f"{prefix}eval/policy_version"] = version
+        self.summaries.write(scalars, env_steps)
+        metric = summary["return_mean"]
+        if cfg.save_best_metric == "eval/return" and env_steps >= cfg.save_best_after and (
+                progress.best_metric is None or metric > progress.best_metric):
+            progress.best_metric = metric
+            best = self.experiment.checkpoints[policy].promote_eval_snapshot(
+                train_step, env_steps, cfg.save_best_metric, metric)
+            log.info("Saved best checkpoint %s/%s", best.parent.name, best.name)
 
     def _maybe_pbt_round(self) -> None:
         population = self.population
@@ -418,8 +508,16 @@ class Runner(EventLoopObject):
                          f"{len(episodes.returns)} of {episodes.episodes} episodes) "
                          f"policy_version={progress.version} "
                          f"policy_lag={_lag(progress.learner_stats)}"
+                         + _eval_text(progress.last_eval)
                          + (f" | episode_extra:{extra}" if extra else ""))
-        log.info("env_steps=%d fps=%.0f %s", self.env_steps, self.fps.fps(10), " | ".join(parts))
+        log.info("env_steps=%d fps=%.0f%s %s", self.env_steps, self.fps.fps(10),
+                 self._agent_steps_text(self.env_steps), " | ".join(parts))
+
+    def _agent_steps_text(self, env_steps: int) -> str:
+        """' agent_steps=N' where env steps count frames (Atari), else nothing."""
+        if self.frames_per_step == 1:
+            return ""
+        return f" agent_steps={env_steps // self.frames_per_step}"
 
     def _write_summaries(self) -> None:
         scalars = {f"perf/fps_{window}s": self.fps.fps(window) for window in self.fps.windows}
@@ -436,6 +534,8 @@ class Runner(EventLoopObject):
             own["episode/count"] = episodes.episodes
             own["train/policy_version"] = progress.version
             own["train/env_steps"] = progress.env_steps
+            if self.frames_per_step > 1:
+                own["train/agent_steps"] = progress.env_steps // self.frames_per_step
             scalars.update({prefix + name: value for name, value in own.items()})
         if self.population is not None:
             scalars.update(self.population.summaries())
@@ -451,7 +551,7 @@ class Runner(EventLoopObject):
 
     def _maybe_save_best(self) -> None:
         cfg = self.cfg
-        if self.stopping:
+        if self.stopping or cfg.save_best_metric == "eval/return":  # evaluations choose the best
             return
         for p, progress in enumerate(self.progress):
             metric = progress.episodes.average(cfg.save_best_metric)
@@ -553,6 +653,26 @@ def extra_stat_tag(name: str) -> str:
     """The summary tag of a custom episode statistic: `episode_extra/<name>`, or the name itself
     when it names its own group (`game/coins`)."""
     return name if "/" in name else f"episode_extra/{name}"
+
+
+def resumed_hyperparameters(stored: dict[str, float], starting: dict[str, float],
+                            overridden: frozenset[str]) -> dict[str, float]:
+    """A resumed policy's hyperparameters: those its checkpoint holds (PBT's, or the run's), but
+    the ones this run's command line or preset changed take their new values."""
+    return {name: starting[name] if name in overridden else value for name, value in stored.items()}
+
+
+def next_multiple(value: int, every: int) -> int:
+    """The smallest multiple of `every` above `value`."""
+    return (value // every + 1) * every
+
+
+def _eval_text(last_eval: tuple[int, dict[str, Any]] | None) -> str:
+    """The latest evaluation in the status line: ' eval_return=R (at N env steps)'."""
+    if last_eval is None:
+        return ""
+    env_steps, summary = last_eval
+    return f" eval_return={summary['return_mean']:.1f} (at {env_steps} env steps)"
 
 
 def _exit_cause(exitcode: int | None) -> str:
