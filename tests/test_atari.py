@@ -297,6 +297,19 @@ def test_life_episodes_and_sign_rewards_need_the_games_score():
         make("--env=atari_pong", "--use_record_episode_statistics=false")
 
 
+def test_an_experiment_stored_before_life_episodes_resumes_as_it_trained():
+    """A config.json written before --episodic_life and --clip_reward_sign existed lacks them:
+    on resume they are off, as they were then, not the family preset's newer setting."""
+    parsed = parse_args(["--env=atari_pong"], scope="train", prog="test")
+    assert parsed.config().episodic_life and parsed.config().clip_reward_sign  # a new experiment
+    stored = {name: value for name, value in parsed.config().to_dict().items()
+              if name not in ("episodic_life", "clip_reward_sign")}
+    stored["use_record_episode_statistics"] = False
+    resumed = parsed.config(stored)
+    assert not resumed.episodic_life and not resumed.clip_reward_sign
+    assert not resumed.use_record_episode_statistics
+
+
 def test_missing_ale_py_is_a_one_line_error_naming_the_extra(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ale_py", None)  # import ale_py raises ImportError
     atari._register_ale_envs.cache_clear()

@@ -43,6 +43,10 @@ class ParsedArgs:
         command line."""
         values = dict(self.defaults)
         if stored:
+            # A stored config holds every parameter of the version that wrote it: one it lacks is
+            # newer, and its table default is what that version did (a family preset may since
+            # have turned it on, as the Atari family did episodic_life).
+            values.update({p.name: p.default for p in self.params if p.name not in stored})
             values.update({k: v for k, v in stored.items() if k in values})
         values.update(self.preset)
         values.update(self.explicit)
