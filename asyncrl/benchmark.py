@@ -276,6 +276,7 @@ def run_raw(plan: Plan) -> Result:
     ready: set[int] = set()
     done: dict[int, tuple[int, float]] = {}
     usage = TreeUsage()
+    stepping: list[float] = []  # when the workers were told to start and when the last ended
     deadline = time.monotonic() + plan.seconds + START_ALLOWANCE_SEC
 
     def drain() -> None:
@@ -295,6 +296,8 @@ def run_raw(plan: Plan) -> Result:
         while len(done) < len(processes):
             drain()
             if len(ready) == len(processes) and not go.is_set():
+                stepping.append(time.monotonic())
+                usage.poll(watched)  # the CPU time of start-up is not stepping's
                 go.set()
             for i, p in enumerate(processes):
                 if not p.is_alive() and i not in done:
@@ -305,9 +308,10 @@ def run_raw(plan: Plan) -> Result:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"raw stepping did not finish within "
                                    f"{plan.seconds + START_ALLOWANCE_SEC:.0f} s")
-            if usage.due():
+            if usage.due() or len(done) == len(processes):
                 usage.poll(watched)
             time.sleep(0.05)
+        stepping.append(time.monotonic())
     finally:
         stop.value = 1
         go.set()  # workers still waiting to start see the stop flag at once
@@ -318,10 +322,15 @@ def run_raw(plan: Plan) -> Result:
                     p.terminate()
                     p.join(timeout=5)
     steps = sum(s for s, _ in done.values())
-    return Result(system="raw stepping",
-                  env_frames_per_sec=sum(s / max(t, 1e-9) for s, t in done.values()),
-                  env_steps=steps, seconds=max(t for _, t in done.values()),
-                  peak_rss_mib=usage.peak_mib())
+    result = Result(system="raw stepping",
+                    env_frames_per_sec=sum(s / max(t, 1e-9) for s, t in done.values()),
+                    env_steps=steps, seconds=max(t for _, t in done.values()),
+                    peak_rss_mib=usage.peak_mib())
+    # CPU time per frame while stepping (threads of the workers, e.g. EnvPool's, included)
+    used = cpu_seconds_between(usage.cpu_samples, *stepping)
+    if used is not None and steps:
+        result.cpu_us_per_frame = sum(used[1].values()) / steps * 1e6
+    return result
 
 
 # -- a training process, watched --------------------------------------------------------------

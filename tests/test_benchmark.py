@@ -37,6 +37,7 @@ def test_short_run_reports_raw_and_asyncrl_frames_per_second(tmp_path):
     raw, ours = figures["results"]["raw stepping"], figures["results"]["asyncrl"]
     assert raw["env_frames_per_sec"] > 0 and ours["env_frames_per_sec"] > 0
     assert ours["peak_rss_mib"] > 0
+    assert raw["cpu_us_per_frame"] > 0  # the stepping workers' CPU time, start-up left out
     # The run's processes used CPU: some per frame, the most in the rollout workers and learner.
     roles = ours["cpu_us_per_frame_by_role"]
     assert {"learner", "policy workers", "rollout workers"} <= set(roles)

@@ -103,6 +103,12 @@ PARAMS: tuple[Param, ...] = (
        "one. Episode returns and lengths come from rewards and done flags, custom episode "
        "statistics from the vector env's infos; a vector env that raises "
        "is recreated as a whole", _RUNTIME, scope="train"),
+    _p("env_backend", str, "builtin", "What steps the envs of --batched_sampling: 'builtin', "
+       "the env family's own code (for Atari asyncrl's preprocessing in numpy, env after env), "
+       "or 'envpool', EnvPool's C++ thread pool, which steps and preprocesses each split's envs "
+       "in one call (Atari games; needs the 'envpool' extra and --batched_sampling=True; "
+       "docs/atari.md lists how its preprocessing differs)", _RUNTIME,
+       choices=("builtin", "envpool"), scope="train"),
     _p("num_policies", int, 1, "Number of policies trained jointly, each with its own learner, "
        "policy workers, weights, optimizer and checkpoints (checkpoint_p<i>), sharing the rollout "
        "workers: env i (or, with pbt_mix_policies_in_one_env, agent i of a multi-agent env) acts "

@@ -50,6 +50,10 @@ def validate_config(cfg: Any, family: EnvFamily) -> None:
         _validate_evaluation(cfg)
     validate_for_env(cfg, agents_per_env=None)
     _validate_env_kwargs(cfg, family)
+    if getattr(cfg, "env_backend", "builtin") == "envpool":  # a training parameter
+        from asyncrl.envs.envpool_backend import envpool_config
+
+        envpool_config(family.name, cfg.env, cfg)
     if "/" in cfg.experiment or cfg.experiment in ("", ".", ".."):
         raise UserError(f"--experiment={cfg.experiment!r} must be a plain folder name "
                         "(no '/')")

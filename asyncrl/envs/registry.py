@@ -167,7 +167,12 @@ def make_env(family: EnvFamily, env_name: str, cfg: Any, env_index: int,
 
 def make_vector_env(family: EnvFamily, env_name: str, cfg: Any, first_env_index: int,
                     num_envs: int) -> gym.vector.VectorEnv:
-    """The family's own vector env, else its envs (`make_env`) in a gymnasium SyncVectorEnv."""
+    """The family's own vector env, else its envs (`make_env`) in a gymnasium SyncVectorEnv;
+    with --env_backend=envpool an EnvPool of them."""
+    if cfg.env_backend == "envpool":
+        from asyncrl.envs.envpool_backend import make_envpool_vector_env
+
+        return make_envpool_vector_env(family.name, env_name, cfg, first_env_index, num_envs)
     if family.make_vector_env is None:
         return gym.vector.SyncVectorEnv(
             [functools.partial(make_env, family, env_name, cfg, first_env_index + i)
