@@ -3,6 +3,7 @@ Sample Factory's settings, reward scale and shaping, episode statistics, the pre
 without vizdoom, and a short training run that ends by itself and is evaluated with a video."""
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,11 @@ from asyncrl.envs import vizdoom as doom
 from asyncrl.envs.registry import env_frames_per_step, find_env_family
 from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.utils.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+# A layout and model small enough for a test run of a few seconds.
+TINY = ["--device=cpu", "--num_workers=1", "--num_envs_per_worker=4", "--worker_num_splits=1",
+        "--rollout=16", "--batch_size=64", "--rnn_size=32", "--encoder_conv_mlp_layers", "32"]
 
 # Sample Factory's action spaces (sf_examples/vizdoom/doom/action_space.py and doom_utils.py).
 SF_ACTION_SPACES = {
@@ -176,10 +182,7 @@ def test_short_doom_basic_run_ends_by_itself_and_plays_a_video(tmp_path):
     pytest.importorskip("vizdoom")
     imageio = pytest.importorskip("imageio.v2")  # the 'video' extra
     runs = [f"--train_dir={tmp_path}", "--experiment=basic"]
-    assert train.main(["--env=doom_basic", *runs, "--train_for_env_steps=2048", "--device=cpu",
-                       "--num_workers=1", "--num_envs_per_worker=4", "--worker_num_splits=1",
-                       "--rollout=16", "--batch_size=64", "--rnn_size=32",
-                       "--encoder_conv_mlp_layers", "32"]) == 0
+    assert train.main(["--env=doom_basic", *runs, "--train_for_env_steps=2048", *TINY]) == 0
     checkpoint = sorted((tmp_path / "basic" / "checkpoint_p0").glob("checkpoint_*.pth"))[-1]
     env_steps = load_checkpoint(checkpoint)["env_steps"]
     assert env_steps >= 2048 and env_steps % 4 == 0  # 4 frames an agent step
@@ -192,3 +195,16 @@ def test_short_doom_basic_run_ends_by_itself_and_plays_a_video(tmp_path):
         assert reader.get_data(0).shape == (120, 160, 3)
     finally:
         reader.close()
+
+
+@pytest.mark.parametrize("preset, experiment", [("doom_health_gathering_supreme", "doom_hgs"),
+                                                ("doom_defend_the_center", "doom_dtc")])
+def test_scenario_presets_train_as_the_docs_say(tmp_path, preset, experiment):
+    """docs/vizdoom.md's commands, on a tiny layout and a budget of a few batches instead of 30
+    minutes."""
+    pytest.importorskip("vizdoom")
+    path = REPO / "configs" / f"{preset}.yaml"
+    assert cfg_of(f"--config={path}").train_for_seconds == 1800
+    assert train.main([f"--config={path}", f"--experiment={experiment}", f"--train_dir={tmp_path}",
+                       "--train_for_env_steps=1024", *TINY]) == 0
+    assert (tmp_path / experiment / "config.json").exists()
