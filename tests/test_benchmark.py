@@ -134,7 +134,9 @@ def test_each_env_runs_in_sample_factorys_example_that_has_it():
     with pytest.raises(SfUnavailable, match="not Pendulum-v1"):
         sf_example("Pendulum-v1")
     # Its models take channels-first images: asyncrl's pixel_format is not handed on.
-    plan = make_plan(["--env=doom_basic", "--", "--pixel_format=HWC"])
+    plan = make_plan(["--env=doom_basic", "--seconds=60", "--sample_factory", "--",
+                      "--pixel_format=HWC"])
+    assert plan.sample_factory and plan.cfg.env_frameskip == 4
     assert sf_arguments(plan.cfg, {"pixel_format", "env_frameskip"}) == ["--env_frameskip=4"]
 
 
