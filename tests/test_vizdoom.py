@@ -2,10 +2,13 @@
 Sample Factory's settings, reward scale and shaping, episode statistics, the preset, the error
 without vizdoom, and a short training run that ends by itself and is evaluated with a video."""
 
+import multiprocessing
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from gymnasium.spaces import Discrete, Tuple
 from install_hints import assert_train_names_extra
@@ -15,7 +18,9 @@ from asyncrl.config.parser import parse_args
 from asyncrl.envs import vizdoom as doom
 from asyncrl.envs.registry import env_frames_per_step, find_env_family
 from asyncrl.experiment.checkpoint import load_checkpoint
+from asyncrl.runtime.runner import kill_with_children
 from asyncrl.utils.errors import UserError
+from asyncrl.utils.processes import prepare_child_process
 
 REPO = Path(__file__).resolve().parents[1]
 # A layout and model small enough for a test run of a few seconds.
@@ -208,3 +213,31 @@ def test_scenario_presets_train_as_the_docs_say(tmp_path, preset, experiment):
     assert train.main([f"--config={path}", f"--experiment={experiment}", f"--train_dir={tmp_path}",
                        "--train_for_env_steps=1024", *TINY]) == 0
     assert (tmp_path / experiment / "config.json").exists()
+
+
+def _hold_an_engine(engines):
+    """A worker's life: an env with a running engine, ignoring SIGTERM as workers do."""
+    prepare_child_process("test-doom-worker")
+    env = find_env_family("doom_basic").make_env("doom_basic", cfg_of("--env=doom_basic"), 0)
+    env.reset(seed=0)
+    engines.put(([child.pid for child in psutil.Process().children()], env._game.get_instance_id()))
+    time.sleep(60)
+
+
+def test_a_killed_worker_takes_its_engines_with_it():
+    """The engine is a process of its own that would outlive a killed worker (a worker that did
+    not stop in time, or sent no heartbeat): the runner kills the worker's children with it."""
+    pytest.importorskip("vizdoom")
+    ctx = multiprocessing.get_context("fork")
+    engines = ctx.Queue()
+    worker = ctx.Process(target=_hold_an_engine, args=(engines,), daemon=True)
+    worker.start()
+    pids, instance = engines.get(timeout=30)
+    assert len(pids) == 1 and psutil.pid_exists(pids[0])
+    kill_with_children(worker)
+    worker.join(timeout=5)
+    _, alive = psutil.wait_procs([psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)],
+                                 timeout=5)
+    assert not alive and not worker.is_alive()
+    for segment in Path("/dev/shm").glob(f"ViZDoom*{instance}"):  # left behind by the kill
+        segment.unlink()
