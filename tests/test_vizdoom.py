@@ -76,6 +76,12 @@ def play(env, policy, seed):
             return total, length, terminated, truncated, info
 
 
+def engines_in(folder):
+    """ViZDoom engines running in `folder` (an engine's working directory is its creator's)."""
+    return [p for p in psutil.process_iter(["name", "cwd"])
+            if p.info["name"] == "vizdoom" and p.info["cwd"] == str(folder)]
+
+
 def random_episodes(env, count=10):
     """Episodes of uniformly random actions with seeds 0, 1, ...: (return, terminated, info)."""
     env.action_space.seed(0)
@@ -213,6 +219,8 @@ def test_scenario_presets_train_as_the_docs_say(tmp_path, preset, experiment):
     assert train.main([f"--config={path}", f"--experiment={experiment}", f"--train_dir={tmp_path}",
                        "--train_for_env_steps=1024", *TINY]) == 0
     assert (tmp_path / experiment / "config.json").exists()
+    # Stopping this early, actions still arrive after the stop: they must not restart engines.
+    assert engines_in(tmp_path) == []
 
 
 def _hold_an_engine(engines):
