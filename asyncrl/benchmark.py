@@ -11,8 +11,9 @@ Measures, one after another on the same cores, how many env frames per second
       the training-batch shape, in this process, as env frames per second;
   (d) optionally (`--sample_factory`) Sample Factory 2.1.1 with the same configuration and on the
       same device, installed once into a cached virtual environment (for Atari envs:
-      sf_examples.atari.train_atari, with ale-py added to that environment) or given by
-      `--sf_python`, with the same figures but the CPU time per role.
+      sf_examples.atari.train_atari, with ale-py added to that environment; for the doom_* envs:
+      sf_examples.vizdoom.train_vizdoom, with vizdoom added) or given by `--sf_python`, with
+      the same figures but the CPU time per role.
 and prints a table (and `--json PATH`). The parameters after `--` go to asyncrl (and to Sample
 Factory where it has a parameter of that name).
 """
@@ -52,6 +53,9 @@ SF_ENVS = ("CartPole-v1",)  # what sf_examples.train_gym_env registers
 # Sample Factory's Atari example needs ale-py; 0.9.1 is the newest that works with its gymnasium
 # 0.29.1 and ships the ROMs. It registers the envs only when imported (no gymnasium plugin).
 SF_ATARI_PACKAGES = ("ale-py==0.9.1", "gymnasium==0.29.1")
+# Its ViZDoom example needs vizdoom (the engine, Freedoom and the maps it does not ship itself);
+# 1.3.2 is the version asyncrl's doom family is measured with.
+SF_DOOM_PACKAGES = ("vizdoom==1.3.2", "gymnasium==0.29.1")
 RSS_POLL_SEC = 0.5
 START_ALLOWANCE_SEC = 180.0  # process start and stop, beyond --seconds
 STOP_GRACE_SEC = 30.0
@@ -66,7 +70,10 @@ NO_STEP_LIMIT = 10_000_000_000
 # asyncrl parameters that are not passed to Sample Factory although it has one of the same name.
 # batched_sampling is --sf_batched_sampling's (by default asyncrl's value).
 _NOT_FOR_SF = {"env", "experiment", "train_dir", "train_for_seconds", "train_for_env_steps",
-               "restart_behavior", "device", "with_wandb", "batched_sampling"}
+               "restart_behavior", "device", "with_wandb", "batched_sampling",
+               # Its models take channels-first images only, which its Doom envs make by default
+               # (pixel_format=CHW); HWC or asyncrl's 'auto' would hand them channels-last ones.
+               "pixel_format"}
 
 
 @dataclass
@@ -703,15 +710,53 @@ class SfUnavailable(Exception):
     """Sample Factory cannot be installed or run here; the message says why, in one line."""
 
 
-def ensure_sf_venv(venv: Path, atari: bool = False) -> Path:
-    """The Python of a virtual environment with Sample Factory, created on first use; with
-    `atari`, also with ale-py (added on first use)."""
+@dataclass(frozen=True)
+class SfExample:
+    """One of Sample Factory's examples: the program that trains with it, and the packages it
+    needs beyond Sample Factory's own (installed into the cached venv on first use, then checked
+    by `check`, Python code that must print torch's version last)."""
+
+    name: str
+    module: str = ""  # run as `python -m module`; empty: through `launcher`, a script
+    launcher: str = ""
+    packages: tuple[str, ...] = ()
+    check: str = ""
+
+
+# Sample Factory's Atari example, with ale-py imported first in every process: its processes are
+# spawned, and a spawned process imports the main script again (not a `-m` module's code).
+_SF_ATARI_LAUNCHER = """import sys
+
+import ale_py  # noqa: F401  registers the ALE envs with gymnasium
+
+from sf_examples.atari.train_atari import main
+
+if __name__ == "__main__":
+    sys.exit(main())
+"""
+SF_GYM = SfExample("gym", module="sf_examples.train_gym_env")
+SF_ATARI = SfExample(
+    "atari", launcher=_SF_ATARI_LAUNCHER, packages=SF_ATARI_PACKAGES,
+    check="import ale_py, cv2, gymnasium, torch; gymnasium.make('PongNoFrameskip-v4'); "
+          "print(torch.__version__)")
+# Its processes are spawned too, but its envs are registered in a context they inherit.
+SF_DOOM = SfExample(
+    "doom", module="sf_examples.vizdoom.train_vizdoom", packages=SF_DOOM_PACKAGES,
+    check="import torch; from sf_examples.vizdoom.doom.doom_utils import doom_env_by_name, "
+          "make_doom_env_impl; from sf_examples.vizdoom.doom.doom_params import "
+          "default_doom_cfg; env = make_doom_env_impl(doom_env_by_name('doom_basic'), "
+          "cfg=default_doom_cfg()); env.reset(); env.close(); print(torch.__version__)")
+
+
+def ensure_sf_venv(venv: Path, example: SfExample = SF_GYM) -> Path:
+    """The Python of a virtual environment with Sample Factory, created on first use, with the
+    packages of `example` (added on first use)."""
     python = venv / "bin" / "python"
     marker = venv / "asyncrl-bench-ready"
     if not (marker.exists() and python.exists()):
         _install_sf(venv, python, marker)
-    if atari and not (venv / "asyncrl-bench-atari-ready").exists():
-        _install_sf_atari(venv, python)
+    if example.packages and not (venv / f"asyncrl-bench-{example.name}-ready").exists():
+        _install_sf_example(venv, python, example)
     return python
 
 
@@ -727,21 +772,22 @@ def _run_install_steps(steps: list[list[str]], install_log: Path) -> None:
                                     f"(see {install_log})")
 
 
-def _install_sf_atari(venv: Path, python: Path) -> None:
+def _install_sf_example(venv: Path, python: Path, example: SfExample) -> None:
     install_log = venv.parent / "sf-install.log"
-    print(f"Installing {' '.join(SF_ATARI_PACKAGES)} into {venv} for Sample Factory's Atari "
-          f"example (once; log in {install_log})", flush=True)
+    print(f"Installing {' '.join(example.packages)} into {venv} for Sample Factory's "
+          f"{example.name} example (once; log in {install_log})", flush=True)
     # torch pinned again so that resolving cannot replace it.
-    _run_install_steps([[str(python), "-m", "pip", "install", *SF_ATARI_PACKAGES, SF_TORCH]],
+    _run_install_steps([[str(python), "-m", "pip", "install", *example.packages, SF_TORCH]],
                        install_log)
-    check = subprocess.run(
-        [str(python), "-c", "import ale_py, cv2, gymnasium, torch; gymnasium.make('PongNoFrameskip-v4'); "
-         "print(torch.__version__)"],
-        capture_output=True, text=True, timeout=120, cwd=venv)
-    if check.returncode != 0 or not check.stdout.startswith("2.13.0"):
-        raise SfUnavailable(f"ale-py for Sample Factory's Atari example does not work: "
+    # In the venv's folder: vizdoom writes files into the working directory.
+    check = subprocess.run([str(python), "-c", example.check], capture_output=True, text=True,
+                           timeout=120, cwd=venv)
+    printed = check.stdout.split()
+    if check.returncode != 0 or not printed or not printed[-1].startswith("2.13.0"):
+        raise SfUnavailable(f"{' '.join(example.packages)} for Sample Factory's {example.name} "
+                            f"example does not work: "
                             f"{_tail((check.stdout + check.stderr).splitlines())}")
-    (venv / "asyncrl-bench-atari-ready").write_text(f"{' '.join(SF_ATARI_PACKAGES)}\n")
+    (venv / f"asyncrl-bench-{example.name}-ready").write_text(f"{' '.join(example.packages)}\n")
 
 
 def _install_sf(venv: Path, python: Path, marker: Path) -> None:
@@ -794,19 +840,6 @@ def sf_arguments(cfg: Any, sf_params: set[str]) -> list[str]:
     return args
 
 
-# Sample Factory's Atari example, with ale-py imported first in every process: its processes are
-# spawned, and a spawned process imports the main script again (not a `-m` module's code).
-_SF_ATARI_LAUNCHER = """import sys
-
-import ale_py  # noqa: F401  registers the ALE envs with gymnasium
-
-from sf_examples.atari.train_atari import main
-
-if __name__ == "__main__":
-    sys.exit(main())
-"""
-
-
 def sf_atari_name(env_name: str) -> str | None:
     """Sample Factory's name of an Atari env (`atari_pong`), None if `env_name` is not one."""
     from asyncrl.envs.atari import ALIASES, PREFIX, ale_env_id, is_atari_name
@@ -818,20 +851,33 @@ def sf_atari_name(env_name: str) -> str | None:
     return PREFIX + short  # Sample Factory's spelling, but for a few of its own (atari_asteroid)
 
 
+def sf_example(env_name: str) -> tuple[SfExample, str]:
+    """Sample Factory's example that has `env_name`, and the env's name there."""
+    from asyncrl.envs.vizdoom import SCENARIOS
+
+    if env_name in SF_ENVS:
+        return SF_GYM, env_name
+    if env_name in SCENARIOS:
+        return SF_DOOM, env_name  # the same names
+    atari = sf_atari_name(env_name)
+    if atari is not None:
+        return SF_ATARI, atari
+    raise SfUnavailable(f"sf_examples.train_gym_env only registers {', '.join(SF_ENVS)}, "
+                        f"sf_examples.atari the Atari games and sf_examples.vizdoom the doom_* "
+                        f"envs, not {env_name}")
+
+
 def run_sample_factory(plan: Plan, workdir: Path) -> Result:
-    atari = sf_atari_name(plan.env)
-    if plan.env not in SF_ENVS and atari is None:
-        raise SfUnavailable(f"sf_examples.train_gym_env only registers {', '.join(SF_ENVS)} and "
-                            f"sf_examples.atari the Atari games, not {plan.env}")
-    python = plan.sf_python or ensure_sf_venv(_sf_venv_dir(), atari=atari is not None)
+    example, sf_env = sf_example(plan.env)
+    python = plan.sf_python or ensure_sf_venv(_sf_venv_dir(), example)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHONUNBUFFERED="1", WANDB_MODE="disabled")
-    if atari is not None:
-        launcher = workdir / "train_atari.py"
-        launcher.write_text(_SF_ATARI_LAUNCHER)
-        program, sf_env = [str(python), str(launcher)], atari
+    if example.launcher:
+        launcher = workdir / f"train_{example.name}.py"
+        launcher.write_text(example.launcher)
+        program = [str(python), str(launcher)]
     else:
-        program, sf_env = [str(python), "-m", "sf_examples.train_gym_env"], plan.env
+        program = [str(python), "-m", example.module]
     help_text = subprocess.run([*program, f"--env={sf_env}", "--help"], capture_output=True,
                                text=True, env=env, cwd=workdir, timeout=120)
     sf_params = set(_SF_PARAM.findall(help_text.stdout))

@@ -1,6 +1,7 @@
 """`python -m asyncrl.benchmark`: a short real run (raw stepping and asyncrl, no Sample Factory),
 bad input, and the parsing of each system's output."""
 
+import importlib.util
 import json
 import os
 import re
@@ -13,11 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from asyncrl.benchmark import (NO_STEP_LIMIT, CpuSample, Finished, Result, _ASYNCRL_FRAMES,
-                               action_sampler, add_cpu_per_frame, asyncrl_result, cpu_seconds_between,
+from asyncrl.benchmark import (NO_STEP_LIMIT, SF_ATARI, SF_DOOM, SF_GYM, CpuSample, Finished,
+                               Result, SfUnavailable, _ASYNCRL_FRAMES, action_sampler,
+                               add_cpu_per_frame, asyncrl_result, cpu_seconds_between,
                                format_table, main, make_plan, random_obs, report,
                                run_learner_limit, sf_arguments, sf_atari_name, sf_device,
-                               sf_result)
+                               sf_example, sf_result)
 from asyncrl.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +124,21 @@ def test_sample_factory_batched_sampling_is_asyncrls_unless_given():
     # Only the option says it: a second --batched_sampling from the mapping would override it.
     plan = make_plan(["--sf_batched_sampling=true"])
     assert sf_arguments(plan.cfg, {"batched_sampling", "num_workers"}) == ["--num_workers=2"]
+
+
+def test_each_env_runs_in_sample_factorys_example_that_has_it():
+    assert sf_example("CartPole-v1") == (SF_GYM, "CartPole-v1")
+    assert sf_example("doom_basic") == (SF_DOOM, "doom_basic")
+    assert SF_DOOM.module == "sf_examples.vizdoom.train_vizdoom" and "vizdoom==1.3.2" in SF_DOOM.packages
+    if importlib.util.find_spec("ale_py"):  # the atari extra
+        assert sf_example("atari_pong") == (SF_ATARI, "atari_pong")
+    with pytest.raises(SfUnavailable, match="not Pendulum-v1"):
+        sf_example("Pendulum-v1")
+    # Its models take channels-first images: asyncrl's pixel_format is not handed on.
+    plan = make_plan(["--env=doom_basic", "--seconds=60", "--sample_factory", "--",
+                      "--pixel_format=HWC"])
+    assert plan.sample_factory and plan.cfg.env_frameskip == 4
+    assert sf_arguments(plan.cfg, {"pixel_format", "env_frameskip"}) == ["--env_frameskip=4"]
 
 
 def test_learner_limit_times_training_on_random_batches():

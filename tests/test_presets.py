@@ -14,6 +14,7 @@ from asyncrl import train
 from asyncrl.config.parser import parse_args
 from asyncrl.envs.atari import ATARI_DEFAULTS
 from asyncrl.envs.gym_envs import CARTPOLE_DEFAULTS
+from asyncrl.envs.vizdoom import DOOM_DEFAULTS
 from asyncrl.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,7 +162,8 @@ def test_every_file_in_configs_parses_and_validates(path):
 
 
 @pytest.mark.parametrize("name, defaults", [("cartpole.yaml", CARTPOLE_DEFAULTS),
-                                            ("atari_pong.yaml", ATARI_DEFAULTS)])
+                                            ("atari_pong.yaml", ATARI_DEFAULTS),
+                                            ("doom_basic.yaml", DOOM_DEFAULTS)])
 def test_shipped_presets_equal_the_family_presets(name, defaults):
     args = parsed(f"--config={REPO / 'configs' / name}")
     family_cfg = parsed(f"--env={args.preset['env']}").config().to_dict()

@@ -45,9 +45,15 @@ def parameters_markdown() -> str:
     groups: dict[str, list[tuple[Param, dict]]] = {}
     for p in PARAMS:
         groups.setdefault(p.group, []).append((p, {}))
+    # A parameter that several families share (env_frameskip) is listed once, with each family's
+    # preset value.
+    shared: dict[str, dict] = {}
     for family in BUILTIN_FAMILIES:
         for p in family.extra_params:
-            groups.setdefault(p.group, []).append((p, {family.name: family.default_overrides}))
+            if p.name not in shared:
+                shared[p.name] = {}
+                groups.setdefault(p.group, []).append((p, shared[p.name]))
+            shared[p.name][family.name] = family.default_overrides
     lines: list[str] = []
     for group, params in groups.items():
         lines += [f"## {group}", "", "| parameter | default | meaning |", "| --- | --- | --- |"]

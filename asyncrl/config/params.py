@@ -235,7 +235,7 @@ PARAMS: tuple[Param, ...] = (
        "auto reads an image as channels-last (HWC) when its last dimension is smaller than its "
        "first, e.g. (240, 320, 3), else as channels-first (CHW), e.g. (4, 84, 84); CHW or HWC "
        "forces the layout where the shape is ambiguous, e.g. (3, 64, 3). Env families that make "
-       "images themselves (Atari) produce this layout (CHW for auto)", _OBS,
+       "images themselves produce this layout: Atari CHW for auto, doom HWC for auto", _OBS,
        choices=("auto", "CHW", "HWC")),
     _p("normalize_input_keys", str, None, "Observation keys to normalize (None: every Box "
        "observation). A Box observation space has the single key 'obs'; a Dict's keys are its "

@@ -42,6 +42,7 @@ from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker
 
 from asyncrl.config.params import Param
 from asyncrl.envs.env_kwargs import make_with_env_kwargs
+from asyncrl.envs.registry import FRAMESKIP_PARAMS
 from asyncrl.utils.errors import UserError
 
 PREFIX = "atari_"
@@ -403,15 +404,13 @@ def make_atari_env(env_name: str, cfg: Any, env_index: int, render_mode: str | N
 
 _GROUP = "atari env family (e.g. --env=atari_pong or --env=ALE/Pong-v5)"
 
+# env_frameskip max-pools the grayscale screens of an action's last two frames here (see
+# AtariFramePreprocessing).
 ATARI_PARAMS: tuple[Param, ...] = (
-    Param("env_frameskip", int, 1, "Repeat each action for this many emulator frames (rewards "
-          "summed, the last two frames max-pooled); with summaries_use_frameskip, env steps, "
-          "FPS and train_for_env_steps count emulator frames", _GROUP, minimum=1),
+    FRAMESKIP_PARAMS[0],
     Param("env_framestack", int, 1, "Stack this many of the last observations as the image "
           "channels", _GROUP, minimum=1),
-    Param("summaries_use_frameskip", bool, True, "Count env steps in emulator frames (agent "
-          "steps x env_frameskip) for the summaries, FPS, checkpoints and train_for_env_steps; "
-          "False counts agent steps", _GROUP),
+    FRAMESKIP_PARAMS[1],
     Param("episodic_life", bool, False, "End the episode when a life is lost (the game goes on; "
           "the learner bootstraps no value across it), as DeepMind's, Sample Factory's and "
           "CleanRL's Atari setups do. Needs use_record_episode_statistics, so that the "

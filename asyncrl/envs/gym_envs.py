@@ -1,7 +1,8 @@
 """The built-in env families: any registered gymnasium id, the ids of packages that register
 theirs when imported (MiniGrid, ViZDoom), tuned presets for known tasks, Atari games
-(envs/atari.py), MuJoCo tasks (envs/mujoco.py), PettingZoo's Parallel envs (envs/pettingzoo.py),
-the multi-agent rendezvous task (envs/rendezvous.py) and the memory task (envs/memory.py)."""
+(envs/atari.py), MuJoCo tasks (envs/mujoco.py), Sample Factory's ViZDoom envs (envs/vizdoom.py),
+PettingZoo's Parallel envs (envs/pettingzoo.py), the multi-agent rendezvous task
+(envs/rendezvous.py) and the memory task (envs/memory.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from asyncrl.envs.env_kwargs import make_with_env_kwargs
 from asyncrl.envs.memory import MEMORY_DEFAULTS, MEMORY_PARAMS, NAME as MEMORY_NAME, make_memory_env
 from asyncrl.envs.mujoco import MUJOCO_DEFAULTS, make_mujoco_env, matches_mujoco, mujoco_names
 from asyncrl.envs.pettingzoo import make_pettingzoo_env, matches_pettingzoo
-from asyncrl.envs.registry import EnvFamily, import_module_of_env, missing_extra_message
+from asyncrl.envs.registry import (FRAMESKIP_PARAMS, EnvFamily, import_module_of_env,
+                                   missing_extra_message)
 from asyncrl.envs.rendezvous import RENDEZVOUS_DEFAULTS, RENDEZVOUS_NAME, make_rendezvous
+from asyncrl.envs.vizdoom import DOOM_DEFAULTS, doom_names, make_doom_env, matches_doom
 from asyncrl.utils.errors import UserError
 
 # gymnasium's env packages that need an optional dependency -> the asyncrl extra that brings it
@@ -180,6 +183,14 @@ BUILTIN_FAMILIES: list[EnvFamily] = [
         default_overrides=MUJOCO_DEFAULTS,
         known_names=mujoco_names,
         takes_env_kwargs=True,
+    ),
+    EnvFamily(
+        name="doom",
+        matches=matches_doom,
+        make_env=make_doom_env,
+        extra_params=FRAMESKIP_PARAMS,
+        default_overrides=DOOM_DEFAULTS,
+        known_names=doom_names,
     ),
     EnvFamily(
         name="pettingzoo",

@@ -196,9 +196,22 @@ def _has_wrapper(env: Any, wrapper: type) -> bool:
     return True
 
 
+# The parameters of the families that repeat each action for several frames (atari, doom): one
+# definition, so that both read the same flags the same way.
+_FRAMESKIP_GROUP = "frame skipping (the atari and doom env families)"
+FRAMESKIP_PARAMS: tuple[Param, ...] = (
+    Param("env_frameskip", int, 1, "Repeat each action for this many frames of the game (the "
+          "rewards summed); with summaries_use_frameskip, env steps, FPS and train_for_env_steps "
+          "count frames", _FRAMESKIP_GROUP, minimum=1),
+    Param("summaries_use_frameskip", bool, True, "Count env steps in frames of the game (agent "
+          "steps x env_frameskip) for the summaries, FPS, checkpoints and train_for_env_steps; "
+          "False counts agent steps", _FRAMESKIP_GROUP),
+)
+
+
 def env_frames_per_step(cfg: Any) -> int:
     """How many env steps one agent step counts for: env_frameskip when the family has frame
-    skipping and summaries_use_frameskip is on (Atari), else 1."""
+    skipping (FRAMESKIP_PARAMS: Atari, Doom) and summaries_use_frameskip is on, else 1."""
     if getattr(cfg, "summaries_use_frameskip", False):
         return int(getattr(cfg, "env_frameskip", 1))
     return 1

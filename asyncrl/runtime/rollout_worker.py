@@ -180,6 +180,8 @@ class RolloutWorker(Component):
     def _begin_trajectories(self, s: int) -> None:
         """Takes a free slot for each env of split s and asks for its first actions; while the
         learner holds every slot (backpressure), the split waits and is retried."""
+        if self.envs is None:
+            return  # stopped: the envs are closed
         split = self.splits[s]
         for p in split.policy_ids:
             rows = np.flatnonzero((split.new_slots < 0) & (split.policies == p))
@@ -234,6 +236,8 @@ class RolloutWorker(Component):
             self.wakeup.acquire(timeout=POST_WAIT_SEC)
         if s >= len(self.splits) or token != self.splits[s].token:
             return  # a reply to a request of a previous incarnation of this worker
+        if self.envs is None:
+            return  # stopped: the envs are closed
         split = self.splits[s]
         split.replies_missing -= 1
         if split.replies_missing > 0:
@@ -296,5 +300,8 @@ class RolloutWorker(Component):
 
     def on_stop(self) -> None:
         if self.envs is not None:
-            self.envs.close()
+            # Events queued behind the stop must not step the closed envs: an env that raises
+            # is recreated, and a recreated ViZDoom env would start an engine nobody closes.
+            envs, self.envs = self.envs, None
+            envs.close()
         self.event_loop.stop()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 from faster_fifo import Queue
 from signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess, Timer
@@ -50,6 +51,23 @@ def init_child_process(name: str, niceness: int) -> None:
     """Runs first in every worker process."""
     prepare_child_process(name, niceness)
     torch.set_num_threads(1)
+
+
+def kill_with_children(process: Any) -> None:
+    """Kills a worker process and the processes it started. An env may run its simulator as a
+    process of its own (ViZDoom's engine, which ignores SIGTERM), which would outlive a killed
+    worker: the worker never gets to close the env. (ViZDoom's shared-memory segments in
+    /dev/shm, which closing the env removes, stay behind.)"""
+    try:
+        children = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    process.kill()
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 @dataclass
@@ -580,7 +598,7 @@ class Runner(EventLoopObject):
                 if name.startswith("rollout_worker_") and \
                         silent > HEARTBEAT_TIMEOUT_FACTOR * self.cfg.heartbeat_interval:
                     log.warning("%s sent no heartbeat for %.0f s: terminating it", name, silent)
-                    process.kill()
+                    kill_with_children(process)
                 continue
             if name.startswith("rollout_worker_"):
                 self._respawn_rollout_worker(int(name.rsplit("_", 1)[1]), _exit_cause(process.exitcode))
@@ -626,7 +644,7 @@ class Runner(EventLoopObject):
         for process in processes:
             if process.is_alive():
                 log.warning("%s did not stop in time: killing it", process.name)
-                process.kill()
+                kill_with_children(process)
                 process.join(timeout=5)
         if self.serial:  # the workers' own stop slot may not have run before the loop ended
             for worker in self.rollout_workers:
