@@ -311,10 +311,13 @@ class EnvVector:
     def _step(self, env_indices: np.ndarray, env_actions: Sequence[Any]) -> StepResult:
         """`env_actions`: one action per env (per row, for multi-agent envs) of `env_indices`,
         as env.step takes it."""
-        if self.multiagent:
-            result = self._step_multiagent(env_indices, env_actions)
-            self._check_rows(env_indices)
-            return result
+        result = (self._step_multiagent if self.multiagent else self._step_each)(env_indices,
+                                                                                  env_actions)
+        self._check_rows(env_indices)
+        return result
+
+    def _step_each(self, env_indices: np.ndarray, env_actions: Sequence[Any]) -> StepResult:
+        """`_step` of single-agent envs."""
         episodes: list[EpisodeStats] = []
         truncated_idx: list[int] = []
         final_obs: dict[str, list[Any]] = {k: [] for k in self.obs}
@@ -334,8 +337,6 @@ class EnvVector:
             self.failures[i] = 0
             if type(reward) not in _COMMON_NUMBER_TYPES:
                 reward = checked_reward(reward, self.who, i)
-            if reward != reward:  # NaN, the one number unequal to itself
-                raise EnvContractError(f"{self.who(i)}: the reward is NaN")
             self.rewards[i] = reward
             self.terminated[i] = terminated
             self.truncated[i] = truncated and not terminated
@@ -358,7 +359,6 @@ class EnvVector:
                 store[i] = obs
             else:
                 self._write_obs(i, obs)
-        self.layout.check_rows(self.obs, env_indices, lambda j: int(env_indices[j]))
         return StepResult(
             env_indices=env_indices,
             truncated_indices=np.asarray(truncated_idx, dtype=np.int64),
