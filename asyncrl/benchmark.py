@@ -363,7 +363,7 @@ class TreeUsage:
                 with p.oneshot():
                     total += p.memory_info().rss
                     times = p.cpu_times()
-                    cpu[p.pid] = (p.name(), times.user + times.system)
+                    cpu[p.pid] = (_name_for_role(p), times.user + times.system)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
         self.peak = max(self.peak, total)
@@ -386,6 +386,20 @@ _ROLES = (("asyncrl-learn", "learner"), ("asyncrl-pw", "policy workers"),
 
 def _role(name: str) -> str:
     return next((role for prefix, role in _ROLES if name.startswith(prefix)), "runner")
+
+
+def _name_for_role(process: psutil.Process) -> str:
+    """The process's name, or for a process an env started (ViZDoom's engine) the name of the
+    asyncrl worker that started it: env stepping counts where the env is."""
+    name = process.name()
+    if not name.startswith("asyncrl-"):
+        try:
+            parent = process.parent()
+        except psutil.Error:
+            return name
+        if parent is not None and parent.name().startswith("asyncrl-rw"):
+            return parent.name()
+    return name
 
 
 def cpu_seconds_between(samples: Sequence[CpuSample], start: float, end: float

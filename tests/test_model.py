@@ -33,6 +33,21 @@ def test_running_mean_std_matches_numpy_over_several_batches():
     assert torch.allclose(rms.denormalize(rms.normalize(x)), x, atol=1e-4)
 
 
+def test_statistics_of_scaled_images_are_taken_from_the_raw_bytes():
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (300, 4, 5, 3),
+                                                               dtype=np.uint8))
+    scaled = (images.double() - 10.0) / 255.0
+    rms = RunningMeanStd((4, 5, 3))
+    for chunk in images.split(64):
+        rms.update(chunk, subtract=10.0, scale=255.0)
+    np.testing.assert_allclose(rms.mean.numpy(), scaled.mean(0).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(rms.var.numpy(), scaled.var(0, unbiased=False).numpy(), rtol=1e-4)
+    expected = ((scaled - rms.mean) / torch.sqrt(rms.var + rms.eps)).clamp(-5, 5)
+    got = rms.normalize(images.float(), subtract=10.0, scale=255.0)
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
+
+
 def test_normalize_clips_to_five_standard_deviations():
     rms = RunningMeanStd((1,))
     rms.update(torch.randn(1000, 1))

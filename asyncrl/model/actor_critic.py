@@ -157,9 +157,10 @@ class ObsPreprocessor(nn.Module):
         for j, i in enumerate(self.inputs):
             x = obs[i.key]
             if i.kind == "box":
-                x = self._scaled(i, x)
-                if i.key in self.normalizers:
-                    x = self.normalizers[i.key].normalize(x)
+                if i.key in self.normalizers:  # scaled and normalized in one pass
+                    x = self.normalizers[i.key].normalize(x.float(), i.subtract, i.scale)
+                else:
+                    x = self._scaled(i, x)
                 if i.scalar:
                     x = x[:, None]
                 elif i.channels_last:
@@ -189,7 +190,7 @@ class ObsPreprocessor(nn.Module):
     def update_statistics(self, obs: dict[str, Tensor]) -> None:
         for i in self.inputs:
             if i.key in self.normalizers:
-                self.normalizers[i.key].update(self._scaled(i, obs[i.key]))
+                self.normalizers[i.key].update(obs[i.key], i.subtract, i.scale)
 
     def describe(self, obs_space: gym.spaces.Dict) -> list[str]:
         """Each key, its space and what becomes of it: lines for the run's log."""

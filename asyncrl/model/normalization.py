@@ -21,13 +21,20 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("count", torch.tensor(eps, dtype=torch.float64))
 
     @torch.no_grad()
-    def update(self, batch: Tensor) -> None:
-        batch = batch.detach().to(torch.float64)
+    def update(self, batch: Tensor, subtract: float = 0.0, scale: float = 1.0) -> None:
+        """Adds the statistics of `(batch - subtract) / scale`. The batch's own statistics are
+        taken in its precision (float32 for integer batches such as 8-bit images, where float64
+        would double the learner's cost of an image batch), then merged in float64."""
         n = batch.shape[0]
         if n == 0:
             return
+        batch = batch.detach()
+        batch = batch if batch.is_floating_point() else batch.float()
         batch_mean = batch.mean(dim=0)
-        batch_var = batch.var(dim=0, unbiased=False)
+        # Two passes: several times faster than torch.var_mean over dim 0 on a CPU.
+        batch_var = torch.square(batch - batch_mean).mean(dim=0)
+        batch_mean = (batch_mean.double() - subtract) / scale
+        batch_var = batch_var.double() / scale**2
         total = self.count + n
         delta = batch_mean - self.mean
         self.mean += delta * (n / total)
@@ -35,10 +42,13 @@ class RunningMeanStd(nn.Module):
         self.var.copy_(m2 / total)
         self.count.copy_(total)
 
-    def normalize(self, x: Tensor) -> Tensor:
-        std = torch.sqrt(self.var + self.eps).to(x.dtype)
-        y = (x - self.mean.to(x.dtype)) / std
-        return y.clamp(-self.clip, self.clip) if self.clip is not None else y
+    def normalize(self, x: Tensor, subtract: float = 0.0, scale: float = 1.0) -> Tensor:
+        """`((x - subtract) / scale - mean) / std`, clipped, as one multiply-add per element of
+        `x` (its coefficients are computed per feature in float64)."""
+        inv_std = torch.rsqrt(self.var + self.eps) / scale
+        shift = -(subtract * inv_std + self.mean * inv_std * scale)
+        y = torch.addcmul(shift.to(x.dtype), x, inv_std.to(x.dtype))
+        return y.clamp_(-self.clip, self.clip) if self.clip is not None else y
 
     def denormalize(self, y: Tensor) -> Tensor:
         std = torch.sqrt(self.var + self.eps).to(y.dtype)
