@@ -94,6 +94,10 @@ class Result:
     # CPU time of all its processes per env frame, in the steady window (after start-up)
     cpu_us_per_frame: float | None = None
     cpu_us_per_frame_by_role: dict[str, float] | None = None  # asyncrl: learner, ... workers
+    # --target_return: seconds from process start to the first status line at or above it, and
+    # the env frames then
+    seconds_to_target: float | None = None
+    frames_at_target: int | None = None
     error: str | None = None
     command: list[str] | None = None
 
@@ -106,6 +110,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not >= 1")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
     return value
 
 
@@ -147,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sf_batched_sampling", type=_bool, default=None, metavar="BOOL",
                         help="Sample Factory's --batched_sampling (default: asyncrl's "
                              "--batched_sampling, so that both run the same configuration)")
+    parser.add_argument("--target_return", type=_finite_float, default=None, metavar="X",
+                        help="Also report, for each training run, the seconds from its process "
+                             "start to its first status line whose average episode return (over "
+                             "the last 100 episodes, as each system reports it) is X or more, and "
+                             "its env frames then (default: none)")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="Also write the figures to this JSON file")
     return parser
@@ -165,6 +184,7 @@ class Plan:
     sf_batched_sampling: bool
     sf_python: Path | None
     json_path: Path | None
+    target_return: float | None
 
 
 def make_plan(argv: Sequence[str]) -> Plan:
@@ -206,7 +226,8 @@ def make_plan(argv: Sequence[str]) -> Plan:
                 sample_factory=args.sample_factory,
                 sf_batched_sampling=(cfg.batched_sampling if args.sf_batched_sampling is None
                                      else args.sf_batched_sampling),
-                sf_python=sf_python, json_path=json_path, **layout)
+                sf_python=sf_python, json_path=json_path, target_return=args.target_return,
+                **layout)
 
 
 # -- (a) raw env stepping ---------------------------------------------------------------------
@@ -429,6 +450,7 @@ class Finished:
     peak_rss_mib: float | None
     times: list[float] = field(default_factory=list)  # time.monotonic() each line arrived
     cpu_samples: list[CpuSample] = field(default_factory=list)
+    started: float = 0.0  # time.monotonic() when the process was started
 
 
 def _die_with_benchmark() -> None:
@@ -445,6 +467,7 @@ def run_watched(command: list[str], env: dict[str, str], cwd: Path, time_limit: 
     tree, and leaves no process behind. It gets one SIGINT (a clean stop) on Ctrl+C here, after
     `time_limit`, and, with `stop_after=(pattern, seconds)`, `seconds` after its first output
     line that matches `pattern` (for programs whose own time limit does not work)."""
+    started = time.monotonic()
     proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                             errors="replace", start_new_session=True,
@@ -491,7 +514,7 @@ def run_watched(command: list[str], env: dict[str, str], cwd: Path, time_limit: 
             _stop(proc)
         _reap([p for pid, p in tree.items() if pid != proc.pid])
         reader.join(timeout=5)
-    return Finished(proc.returncode, lines, usage.peak_mib(), times, usage.cpu_samples)
+    return Finished(proc.returncode, lines, usage.peak_mib(), times, usage.cpu_samples, started)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -582,6 +605,29 @@ def add_cpu_per_frame(result: Result, pattern: re.Pattern, finished: Finished,
                                            for role in order if role in roles}
 
 
+def add_time_to_target(result: Result, frames: re.Pattern, returns: re.Pattern,
+                       finished: Finished, target: float | None) -> None:
+    """Sets `result`'s seconds from process start to the first line whose average return
+    (`returns`' group 1) is `target` or more, and the env frames of the latest line matching
+    `frames` (group 1) up to it; leaves them None without a target or if it was not reached."""
+    if target is None:
+        return
+    latest = 0
+    for line, arrived in zip(finished.lines, finished.times):
+        text = _strip_ansi(line)
+        if (match := frames.search(text)) is not None:
+            latest = int(match.group(1))
+        if (match := returns.search(text)) is None:
+            continue
+        try:
+            value = float(match.group(1))
+        except ValueError:  # "n/a" before the first episode ends
+            continue
+        if value >= target:
+            result.seconds_to_target, result.frames_at_target = arrived - finished.started, latest
+            return
+
+
 def _float_or_none(text: str | None) -> float | None:
     try:
         value = float(text) if text is not None else None
@@ -595,6 +641,7 @@ _ASYNCRL_SUMMARY = re.compile(r"Stopped: .*?(\d+) env steps in ([\d.]+) s \(([\d
                               r"this run\)")
 _ASYNCRL_STATUS = re.compile(r"env_steps=\d+ fps=(\S+) .* policy_lag=(\S+)(?: versions \((\S+) SGD steps)?")
 _ASYNCRL_FRAMES = re.compile(r"env_steps=(\d+) fps=")
+_ASYNCRL_RETURN = re.compile(r" avg_return=(\S+) \(last")
 
 
 def run_asyncrl(plan: Plan, workdir: Path) -> Result:
@@ -607,6 +654,7 @@ def run_asyncrl(plan: Plan, workdir: Path) -> Result:
     result = asyncrl_result(finished.lines, finished.returncode, finished.times)
     result.command, result.peak_rss_mib = command, finished.peak_rss_mib
     add_cpu_per_frame(result, _ASYNCRL_FRAMES, finished)
+    add_time_to_target(result, _ASYNCRL_FRAMES, _ASYNCRL_RETURN, finished, plan.target_return)
     return result
 
 
@@ -834,6 +882,7 @@ _SF_SUMMARY = re.compile(r"Collected \{(?:0: (\d+))?\}, FPS: ([\d.]+)")
 _SF_STATUS = re.compile(r"Fps is \(10 sec: (\S+), .* Policy #0 lag: \(min: \S+, avg: ([-\d.]+)")
 _SF_FRAMES = re.compile(r"Fps is \(.*\)\. Total num frames: (\d+)")
 # Logged when its main loop starts, which is when its FPS clock starts.
+_SF_RETURN = re.compile(r"Avg episode reward: \[\(0, '(\S+)'\)")
 _SF_START = re.compile(r"Starting all processes")
 
 
@@ -910,6 +959,7 @@ def run_sample_factory(plan: Plan, workdir: Path) -> Result:
     result = sf_result(finished.lines, finished.returncode, finished.times)
     result.command, result.peak_rss_mib = command, finished.peak_rss_mib
     add_cpu_per_frame(result, _SF_FRAMES, finished, by_role=False)  # its names are not asyncrl's
+    add_time_to_target(result, _SF_FRAMES, _SF_RETURN, finished, plan.target_return)
     return result
 
 
@@ -989,6 +1039,7 @@ def report(plan: Plan, results: list[Result]) -> dict[str, Any]:
     return {
         "env": plan.env, "seconds": plan.seconds, "num_workers": plan.num_workers,
         "num_envs_per_worker": plan.num_envs_per_worker, "asyncrl_args": plan.train_args,
+        "target_return": plan.target_return,
         "cpu_count": os.cpu_count(), "usable_cores": cores, "date": time.strftime("%Y-%m-%d"),
         "results": {r["system"]: r for r in rows},
     }
@@ -1002,13 +1053,23 @@ def format_table(summary: dict[str, Any]) -> str:
         whole, steady = r[f"ratio_to_{to}"], r[f"after_startup_ratio_to_{to}"]
         return num(whole, ".2f") if steady is None else f"{num(whole, '.2f')} ({steady:.2f})"
 
+    target = summary.get("target_return")
+
+    def to_target(r: dict[str, Any]) -> str:
+        if r["system"] in ("raw stepping", "learner limit"):
+            return "-"
+        if r["seconds_to_target"] is None:
+            return "not reached"
+        return f"{r['seconds_to_target']:.0f} s ({r['frames_at_target']:,} frames)"
+
     header = ("system", "env frames/s", "after start-up", "x raw", "asyncrl/SF", "asyncrl/limit",
-              "last 10 s", "lag (versions)", "lag (SGD steps)", "CPU us/frame", "peak RSS (MiB)")
+              "last 10 s", "lag (versions)", "lag (SGD steps)", "CPU us/frame", "peak RSS (MiB)",
+              *([f"return {target:g} at"] if target is not None else []))
     body = []
     for r in summary["results"].values():
         if r["error"]:
             body.append((r["system"], "failed", "", "", "", "", "", "", "", "",
-                         num(r["peak_rss_mib"], ".0f")))
+                         num(r["peak_rss_mib"], ".0f"), *([""] if target is not None else [])))
             continue
         body.append((r["system"], num(r["env_frames_per_sec"], ",.0f"),
                      num(r["after_startup_frames_per_sec"], ",.0f"),
@@ -1016,7 +1077,8 @@ def format_table(summary: dict[str, Any]) -> str:
                      ratios(r, "learner_limit"),
                      num(r["last_10s_frames_per_sec"], ",.0f"), num(r["policy_lag_versions"], ".1f"),
                      num(r["policy_lag_sgd_steps"], ".1f"),
-                     num(r["cpu_us_per_frame"], ".1f"), num(r["peak_rss_mib"], ".0f")))
+                     num(r["cpu_us_per_frame"], ".1f"), num(r["peak_rss_mib"], ".0f"),
+                     *([to_target(r)] if target is not None else [])))
     widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
                        enumerate(zip(row, widths))) for row in (header, *body)]

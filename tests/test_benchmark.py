@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from asyncrl.benchmark import (NO_STEP_LIMIT, SF_ATARI, SF_DOOM, SF_GYM, CpuSample, Finished,
-                               Result, SfUnavailable, _ASYNCRL_FRAMES, action_sampler,
-                               add_cpu_per_frame, asyncrl_result, cpu_seconds_between,
+                               Result, SfUnavailable, _ASYNCRL_FRAMES, _ASYNCRL_RETURN, _SF_FRAMES,
+                               _SF_RETURN, _name_for_role, action_sampler, add_cpu_per_frame,
+                               add_time_to_target, asyncrl_result, cpu_seconds_between,
                                format_table, main, make_plan, random_obs, report,
                                run_learner_limit, sf_arguments, sf_atari_name, sf_device,
                                sf_example, sf_result)
@@ -67,6 +68,8 @@ def test_short_run_reports_raw_and_asyncrl_frames_per_second(tmp_path):
     (["--num_workers=3", "--", "--num_workers=2"], "disagree"),
     (["--", "--batch_size=100"], "multiple of --rollout"),
     (["--json", "/no/such/folder/out.json"], "does not exist"),
+    (["--target_return=nan"], "not a finite number"),
+    (["--target_return=high"], "not a number"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
     assert main(argv) == 2
@@ -256,6 +259,64 @@ def test_cpu_per_frame_in_the_steady_window():
         ours["cpu_bound_frames_per_sec"] / 1000.0)
     table = format_table(summary)
     assert "1400.0" in table and "learner 750.0, policy workers 125.0" in table
+
+
+def test_time_to_a_target_return_counts_from_process_start_for_both_systems():
+    ours = ["[10:00:00] I env_steps=0 fps=0 agent_steps=0 avg_return=n/a (last 0 of 0 episodes)\n",
+            "[10:00:05] I env_steps=4096 fps=800 agent_steps=1024 avg_return=-1.2 (last 30 of 30 "
+            "episodes) policy_version=3\n",
+            "[10:00:10] I env_steps=98304 fps=2200 agent_steps=24576 avg_return=0.5 (last 100 of "
+            "900 episodes) policy_version=90\n",
+            "[10:00:15] I env_steps=120000 fps=2200 agent_steps=30000 avg_return=0.7 (last 100 of "
+            "1000 episodes)\n"]
+    finished = Finished(0, ours, None, [108.0, 113.0, 158.6, 163.0], started=100.0)
+    result = Result("asyncrl")
+    add_time_to_target(result, _ASYNCRL_FRAMES, _ASYNCRL_RETURN, finished, 0.5)
+    assert (result.seconds_to_target, result.frames_at_target) == (pytest.approx(58.6), 98304)
+    never = Result("asyncrl")
+    add_time_to_target(never, _ASYNCRL_FRAMES, _ASYNCRL_RETURN, finished, 0.8)
+    add_time_to_target(result, _ASYNCRL_FRAMES, _ASYNCRL_RETURN, finished, None)
+    assert never.seconds_to_target is None and never.frames_at_target is None
+
+    # Sample Factory prints its frames and its average reward on two lines
+    theirs = ["[2026-12-04 13:00:00,000][1] Fps is (10 sec: 1300.0, 60 sec: 1300.0, 300 sec: "
+              "1300.0). Total num frames: 200704. Throughput: 0: 1300.0. Samples: 50176. Policy #0 "
+              "lag: (min: 0.0, avg: 1.5, max: 3.0)\n",
+              "[2026-12-04 13:00:00,001][1] Avg episode reward: [(0, '0.498')]\n",
+              "[2026-12-04 13:00:05,000][1] Fps is (10 sec: 1300.0, 60 sec: 1300.0, 300 sec: "
+              "1300.0). Total num frames: 206848. Throughput: 0: 1300.0. Samples: 51712. Policy #0 "
+              "lag: (min: 0.0, avg: 1.5, max: 3.0)\n",
+              "[2026-12-04 13:00:05,001][1] Avg episode reward: [(0, '0.512')]\n"]
+    finished = Finished(2, theirs, None, [320.0, 320.0, 325.0, 325.1], started=100.0)
+    result = Result("Sample Factory 2.1.1")
+    add_time_to_target(result, _SF_FRAMES, _SF_RETURN, finished, 0.5)
+    assert (result.seconds_to_target, result.frames_at_target) == (pytest.approx(225.1), 206848)
+
+    summary = report(make_plan(["--target_return=0.5"]), [
+        Result("asyncrl", env_frames_per_sec=2000.0, seconds_to_target=58.6,
+               frames_at_target=98304),
+        Result("Sample Factory 2.1.1", env_frames_per_sec=1000.0)])
+    rows = [re.split(r"\s{2,}", line.strip()) for line in format_table(summary).splitlines()]
+    assert rows[0][-1] == "return 0.5 at"
+    assert rows[2][-1] == "59 s (98,304 frames)" and rows[3][-1] == "not reached"
+    assert summary["target_return"] == 0.5
+
+
+def test_processes_an_env_starts_count_with_their_rollout_worker():
+    class Proc:
+        def __init__(self, name, parent=None):
+            self._name, self._parent = name, parent
+
+        def name(self):
+            return self._name
+
+        def parent(self):
+            return self._parent
+
+    worker = Proc("asyncrl-rw1")
+    assert _name_for_role(Proc("vizdoom", worker)) == "asyncrl-rw1"
+    assert _name_for_role(Proc("python", Proc("bash"))) == "python"
+    assert _name_for_role(worker) == "asyncrl-rw1"
 
 
 @pytest.mark.parametrize("space", [
