@@ -21,7 +21,7 @@ pytest.importorskip("ale_py")
 pytest.importorskip("envpool")
 
 BACKEND = ("--batched_sampling=true", "--env_backend=envpool")
-# The Atari family preset's life episodes and sign rewards, which the backend does not do yet.
+# Without the Atari family preset's life episodes and sign rewards: the raw game.
 ATARI_GAMES = ("--episodic_life=false", "--clip_reward_sign=false",
                "--use_record_episode_statistics=false")
 ENVPOOL = (*BACKEND, *ATARI_GAMES)
@@ -82,6 +82,48 @@ def test_same_actions_give_the_same_frames_within_one_grey_level(monkeypatch, ga
             differing.append(np.count_nonzero(difference) / difference.size)
         assert terminated, "a game played with random actions ends within 3000 steps"
         assert np.mean(differing) < 1e-3
+    finally:
+        builtin.close()
+        pool.close()
+
+
+def test_life_episodes_sign_rewards_and_the_game_score_are_those_of_the_builtin_family(monkeypatch):
+    fixed_starts(monkeypatch)
+    argv = ("--env=atari_breakout", "--seed=0")  # the family preset: life episodes, sign rewards
+    cfg = cfg_of(*argv)
+    assert cfg.episodic_life and cfg.clip_reward_sign and cfg.use_record_episode_statistics
+    builtin = find_env_family(cfg.env).make_env(cfg.env, cfg, 0)
+    pool = vector_of(cfg_of(*argv, *BACKEND))
+    try:
+        builtin.reset(seed=0)
+        pool.reset()
+        rng = np.random.default_rng(0)
+        terminated, score, steps, clipped = False, 0.0, 0, set()
+        while not terminated:  # the same game up to the first life lost
+            action = int(rng.integers(builtin.action_space.n))
+            ours, reward, terminated, truncated, info = builtin.step(action)
+            theirs, rewards, terminateds, truncateds, infos = pool.step(np.array([action]))
+            assert (reward, terminated, truncated) == (rewards[0], terminateds[0], truncateds[0])
+            assert np.abs(ours.astype(np.int16) - theirs[0]).max() <= 1
+            score, steps = score + float(infos["reward"][0]), steps + 1
+            clipped.add(float(rewards[0]))
+        assert "episode" not in info and "episode" not in infos  # the game goes on
+        # From here the lives restart differently (documented); the pool plays on alone.
+        lives_lost = 1
+        for _ in range(5000):
+            theirs, rewards, terminateds, truncateds, infos = pool.step(
+                np.array([int(rng.integers(4))]))
+            score, steps = score + float(infos["reward"][0]), steps + 1
+            clipped.add(float(rewards[0]))
+            if "episode" in infos:
+                break
+            lives_lost += int(terminateds[0])
+        assert infos["_episode"][0] and infos["terminated"][0]
+        assert lives_lost == 4  # of Breakout's 5 lives; losing the last ends the game
+        assert clipped <= {-1.0, 0.0, 1.0}
+        # The whole game's score (unclipped) and its length in agent steps
+        assert (infos["episode"]["r"][0], infos["episode"]["l"][0]) == (score, steps)
+        assert score > 0
     finally:
         builtin.close()
         pool.close()
@@ -158,11 +200,10 @@ def test_the_time_limit_counts_agent_steps_and_truncated_episodes_keep_their_las
 @pytest.mark.parametrize("argv, message", [
     (["--env=atari_pong", "--env_backend=envpool"], "needs --batched_sampling=True"),
     (["--env=CartPole-v1", *BACKEND], "(env family cartpole) has no EnvPool backend"),
-    (["--env=atari_pong", *BACKEND], "does not end episodes on a lost life or clip rewards"),
+    (["--env=atari_pong", *BACKEND, "--use_record_episode_statistics=false"],
+     "needs --use_record_episode_statistics=True"),
     (["--env=atari_pong", *ENVPOOL, "--env_kwargs=obs_type=rgb"],
      "obs_type is not taken with --env_backend=envpool"),
-    (["--env=atari_pong", *ENVPOOL, "--use_record_episode_statistics=true"],
-     "EnvPool counts no emulator frames"),
 ])
 def test_what_envpool_cannot_do_is_one_line_before_the_run(argv, message, tmp_path, capsys):
     assert train.main([*argv, f"--train_dir={tmp_path}", "--experiment=x"]) == 2
@@ -193,7 +234,8 @@ def test_threads_are_the_workers_share_of_the_cores(monkeypatch):
 
 
 def test_tiny_pong_training_run_with_envpool_ends_by_itself(tmp_path):
-    argv = ["--env=atari_pong", f"--train_dir={tmp_path}", "--experiment=pong", *ENVPOOL]
+    # the family preset's life episodes, sign rewards and game scores
+    argv = ["--env=atari_pong", f"--train_dir={tmp_path}", "--experiment=pong", *BACKEND]
     assert train.main([*argv, "--serial_mode=true", "--num_workers=1", "--num_envs_per_worker=4",
                        "--worker_num_splits=2", "--rollout=16", "--batch_size=32",
                        "--num_batches_per_epoch=1", "--train_for_env_steps=512"]) == 0

@@ -13,8 +13,13 @@ asyncrl's parameters map onto EnvPool's config:
     max_num_frames_per_episode (-> max_episode_steps = frames // env_frameskip: 27,000 agent
     steps for ALE's 108,000 frames); the seed of env i is --seed + i (random without --seed);
     --pixel_format=HWC transposes the pool's [stack, 84, 84] observations.
-Rewards are never clipped here (asyncrl clips after the env vector, --reward_clip), so the
-episode returns are the game's score.
+--episodic_life -> episodic_life: a lost life ends the episode (terminated); the pool's next
+    step resets the life (its action is ignored, as asyncrl's vector expects of the step after
+    an episode's end) and the game goes on;
+--clip_reward_sign -> reward_clip (rewards -1, 0, +1);
+--use_record_episode_statistics: the game's score (the pool's unclipped info["reward"]) and its
+    length in agent steps reported as gymnasium's RecordEpisodeStatistics reports them, at the
+    game's end (info["terminated"]) or time limit, not at each lost life.
 
 Differences from the built-in preprocessing (envs/atari.py; docs/atari.md shows them measured):
   - at reset EnvPool presses FIRE for one frame in place of the last no-op, where the built-in
@@ -27,12 +32,16 @@ Differences from the built-in preprocessing (envs/atari.py; docs/atari.md shows 
     skip when the game ends within one (the built-in family shows the last frame): it is never
     learnt from (the episode is over);
   - the time limit counts agent steps from the reset, the built-in one emulator frames from the
-    game's start (no-ops and FIRE included).
+    game's start (no-ops and FIRE included);
+  - after a lost life the built-in EpisodicLife steps one no-op (and FireReset presses FIRE in
+    games that need it) and the frame stack starts again from the new screen; EnvPool resets
+    the life its own way, takes no time step for it and keeps the frames of the stack.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from functools import lru_cache
 from types import ModuleType
 from typing import Any, Callable
@@ -77,16 +86,10 @@ def envpool_config(family_name: str, env_name: str, cfg: Any) -> tuple[str, dict
     if not cfg.batched_sampling:
         raise UserError("--env_backend=envpool steps the envs of each split as one vector: it "
                         "needs --batched_sampling=True")
-    if cfg.episodic_life or cfg.clip_reward_sign:
-        raise UserError("--env_backend=envpool does not end episodes on a lost life or clip "
-                        "rewards to their sign yet (the Atari family's preset does both): add "
-                        "--episodic_life=False --clip_reward_sign=False "
-                        "--use_record_episode_statistics=False")
-    if cfg.use_record_episode_statistics:
-        raise UserError("--use_record_episode_statistics=True with --env_backend=envpool: EnvPool "
-                        "counts no emulator frames for the episode lengths; leave it False (the "
-                        "returns asyncrl sums are the game's score: EnvPool clips no rewards here)")
-    from asyncrl.envs.atari import NOOP_MAX, PREFIX, SCREEN_SIZE, ale_env_id
+    from asyncrl.envs.atari import (NOOP_MAX, PREFIX, SCREEN_SIZE, ale_env_id,
+                                    check_game_score_reporting)
+
+    check_game_score_reporting(cfg)
 
     import_envpool()
     ale_id = ale_env_id(env_name)  # 'ALE/Pong-v5'
@@ -101,8 +104,8 @@ def envpool_config(family_name: str, env_name: str, cfg: Any) -> tuple[str, dict
         "stack_num": cfg.env_framestack,
         "noop_max": NOOP_MAX,
         "use_fire_reset": True,
-        "episodic_life": False,
-        "reward_clip": False,
+        "episodic_life": bool(cfg.episodic_life),
+        "reward_clip": bool(cfg.clip_reward_sign),
         "img_height": SCREEN_SIZE,
         "img_width": SCREEN_SIZE,
         "gray_scale": True,
@@ -138,17 +141,25 @@ def pool_threads(num_envs: int, num_workers: int) -> int:
 class EnvPoolVector(gym.vector.VectorEnv):
     """An EnvPool instance as a gymnasium VectorEnv with batched spaces (EnvPool's own spaces are
     those of one env) and "next step" autoreset. EnvPool seeds its envs when it is made, so a
-    reset with another seed makes the pool again with that seed."""
+    reset with another seed makes the pool again with that seed.
+
+    With `record_statistics` each game's score and length are in info['episode'] at its end,
+    whether or not a lost life ends an episode."""
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
     def __init__(self, make_pool: Callable[[int], Any], num_envs: int, seed: int,
-                 channels_last: bool):
+                 channels_last: bool, record_statistics: bool = False):
         self._make_pool = make_pool
         self._seed = seed
         self.pool = make_pool(seed)
         self.num_envs = num_envs
         self._channels_last = channels_last
+        self._record_statistics = record_statistics
+        self._game_over = np.zeros(num_envs, dtype=bool)  # the next step is the pool's reset
+        self._scores = np.zeros(num_envs)  # the running game's score, length and start
+        self._lengths = np.zeros(num_envs, dtype=np.int64)
+        self._starts = np.full(num_envs, time.perf_counter())
         space = self.pool.observation_space
         if channels_last:
             space = gym.spaces.Box(np.moveaxis(space.low, 0, -1), np.moveaxis(space.high, 0, -1),
@@ -169,11 +180,31 @@ class EnvPoolVector(gym.vector.VectorEnv):
             self._seed = seed
             self.pool = self._make_pool(seed)
         obs, info = self.pool.reset()
+        self._game_over[:] = False
+        self._scores[:], self._lengths[:], self._starts[:] = 0.0, 0, time.perf_counter()
         return self._obs(obs), info
 
     def step(self, actions: Any):
         obs, rewards, terminated, truncated, info = self.pool.step(np.asarray(actions))
+        if self._record_statistics:
+            self._record(info, info["terminated"].astype(bool) | truncated)
         return self._obs(obs), rewards, terminated, truncated, info
+
+    def _record(self, info: dict[str, Any], game_over: np.ndarray) -> None:
+        """Adds the step to each game's score and length (the pool's reset step after a game's
+        end starts the next game; a life's reset counts, as the built-in family's no-op) and puts the games that ended in info['episode'] (return,
+        length, seconds; RecordEpisodeStatistics' keys) with its mask info['_episode']."""
+        now = time.perf_counter()
+        restarted = self._game_over
+        self._scores[restarted], self._lengths[restarted], self._starts[restarted] = 0.0, 0, now
+        playing = ~restarted
+        self._scores[playing] += info["reward"][playing]
+        self._lengths[playing] += 1
+        self._game_over = game_over
+        if game_over.any():
+            info["episode"] = {"r": self._scores.copy(), "l": self._lengths.copy(),
+                               "t": np.round(now - self._starts, 6)}
+            info["_episode"] = game_over.copy()
 
     def close_extras(self, **kwargs: Any) -> None:
         self.pool.close()
@@ -194,4 +225,5 @@ def make_envpool_vector_env(family_name: str, env_name: str, cfg: Any, first_env
         seed = int(np.random.default_rng().integers(2 ** 31 - num_envs))
     else:
         seed = cfg.seed + first_env_index
-    return EnvPoolVector(make_pool, num_envs, seed, channels_last=cfg.pixel_format == "HWC")
+    return EnvPoolVector(make_pool, num_envs, seed, channels_last=cfg.pixel_format == "HWC",
+                         record_statistics=cfg.use_record_episode_statistics)
