@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncrl
 from asyncrl.config.config import ConfigBase
-from asyncrl.config.parser import ParsedArgs
+from asyncrl.envs.command_line import ParsedArgs
 from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint
 from asyncrl.experiment.layout import (CHECKPOINT_DIR, CONFIG_FILE, CONSOLE_FILE, FINISHED_FILE,
                                        LOG_FILE, policy_checkpoint_dir)

@@ -9,7 +9,7 @@ from helpers.harness import collect
 
 from asyncrl.algo.learner import Learner
 from asyncrl.algo.trajectories import Trajectories
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.learner_worker import add_truncation_bootstrap
 from asyncrl.runtime.rollout_worker import worker_env_indices
@@ -117,7 +117,7 @@ def _learner_worker(cfg, buffers, tmp_path, resume_state=None):
     from signal_slot.signal_slot import EventLoop
 
     from asyncrl.experiment.checkpoint import CheckpointManager
-    from asyncrl.pbt.population import hyperparameters_of
+    from asyncrl.config.hyperparameters import hyperparameters_of
     from asyncrl.runtime.buffers import SharedWeights
     from asyncrl.runtime.learner_worker import LearnerWorker
 

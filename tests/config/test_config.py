@@ -11,7 +11,7 @@ import pytest
 from helpers import REPO
 
 from asyncrl.config.params import PARAMS, Param
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.config.validate import resolved_recurrence
 from asyncrl.envs.registry import EnvFamily, register_env_family, _FAMILIES
 from asyncrl.envs.gym_envs import CARTPOLE_DEFAULTS, make_gym_env

@@ -13,7 +13,7 @@ import yaml
 from helpers import REPO
 
 from asyncrl import train
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.atari import ATARI_DEFAULTS
 from asyncrl.envs.gym_envs import CARTPOLE_DEFAULTS
 from asyncrl.envs.vizdoom import DOOM_DEFAULTS

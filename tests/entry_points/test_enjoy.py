@@ -128,7 +128,7 @@ def test_envs_that_cannot_render_are_one_line_errors():
 @pytest.mark.slow
 def test_mujoco_renders_off_screen():
     pytest.importorskip("mujoco")
-    from asyncrl.config.parser import parse_args
+    from asyncrl.envs.command_line import parse_args
 
     video.check_video_support()  # MuJoCo renders with EGL: no display needed
     parsed = parse_args(["--env=mujoco_halfcheetah"], scope="enjoy", prog="test")

@@ -13,7 +13,7 @@ from helpers.harness import collect
 from helpers.training_process import finish, start
 
 from asyncrl import enjoy, train
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.spaces import action_layout
 from asyncrl.envs.vector import EnvVector
 from asyncrl.experiment.checkpoint import load_checkpoint

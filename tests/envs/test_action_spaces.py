@@ -13,7 +13,7 @@ from helpers.harness import collect
 
 from asyncrl import enjoy, train
 from asyncrl.algo.learner import Learner
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.spaces import action_layout
 from asyncrl.envs.vector import BatchedEnvVector, EnvVector
 from asyncrl.experiment.checkpoint import load_checkpoint

@@ -9,7 +9,7 @@ import torch
 from helpers.harness import collect
 
 from asyncrl.algo.learner import Learner
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.vector import BatchedEnvVector, EnvFailureLimit
 from asyncrl.utils.errors import UserError
 

@@ -8,7 +8,7 @@ import pytest
 
 from helpers.install_hints import assert_train_names_extra
 
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.registry import make_env, make_vector_env
 from asyncrl.utils.errors import UserError
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from asyncrl import train
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.env_kwargs import parse_env_kwargs
 from asyncrl.envs.registry import make_env, make_vector_env
 from asyncrl.utils.errors import UserError

@@ -10,7 +10,7 @@ import pytest
 
 from helpers import HELPERS, REPO
 
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.plot import read_curve
 from asyncrl.utils.errors import UserError

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from asyncrl import benchmark, train
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs import atari, envpool_backend
 from asyncrl.envs.registry import find_env_family, make_vector_env
 from asyncrl.envs.vector import BatchedEnvVector

@@ -8,7 +8,7 @@ import pytest
 from helpers.install_hints import assert_train_names_extra
 
 from asyncrl import train
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs import mujoco
 from asyncrl.envs.registry import find_env_family
 from asyncrl.experiment.checkpoint import load_checkpoint

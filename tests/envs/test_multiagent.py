@@ -7,7 +7,7 @@ import torch
 from helpers.harness import collect
 from helpers.training_process import finish, start
 
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.rendezvous import Rendezvous
 from asyncrl.envs.vector import EnvVector
 from asyncrl.experiment.checkpoint import load_checkpoint

@@ -13,7 +13,7 @@ from helpers import HELPERS
 from helpers.training_process import finish, start
 
 from asyncrl import enjoy
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.observations import dropped_keys_warning, obs_layout
 from asyncrl.envs.vector import EnvVector
 from asyncrl.experiment.checkpoint import load_checkpoint

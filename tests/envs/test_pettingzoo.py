@@ -15,7 +15,7 @@ from helpers.install_hints import assert_train_names_extra
 from helpers.training_process import finish, start
 
 from asyncrl.algo.learner import Learner
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.pettingzoo import ParallelEnvAdapter
 from asyncrl.envs.registry import make_env
 from asyncrl.envs.vector import EnvVector

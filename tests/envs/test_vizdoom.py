@@ -15,7 +15,7 @@ from helpers import REPO
 from helpers.install_hints import assert_train_names_extra
 
 from asyncrl import enjoy, train
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs import vizdoom as doom
 from asyncrl.envs.registry import env_frames_per_step, find_env_family
 from asyncrl.experiment.checkpoint import load_checkpoint

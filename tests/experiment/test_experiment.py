@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from asyncrl import enjoy, train
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.experiment.experiment import prepare_experiment
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from asyncrl.config.params import PARAMS
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.model.conv import CONV_ARCHITECTURES, ConvEncoder
 from asyncrl.model.encoders import MlpEncoder

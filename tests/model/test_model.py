@@ -10,7 +10,7 @@ import torch
 
 from helpers import REPO
 
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.model import core, decoders, encoders
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.model.normalization import RunningMeanStd

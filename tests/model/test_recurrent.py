@@ -11,7 +11,7 @@ from helpers.harness import collect
 from asyncrl import train
 from asyncrl.algo.learner import Learner
 from asyncrl.algo.trajectories import from_sequences, to_sequences
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.learner_worker import add_truncation_bootstrap

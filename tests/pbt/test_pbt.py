@@ -184,10 +184,10 @@ def test_a_replaced_policy_becomes_its_source_and_drops_its_former_experience(tm
 
     from helpers.harness import collect
 
-    from asyncrl.config.parser import parse_args
+    from asyncrl.envs.command_line import parse_args
     from asyncrl.experiment.checkpoint import CheckpointManager, save_checkpoint_atomic
     from asyncrl.model.actor_critic import ActorCritic
-    from asyncrl.pbt.population import hyperparameters_of
+    from asyncrl.config.hyperparameters import hyperparameters_of
     from asyncrl.runtime.buffers import SharedWeights
     from asyncrl.runtime.learner_worker import LearnerWorker
 
@@ -233,8 +233,9 @@ def test_a_replaced_policy_becomes_its_source_and_drops_its_former_experience(tm
 
 
 def test_population_rounds_are_reproducible_and_follow_their_clock(tmp_path):
-    from asyncrl.config.parser import parse_args
-    from asyncrl.pbt.population import Population, initial_hyperparameters
+    from asyncrl.envs.command_line import parse_args
+    from asyncrl.config.hyperparameters import initial_hyperparameters
+    from asyncrl.pbt.population import Population
 
     cfg = parse_args(["--env=CartPole-v1", "--num_policies=4", "--with_pbt=True", "--seed=7",
                       "--pbt_start_mutation=100", "--pbt_period_env_steps=50",

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from asyncrl import train
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.vector import EnvVector
 from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.model.actor_critic import ActorCritic

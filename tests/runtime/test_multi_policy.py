@@ -10,7 +10,7 @@ import torch
 from helpers.training_process import finish, start
 
 from asyncrl import enjoy, plot
-from asyncrl.config.parser import parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.config.validate import validate_for_env
 from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.runtime.rollout_worker import row_policies
