@@ -1,6 +1,6 @@
 """Command line -> parameters, generated from the parameter table (config/params.py), with the
-parameters and defaults of an env family (`FamilyParams`) when there is one; asyncrl/envs/
-command_line.py finds the family of a command line's --env and parses it with these.
+parameters and defaults of an env family (`FamilyParams`) when there is one. `parse_args`
+(envs/command_line.py) finds the family of a command line's --env and parses it with these.
 
 Resolution order of a value: table default < env family default override < preset file
 (`--config=preset.yaml`) < command line. (Resuming an experiment puts its stored config.json
@@ -54,7 +54,7 @@ def family_defaults(params: Sequence[Param], family: FamilyParams | None) -> dic
 
 def build_argparser(params: Sequence[Param], defaults: dict[str, Any], prog: str) -> OneLineParser:
     parser = OneLineParser(prog=prog, allow_abbrev=False, add_help=False,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-h", "--help", action="store_true", default=argparse.SUPPRESS,
                         help="Show this help (with --env: including that env's parameters)")
     parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
