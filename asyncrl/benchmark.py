@@ -41,8 +41,9 @@ import gymnasium as gym
 import numpy as np
 import psutil
 
-from asyncrl.config.parser import _FALSE, _TRUE, _Parser, parse_args
+from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.registry import env_frames_per_step, find_env_family, make_vector_env
+from asyncrl.utils.arguments import OneLineParser, parse_bool
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.processes import die_with_parent, prepare_child_process
 
@@ -123,16 +124,8 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in _TRUE:
-        return True
-    if text.lower() in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (use true/false or 1/0)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m asyncrl.benchmark", allow_abbrev=False,
         usage="python -m asyncrl.benchmark [options] [-- asyncrl train parameters]",
         description="Env frames per second of raw env stepping, asyncrl training and optionally "
@@ -158,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "packages: ale-py for Atari, vizdoom for doom_*), used instead of the cached virtual environment: for a "
                              "machine without internet access or with its own CUDA build of "
                              "torch (default: install into the cached one)")
-    parser.add_argument("--sf_batched_sampling", type=_bool, default=None, metavar="BOOL",
+    parser.add_argument("--sf_batched_sampling", type=parse_bool, default=None, metavar="BOOL",
                         help="Sample Factory's --batched_sampling (default: asyncrl's "
                              "--batched_sampling, so that both run the same configuration)")
     parser.add_argument("--target_return", type=_finite_float, default=None, metavar="X",

@@ -27,7 +27,7 @@ def evaluate(argv: Sequence[str] | None = None) -> list[EpisodeStats]:
     import torch
 
     from asyncrl.algo.learner import Learner
-    from asyncrl.config.parser import parse_args
+    from asyncrl.envs.command_line import parse_args
     from asyncrl.envs.registry import env_frames_per_step, find_env_family, make_env
     from asyncrl.envs.vector import EnvVector, EpisodeReporting
     from asyncrl.experiment.experiment import load_experiment_for_eval

@@ -20,6 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from asyncrl.utils.arguments import OneLineParser
 from asyncrl.utils.errors import UserError
 
 DEFAULT_TAG = "episode/return_avg"
@@ -159,15 +160,11 @@ def plot_curves(curves: Sequence[Curve], out: Path, x: str, tag: str) -> None:
         raise UserError(f"--out={out}: cannot write it ({e})") from None
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UserError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m asyncrl.plot", allow_abbrev=False,
-                     description="Learning curves of one or more experiments (overlaid, with a "
-                                 "legend) from their TensorBoard summaries, as an image.")
+    parser = OneLineParser(prog="python -m asyncrl.plot", allow_abbrev=False,
+                           description="Learning curves of one or more experiments (overlaid, "
+                                       "with a legend) from their TensorBoard summaries, as an "
+                                       "image.")
     parser.add_argument("experiments", nargs="+", metavar="EXPERIMENT",
                         help="An experiment folder, or an experiment name in --train_dir")
     parser.add_argument("--train_dir", default="train_dir",

@@ -14,7 +14,7 @@ log = logging.getLogger("asyncrl.train")
 
 def main(argv: Sequence[str] | None = None) -> int:
     setup_console_logging()
-    from asyncrl.config.parser import parse_args
+    from asyncrl.envs.command_line import parse_args
     from asyncrl.experiment.experiment import prepare_experiment
 
     experiment = None

@@ -1,4 +1,6 @@
-"""Command line -> parameters, generated from the parameter table (config/params.py).
+"""Command line -> parameters, generated from the parameter table (config/params.py), with the
+parameters and defaults of an env family (`FamilyParams`) when there is one. `parse_args`
+(envs/command_line.py) finds the family of a command line's --env and parses it with these.
 
 Resolution order of a value: table default < env family default override < preset file
 (`--config=preset.yaml`) < command line. (Resuming an experiment puts its stored config.json
@@ -11,64 +13,23 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import shlex
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
-from asyncrl.config.config import ConfigBase, check_value, make_config
+from asyncrl.config.config import check_value
 from asyncrl.config.params import PARAMS, Param
-from asyncrl.envs.registry import EnvFamily, find_env_family
+from asyncrl.utils.arguments import OneLineParser, parse_bool
 from asyncrl.utils.errors import UserError
 
-_TRUE = ("true", "1", "yes")
-_FALSE = ("false", "0", "no")
+class FamilyParams(Protocol):
+    """What the parser needs of an env family (asyncrl.envs.family.EnvFamily)."""
+
+    name: str
+    extra_params: tuple[Param, ...]
+    default_overrides: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class ParsedArgs:
-    """What one command line asked for, before any stored experiment config is applied."""
-
-    params: tuple[Param, ...]
-    family: EnvFamily
-    defaults: dict[str, Any]  # table defaults with the family's overrides
-    preset: dict[str, Any]  # the values of the --config file that apply to this entry point
-    preset_path: str | None  # the --config file as given
-    explicit: dict[str, Any]  # only the parameters written on the command line
-    command_line: str
-
-    def config(self, stored: dict[str, Any] | None = None) -> ConfigBase:
-        """Defaults, then a stored config (when resuming), then the preset file, then this
-        command line."""
-        values = dict(self.defaults)
-        if stored:
-            # A stored config holds every parameter of the version that wrote it: one it lacks is
-            # newer, and its table default is what that version did (a family preset may since
-            # have turned it on, as the Atari family did episodic_life).
-            values.update({p.name: p.default for p in self.params if p.name not in stored})
-            values.update({k: v for k, v in stored.items() if k in values})
-        values.update(self.preset)
-        values.update(self.explicit)
-        cfg = make_config(self.params, values)
-        from asyncrl.config.validate import validate_config
-
-        validate_config(cfg, self.family)
-        return cfg
-
-    def override_sources(self) -> dict[str, str]:
-        """Parameter -> where its value was given (the preset file or the command line)."""
-        sources = {name: f"--config={self.preset_path}" for name in self.preset}
-        sources.update({name: "the command line" for name in self.explicit})
-        return sources
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would print usage and exit; we want one line
-        raise UserError(message)
-
-
-def params_in_scope(scope: str, family: EnvFamily | None) -> tuple[Param, ...]:
+def params_in_scope(scope: str, family: FamilyParams | None) -> tuple[Param, ...]:
     params = [p for p in PARAMS if p.scope in ("all", scope)]
     if family is not None:
         names = {p.name for p in params}
@@ -79,7 +40,7 @@ def params_in_scope(scope: str, family: EnvFamily | None) -> tuple[Param, ...]:
     return tuple(params)
 
 
-def family_defaults(params: Sequence[Param], family: EnvFamily | None) -> dict[str, Any]:
+def family_defaults(params: Sequence[Param], family: FamilyParams | None) -> dict[str, Any]:
     defaults = {p.name: p.default for p in params}
     if family is not None:
         known = {p.name for p in PARAMS} | {p.name for p in family.extra_params}
@@ -91,9 +52,9 @@ def family_defaults(params: Sequence[Param], family: EnvFamily | None) -> dict[s
     return defaults
 
 
-def build_argparser(params: Sequence[Param], defaults: dict[str, Any], prog: str) -> _Parser:
-    parser = _Parser(prog=prog, allow_abbrev=False, add_help=False,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_argparser(params: Sequence[Param], defaults: dict[str, Any], prog: str) -> OneLineParser:
+    parser = OneLineParser(prog=prog, allow_abbrev=False, add_help=False,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-h", "--help", action="store_true", default=argparse.SUPPRESS,
                         help="Show this help (with --env: including that env's parameters)")
     parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
@@ -112,7 +73,7 @@ def build_argparser(params: Sequence[Param], defaults: dict[str, Any], prog: str
     return parser
 
 
-def _convert(param: Param, raw: Any) -> Any:
+def convert(param: Param, raw: Any) -> Any:
     if param.is_list:
         tokens = [t for item in raw for t in item.split(",") if t != ""]
         if param.optional and tokens == ["None"]:
@@ -127,11 +88,10 @@ def _convert(param: Param, raw: Any) -> Any:
 
 def _convert_scalar(param: Param, text: str) -> Any:
     if param.type is bool:
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise UserError(f"--{param.name}={text} is not a boolean (use true/false or 1/0)")
+        try:
+            return parse_bool(text)
+        except argparse.ArgumentTypeError:
+            raise UserError(f"--{param.name}={text} is not a boolean (use true/false or 1/0)") from None
     if param.type is int:
         try:
             return int(text)
@@ -151,7 +111,7 @@ def _convert_scalar(param: Param, text: str) -> Any:
     return text
 
 
-def _find_cli_value(argv: Sequence[str], name: str) -> str | None:
+def find_cli_value(argv: Sequence[str], name: str) -> str | None:
     """The last value of `--name` on a command line (argparse keeps the last one too)."""
     value = None
     for i, arg in enumerate(argv):
@@ -162,37 +122,7 @@ def _find_cli_value(argv: Sequence[str], name: str) -> str | None:
     return value
 
 
-def parse_args(argv: Sequence[str] | None, scope: str, prog: str) -> ParsedArgs:
-    """Parses a command line of `scope` ('train' or 'enjoy'). `--help` prints and exits 0."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    preset_path = _find_cli_value(argv, "config")
-    preset_file = read_preset_file(preset_path) if preset_path is not None else {}
-    env_name = _find_cli_value(argv, "env")
-    if env_name is None and "env" in preset_file:
-        env_name = _file_value(_ENV_PARAM, preset_file["env"], preset_path)
-    wants_help = any(a in ("-h", "--help") for a in argv)
-    family = find_env_family(env_name) if env_name is not None else None
-    params = params_in_scope(scope, family)
-    defaults = family_defaults(params, family)
-    preset = preset_values(preset_file, preset_path, scope, family) if preset_path else {}
-    parser = build_argparser(params, {**defaults, **preset}, prog)
-    if wants_help:
-        parser.print_help()
-        raise SystemExit(0)
-
-    namespace, unknown = parser.parse_known_args(argv)
-    if unknown:
-        raise UserError(_unknown_argument_message(unknown[0], params))
-    explicit = {p.name: _convert(p, getattr(namespace, p.name))
-                for p in params if hasattr(namespace, p.name)}
-    if env_name is None or family is None:
-        raise UserError("--env is required, e.g. --env=CartPole-v1 (or env: in the --config file)")
-    return ParsedArgs(params=params, family=family, defaults=defaults, preset=preset,
-                      preset_path=preset_path, explicit=explicit,
-                      command_line=shlex.join([prog, *argv]))
-
-
-def _unknown_argument_message(arg: str, params: Sequence[Param]) -> str:
+def unknown_argument_message(arg: str, params: Sequence[Param]) -> str:
     name = arg.split("=", 1)[0]
     if not name.startswith("--"):
         return f"unexpected argument {arg!r}: parameters are given as --name=value or --name value"
@@ -205,7 +135,7 @@ def _did_you_mean(name: str, params: Sequence[Param], prefix: str) -> str:
 
 
 # -- preset files (--config) --------------------------------------------------------------------
-_ENV_PARAM = next(p for p in PARAMS if p.name == "env")
+ENV_PARAM = next(p for p in PARAMS if p.name == "env")
 
 
 def read_preset_file(path: str) -> dict[str, Any]:
@@ -236,7 +166,7 @@ def read_preset_file(path: str) -> dict[str, Any]:
 
 
 def preset_values(data: dict[str, Any], path: str, scope: str,
-                  family: EnvFamily | None) -> dict[str, Any]:
+                  family: FamilyParams | None) -> dict[str, Any]:
     """Checks every value of a preset file like the command line does and returns those of this
     entry point's scope: a training preset also serves asyncrl.enjoy, which ignores its
     train-only parameters (and the other way round)."""
@@ -247,13 +177,13 @@ def preset_values(data: dict[str, Any], path: str, scope: str,
         if param is None:
             raise UserError(f"{path}: unknown parameter {name}"
                             f"{_did_you_mean(name, tuple(known.values()), '')}")
-        value = _file_value(param, raw, path)
+        value = file_value(param, raw, path)
         if param.scope in ("all", scope):
             values[name] = value
     return values
 
 
-def _file_value(param: Param, raw: Any, path: str) -> Any:
+def file_value(param: Param, raw: Any, path: str) -> Any:
     """A YAML value -> the parameter's value, with the command line's messages prefixed by the
     file's name. Strings go through the command line's conversion, so that what YAML 1.1 leaves
     as a string (3e-3, 1e6) or the command line's spellings (64,64, None) mean the same here."""
@@ -265,7 +195,7 @@ def _file_value(param: Param, raw: Any, path: str) -> Any:
         if param.name == "env_kwargs" and isinstance(raw, dict):
             raw = _json_object(raw)
         if isinstance(raw, str) and param.type is not str:
-            return _convert(param, [raw] if param.is_list else raw)
+            return convert(param, [raw] if param.is_list else raw)
         if param.is_list and isinstance(raw, list) and param.type is not str:
             raw = [_convert_scalar(param, item) if isinstance(item, str) else item for item in raw]
         return check_value(param, raw)

@@ -3,12 +3,10 @@ values derived from several parameters."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
+from asyncrl.config.hyperparameters import initial_hyperparameters
 from asyncrl.utils.errors import UserError
-
-if TYPE_CHECKING:
-    from asyncrl.envs.registry import EnvFamily
 
 
 def resolved_recurrence(cfg: Any) -> int:
@@ -19,9 +17,10 @@ def resolved_recurrence(cfg: Any) -> int:
     return cfg.recurrence
 
 
-def validate_config(cfg: Any, family: EnvFamily) -> None:
-    """Raises UserError with one line for the first inconsistent combination found; `family`
-    is the env family of cfg.env."""
+def validate_config(cfg: Any, check_env_family: Callable[[Any], None]) -> None:
+    """Raises UserError with one line for the first inconsistent combination found;
+    `check_env_family(cfg)` makes the checks of cfg.env's family (asyncrl/envs/command_line.py)
+    in their place among the others."""
     if cfg.num_envs_per_worker % cfg.worker_num_splits != 0:
         raise UserError(
             f"--num_envs_per_worker={cfg.num_envs_per_worker} must be divisible by "
@@ -49,29 +48,10 @@ def validate_config(cfg: Any, family: EnvFamily) -> None:
         _validate_population(cfg)
         _validate_evaluation(cfg)
     validate_for_env(cfg, agents_per_env=None)
-    _validate_env_kwargs(cfg, family)
-    if getattr(cfg, "env_backend", "builtin") == "envpool":  # a training parameter
-        from asyncrl.envs.envpool_backend import envpool_config
-
-        envpool_config(family.name, cfg.env, cfg)
+    check_env_family(cfg)
     if "/" in cfg.experiment or cfg.experiment in ("", ".", ".."):
         raise UserError(f"--experiment={cfg.experiment!r} must be a plain folder name "
                         "(no '/')")
-
-
-def _validate_env_kwargs(cfg: Any, family: EnvFamily) -> None:
-    """--env_kwargs (and --eval_env_kwargs) are well-formed, and the family passes them on: never
-    silently ignored."""
-    from asyncrl.envs.env_kwargs import parse_env_kwargs
-
-    for name in ("env_kwargs", "eval_env_kwargs"):
-        text = getattr(cfg, name, None)  # evaluation (asyncrl.enjoy) has no eval_env_kwargs
-        if text is None:
-            continue
-        parse_env_kwargs(text, name)
-        if not family.takes_env_kwargs:
-            raise UserError(f"--{name}: --env={cfg.env} (env family {family.name}) takes no "
-                            f"constructor keyword arguments; leave --{name} out (or None)")
 
 
 def _validate_evaluation(cfg: Any) -> None:
@@ -90,8 +70,6 @@ def _validate_population(cfg: Any) -> None:
     if cfg.pbt_perturb_min > cfg.pbt_perturb_max:
         raise UserError(f"--pbt_perturb_min={cfg.pbt_perturb_min} must not exceed "
                         f"--pbt_perturb_max={cfg.pbt_perturb_max}")
-    from asyncrl.pbt.population import initial_hyperparameters
-
     initial_hyperparameters(cfg)  # refuses malformed items
 
 

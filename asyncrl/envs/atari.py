@@ -42,7 +42,7 @@ from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker
 
 from asyncrl.config.params import Param
 from asyncrl.envs.env_kwargs import make_with_env_kwargs
-from asyncrl.envs.registry import FRAMESKIP_PARAMS
+from asyncrl.envs.family import FRAMESKIP_PARAMS
 from asyncrl.utils.errors import UserError
 
 PREFIX = "atari_"

@@ -223,7 +223,7 @@ def markdown(outcomes: Sequence[Outcome], command: str, seconds: float) -> str:
         "as a user runs it, in serial mode on a small recurrent model for two rollouts of 4 steps "
         "of 2 envs. An id either **trains** or is **refused** with a one-line error that names "
         "what is missing or not supported; none may end in a traceback (**failed**). "
-        "`tests/test_conformance.py` runs the sweep on a part of every package in CI and checks "
+        "`tests/envs/test_conformance.py` runs the sweep on a part of every package in CI and checks "
         "it against this page.",
         "",
         f"Command: `{command}` ({len(outcomes)} ids in {seconds / 60:.0f} minutes on "

@@ -19,8 +19,7 @@ from asyncrl.envs.env_kwargs import make_with_env_kwargs
 from asyncrl.envs.memory import MEMORY_DEFAULTS, MEMORY_PARAMS, NAME as MEMORY_NAME, make_memory_env
 from asyncrl.envs.mujoco import MUJOCO_DEFAULTS, make_mujoco_env, matches_mujoco, mujoco_names
 from asyncrl.envs.pettingzoo import make_pettingzoo_env, matches_pettingzoo
-from asyncrl.envs.registry import (FRAMESKIP_PARAMS, EnvFamily, import_module_of_env,
-                                   missing_extra_message)
+from asyncrl.envs.family import FRAMESKIP_PARAMS, EnvFamily, import_module_of_env, missing_extra_message
 from asyncrl.envs.rendezvous import RENDEZVOUS_DEFAULTS, RENDEZVOUS_NAME, make_rendezvous
 from asyncrl.envs.vizdoom import DOOM_DEFAULTS, doom_names, make_doom_env, matches_doom
 from asyncrl.utils.errors import UserError

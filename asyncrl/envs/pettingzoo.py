@@ -25,7 +25,7 @@ import numpy as np
 from gymnasium.vector.utils import batch_space, create_empty_array, iterate
 
 from asyncrl.envs.env_kwargs import make_with_env_kwargs
-from asyncrl.envs.registry import import_module_of_env, missing_extra_message
+from asyncrl.envs.family import import_module_of_env, missing_extra_message
 from asyncrl.utils.errors import UserError
 
 PREFIX = "pettingzoo:"

@@ -438,26 +438,10 @@ class EnvVector:
         if self.strict:
             error = sys.exc_info()[1]
             raise EnvRaised(f"{self.who(i)}: {what}() raised {exception_line(error)}") from None
-        self.failures[i] += 1
-        log.exception("env %d raised in %s (failure %d in a row): recreating it", i, what,
-                      self.failures[i])
-        if self.failures[i] > self.max_failures:
-            raise EnvFailureLimit(f"env {i} failed {self.failures[i]} times in a row in {what} "
-                                  f"(limit --max_consecutive_env_failures={self.max_failures})")
-        try:
-            self.envs[i].close()
-        except Exception:
-            log.warning("closing the failed env %d raised too", i, exc_info=True)
-        rows = self.rows_of(i)
-        self.rewards[rows] = 0.0
-        self.terminated[rows] = True  # the episode cannot continue: learn nothing past this step
-        self.truncated[rows] = False
-        self.accounts.cut(rows)
-        try:
-            self.envs[i] = self.make_env(i)
-            out = self.envs[i].reset()
-        except Exception:
-            return self._recreate(i, "creation")
+        _replace_failed(self, self.envs, i, what, f"env {i}", f"env {i}", f" in {what}",
+                        self.rows_of(i), lambda: self.make_env(i))
+
+    def _write_reset(self, i: int, out: Any) -> None:
         self._write_obs(i, checked_reset(out, self.who, i))
 
     def close(self) -> None:
@@ -534,7 +518,7 @@ class BatchedEnvVector:
         try:
             out = self.vectors[split].step(vector_actions)
         except Exception:
-            self._recreate(split)
+            self._recreate(split, "step")
             return StepResult(env_indices, np.zeros(0, dtype=np.int64),
                               {k: v[:0] for k, v in self.obs.items()}, [])
         obs, rewards, terminated, truncated, infos = checked_step(out, self._who_split, split)
@@ -581,36 +565,51 @@ class BatchedEnvVector:
                 self._step(indices, actions)
         self.accounts.unscored[:] = True
 
-    def _recreate(self, split: int) -> None:
-        self.failures[split] += 1
-        log.exception("the vector env of envs %d..%d raised in step (failure %d in a row): "
-                      "recreating it", self._rows(split).start, self._rows(split).stop - 1,
-                      self.failures[split])
-        if self.failures[split] > self.max_failures:
-            raise EnvFailureLimit(f"the vector env of split {split} failed {self.failures[split]} "
-                                  f"times in a row (limit --max_consecutive_env_failures="
-                                  f"{self.max_failures})")
-        try:
-            self.vectors[split].close()
-        except Exception:
-            log.warning("closing the failed vector env raised too", exc_info=True)
+    def _recreate(self, split: int, what: str) -> None:
+        """The split's vector env raised: log it, replace it by a fresh one and end the episodes
+        of all its envs here."""
         rows = self._rows(split)
-        self.rewards[rows] = 0.0
-        self.terminated[rows] = True
-        self.truncated[rows] = False
+        _replace_failed(self, self.vectors, split, what, f"the vector env of envs {rows.start}.."
+                        f"{rows.stop - 1}", f"the vector env of split {split}", "", rows,
+                        lambda: self.make_vector_env(rows.start, self.per_split))
+
+    def _write_reset(self, split: int, out: Any) -> None:
+        rows = self._rows(split)
         self.valid[rows] = True
         self._autoreset_pending[rows] = False
-        self.accounts.cut(rows)
-        try:
-            self.vectors[split] = self.make_vector_env(rows.start, self.per_split)
-            out = self.vectors[split].reset()
-        except Exception:
-            return self._recreate(split)
         self._write_obs(rows, checked_reset(out, self._who_split, split))
 
     def close(self) -> None:
         for vector in self.vectors:
             vector.close()
+
+
+def _replace_failed(vector: EnvVector | BatchedEnvVector, units: list, unit: int, what: str,
+                    name: str, subject: str, where: str, rows: slice, make: Callable[[], Any]) -> None:
+    """`units[unit]` (an env, or a split's vector env, `name` in the log) raised in `what`: counts
+    the failure in a row, stops at --max_consecutive_env_failures (`subject` failed N times in a
+    row`where`), ends the episodes of its `rows` and puts a fresh one in its place, again if
+    creating or resetting that one raises."""
+    vector.failures[unit] += 1
+    log.exception("%s raised in %s (failure %d in a row): recreating it", name, what,
+                  vector.failures[unit])
+    if vector.failures[unit] > vector.max_failures:
+        raise EnvFailureLimit(f"{subject} failed {vector.failures[unit]} times in a row{where} "
+                              f"(limit --max_consecutive_env_failures={vector.max_failures})")
+    try:
+        units[unit].close()
+    except Exception:
+        log.warning("closing %s raised too", name, exc_info=True)
+    vector.rewards[rows] = 0.0
+    vector.terminated[rows] = True  # the episode cannot continue: learn nothing past this step
+    vector.truncated[rows] = False
+    vector.accounts.cut(rows)
+    try:
+        units[unit] = make()
+        out = units[unit].reset()
+    except Exception:
+        return vector._recreate(unit, "creation")
+    vector._write_reset(unit, out)
 
 
 def _uses_next_step_autoreset(vector: gym.vector.VectorEnv) -> bool:

@@ -35,7 +35,7 @@ from typing import Any, Mapping
 import gymnasium as gym
 import numpy as np
 
-from asyncrl.envs.registry import missing_extra_message
+from asyncrl.envs.family import missing_extra_message
 from asyncrl.utils.errors import UserError
 
 EXTRA = "vizdoom"

@@ -14,12 +14,12 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
 from asyncrl.utils.errors import UserError
+from asyncrl.utils.files import fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +40,7 @@ class CheckpointError(UserError):
 def save_checkpoint_atomic(state: dict, path: Path) -> None:
     """Write ``state`` to ``path`` so that a crash at any moment leaves either the previous file or
     the complete new one at ``path``, never a partial file."""
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            # The data must be on disk before the rename, or a power loss could leave the new name
-            # pointing at an empty or partial file.
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """A rename lives in the directory entry; without this it may be lost on power failure."""
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, lambda f: torch.save(state, f), binary=True)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -164,7 +142,7 @@ class CheckpointManager:
         evaluation played)."""
         path = self._best_path(train_step, env_steps, metric_name, metric_value)
         os.replace(self.checkpoint_dir / EVAL_SNAPSHOT, path)
-        _fsync_dir(self.checkpoint_dir)
+        fsync_dir(self.checkpoint_dir)
         log.debug("saved best checkpoint %s", path)
         self._remove_best_but(path)
         return path

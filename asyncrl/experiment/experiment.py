@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncrl
 from asyncrl.config.config import ConfigBase
-from asyncrl.config.parser import ParsedArgs
+from asyncrl.envs.command_line import ParsedArgs
 from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint
 from asyncrl.experiment.layout import (CHECKPOINT_DIR, CONFIG_FILE, CONSOLE_FILE, FINISHED_FILE,
                                        LOG_FILE, policy_checkpoint_dir)
 from asyncrl.utils.errors import UserError
+from asyncrl.utils.files import write_atomic
 from asyncrl.utils.logs import add_log_file
 
 log = logging.getLogger(__name__)
@@ -76,12 +75,7 @@ def _git_commit() -> str | None:
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: json.dump(data, f, indent=2))
 
 
 def write_config(path: Path, cfg: ConfigBase, command_lines: list[str]) -> None:

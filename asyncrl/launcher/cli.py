@@ -24,6 +24,7 @@ from asyncrl.launcher.local import gpu_devices, run_processes
 from asyncrl.launcher.ray_backend import run_ray
 from asyncrl.launcher.results import is_finished, status_table
 from asyncrl.launcher.sweep import SWEEP_RECORD, Plan, Variant, load_sweep, plan_from_record, plan_sweep
+from asyncrl.utils.arguments import OneLineParser, parse_bool
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.logs import setup_console_logging
 
@@ -43,14 +44,6 @@ class Option:
     minimum: float | None = None
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise ValueError(text)
-
-
 OPTIONS = (
     Option("run", str, None, "Sweep file to launch: a .py file defining SWEEP or a .yaml/.yml file."),
     Option("status", str, None, "Show the table of a sweep and exit: its sweep file, its folder, or "
@@ -58,7 +51,7 @@ OPTIONS = (
     Option("backend", str, "processes", "Where the experiments run: processes (this machine), ray "
            "(a Ray cluster or a local Ray instance), slurm (one sbatch job each)."),
     Option("train_dir", str, "train_dir", "Root folder; the sweep's experiments go to `<train_dir>/<sweep name>/`."),
-    Option("dry_run", _bool, False, "Print the exact commands (slurm: write the scripts) and run nothing."),
+    Option("dry_run", parse_bool, False, "Print the exact commands (slurm: write the scripts) and run nothing."),
     Option("max_parallel", int, 2, "Experiments running at once.", LOCAL, minimum=1),
     Option("num_gpus", int, 0, "GPUs to use; each experiment gets 1/experiments_per_gpu of one "
            "(processes: CUDA_VISIBLE_DEVICES, least busy GPU first; ray: its GPU request, and the "
@@ -92,17 +85,12 @@ def options_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage block
-        raise UserError(message)
-
-
-def _parser() -> _Parser:
-    parser = _Parser(prog=PROG, allow_abbrev=False,
-                     description="Run a sweep of asyncrl experiments, or show where one stands.")
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog=PROG, allow_abbrev=False,
+                           description="Run a sweep of asyncrl experiments, or show where one stands.")
     for o in OPTIONS:
         where = "" if o.backends == BACKENDS else f" [{', '.join(o.backends)}]"
-        kwargs: dict[str, Any] = {"nargs": "?", "const": True} if o.type is _bool else {}
+        kwargs: dict[str, Any] = {"nargs": "?", "const": True} if o.type is parse_bool else {}
         parser.add_argument(f"--{o.name}", dest=o.name, default=argparse.SUPPRESS, metavar="VALUE",
                             help=f"{o.help}{where} (default: {o.default})", **kwargs)
     return parser
@@ -115,8 +103,8 @@ def parse_options(argv: Sequence[str]) -> argparse.Namespace:
         o = _BY_NAME[name]
         try:
             value = raw if raw is True else o.type(raw)
-        except ValueError:
-            kind = {int: "an integer", float: "a number", _bool: "true or false"}.get(o.type, "text")
+        except (ValueError, argparse.ArgumentTypeError):
+            kind = {int: "an integer", float: "a number", parse_bool: "true or false"}.get(o.type, "text")
             raise UserError(f"--{name}={raw} is not {kind}") from None
         if o.minimum is not None and value < o.minimum:
             raise UserError(f"--{name}={raw} must be at least {o.minimum:g}")

@@ -253,7 +253,7 @@ def _param_arg(name: str, value: Any) -> str:
 
 def _validate_train_args(plan: Plan) -> None:
     """Every variant through asyncrl.train's own parser: a typo fails now, not in N runs."""
-    from asyncrl.config.parser import parse_args
+    from asyncrl.envs.command_line import parse_args
 
     for variant in plan.variants:
         try:

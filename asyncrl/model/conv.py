@@ -25,7 +25,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from asyncrl.model.encoders import Encoder, MlpEncoder, activation, mlp
+from asyncrl.model.mlp import Encoder, MlpEncoder, activation, mlp
 from asyncrl.utils.errors import UserError
 
 # name -> (out_channels, kernel, stride) per layer, no padding; each layer followed by the activation

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from torch import Tensor, nn
 
-from asyncrl.model.encoders import mlp
+from asyncrl.model.mlp import mlp
 from asyncrl.model.parts import checked_part
 
 

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# The hyperparameters PBT tunes; gamma only with pbt_optimize_gamma.
-TUNED_HYPERPARAMETERS = ("learning_rate", "exploration_loss_coeff", "value_loss_coeff",
-                         "max_grad_norm", "ppo_clip_ratio", "ppo_clip_value")
+from asyncrl.config.hyperparameters import TUNED_HYPERPARAMETERS
+
 
 _EPS = 1e-5
 

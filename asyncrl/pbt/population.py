@@ -17,48 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from asyncrl.pbt.decisions import TUNED_HYPERPARAMETERS, PbtRound, PbtSettings, plan_round
-from asyncrl.utils.errors import UserError
+from asyncrl.pbt.decisions import PbtRound, PbtSettings, plan_round
 
 log = logging.getLogger(__name__)
 
-# What each policy may start with its own value of, and what its checkpoints record.
-HYPERPARAMETERS = (*TUNED_HYPERPARAMETERS, "gamma")
 PBT_DIR = "pbt"
 EVENTS_FILE = "events.jsonl"
-
-
-def hyperparameters_of(cfg: Any) -> dict[str, float]:
-    return {name: float(getattr(cfg, name)) for name in HYPERPARAMETERS}
-
-
-def initial_hyperparameters(cfg: Any) -> list[dict[str, float]]:
-    """Each policy's starting hyperparameters: the config's values, with the
-    `--policy_initial_hyperparameters POLICY:NAME=VALUE` items applied."""
-    population = [hyperparameters_of(cfg) for _ in range(cfg.num_policies)]
-    for item in cfg.policy_initial_hyperparameters:
-        policy, sep, assignment = item.partition(":")
-        name, eq, value = assignment.partition("=")
-        if not (sep and eq and policy.strip().isdigit()):
-            raise UserError(f"--policy_initial_hyperparameters: {item!r} is not POLICY:NAME=VALUE "
-                            "(e.g. 1:learning_rate=1e-3)")
-        p = int(policy)
-        if p >= cfg.num_policies:
-            raise UserError(f"--policy_initial_hyperparameters: {item!r} names policy {p}, but "
-                            f"there are {cfg.num_policies} (0..{cfg.num_policies - 1})")
-        if name not in HYPERPARAMETERS:
-            raise UserError(f"--policy_initial_hyperparameters: {name!r} cannot differ between "
-                            f"policies; allowed: {', '.join(HYPERPARAMETERS)}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise UserError(f"--policy_initial_hyperparameters: {item!r}: {value!r} is not a "
-                            "number") from None
-        if not math.isfinite(number) or number < 0 or (name == "gamma" and number >= 1):
-            raise UserError(f"--policy_initial_hyperparameters: {item!r}: {name} must be a finite "
-                            f"number >= 0{' and < 1' if name == 'gamma' else ''}")
-        population[p][name] = number
-    return population
 
 
 def pbt_settings(cfg: Any) -> PbtSettings:

@@ -17,7 +17,7 @@ from asyncrl.algo.optimizers import load_optimizer_state
 from asyncrl.envs.registry import env_frames_per_step
 from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint, save_checkpoint_atomic
 from asyncrl.model.actor_critic import ActorCritic
-from asyncrl.pbt.population import hyperparameters_of
+from asyncrl.config.hyperparameters import hyperparameters_of
 from asyncrl.runtime.buffers import PinnedStaging, SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.component import Component
 from asyncrl.utils.device import resolve_device

@@ -18,12 +18,13 @@ import torch
 from faster_fifo import Queue
 from signal_slot.signal_slot import EventLoop, EventLoopObject, EventLoopProcess, Timer
 
+from asyncrl.config.hyperparameters import initial_hyperparameters
 from asyncrl.envs.registry import env_frames_per_step, find_env_family
 from asyncrl.envs.observations import dropped_keys_warning, obs_dict_space, obs_layout
 from asyncrl.envs.vector import EpisodeStats, agents_per_env
 from asyncrl.experiment.experiment import Experiment, mark_finished
 from asyncrl.model.actor_critic import ActorCritic
-from asyncrl.pbt.population import Population, initial_hyperparameters, share_path
+from asyncrl.pbt.population import Population, share_path
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.evaluation import EvalWorker, eval_config, eval_summaries
 from asyncrl.runtime.learner_worker import LearnerWorker
