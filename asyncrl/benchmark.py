@@ -947,13 +947,43 @@ def run_sample_factory(plan: Plan, workdir: Path) -> Result:
                *sf_arguments(plan.cfg, sf_params)]
     # Its --train_for_seconds never fires (2.1.1 does not advance the clock it checks): the
     # benchmark stops it with SIGINT (a clean stop) `seconds` after its main loop started.
+    segments_before = shm_segments(_VIZDOOM_SEGMENT)
     finished = run_watched(command, env, workdir, plan.seconds + START_ALLOWANCE_SEC,
                            stop_after=(_SF_START, plan.seconds))
+    remove_orphaned_segments(shm_segments(_VIZDOOM_SEGMENT) - segments_before)
     result = sf_result(finished.lines, finished.returncode, finished.times)
     result.command, result.peak_rss_mib = command, finished.peak_rss_mib
     add_cpu_per_frame(result, _SF_FRAMES, finished, by_role=False)  # its names are not asyncrl's
     add_time_to_target(result, _SF_FRAMES, _SF_RETURN, finished, plan.target_return)
     return result
+
+
+# ViZDoom's engines and their controllers talk through message queues in /dev/shm, which the
+# engine of an env that is never closed leaves behind: Sample Factory's stop kills some.
+_VIZDOOM_SEGMENT = "ViZDoom"
+SHM = Path("/dev/shm")
+
+
+def shm_segments(prefix: str) -> set[Path]:
+    return set(SHM.glob(f"{prefix}*")) if SHM.is_dir() else set()
+
+
+def remove_orphaned_segments(segments: Iterable[Path]) -> None:
+    """Removes the shared-memory segments no process maps any more (what a killed process left);
+    one still mapped belongs to a process that is running."""
+    segments = set(segments)
+    if not segments:
+        return
+    mapped: set[str] = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            mapped.update(line.split(maxsplit=5)[5].strip() for line in maps.read_text().splitlines()
+                          if line.count(" ") >= 5 and "/dev/shm/" in line)
+        except (OSError, IndexError):
+            continue
+    for segment in segments:
+        if str(segment) not in mapped:
+            segment.unlink(missing_ok=True)
 
 
 def sf_device(asyncrl_device: str) -> str:

@@ -19,6 +19,7 @@ from helpers import REPO
 from asyncrl.benchmark import (NO_STEP_LIMIT, SF_ATARI, SF_DOOM, SF_GYM, CpuSample, Finished,
                                Result, SfUnavailable, _ASYNCRL_FRAMES, _ASYNCRL_RETURN, _SF_FRAMES,
                                _SF_RETURN, _name_for_role, action_sampler, add_cpu_per_frame,
+                               remove_orphaned_segments, shm_segments,
                                add_time_to_target, asyncrl_result, cpu_seconds_between,
                                format_table, main, make_plan, random_obs, report,
                                run_learner_limit, sf_arguments, sf_atari_name, sf_device,
@@ -303,6 +304,24 @@ def test_time_to_a_target_return_counts_from_process_start_for_both_systems():
     assert rows[0][-1] == "return 0.5 at"
     assert rows[2][-1] == "59 s (98,304 frames)" and rows[3][-1] == "not reached"
     assert summary["target_return"] == 0.5
+
+
+def test_segments_a_killed_process_left_are_removed_and_those_in_use_are_kept():
+    import mmap
+
+    orphan = Path(f"/dev/shm/asyncrl-test-orphan-{os.getpid()}")
+    in_use = Path(f"/dev/shm/asyncrl-test-in-use-{os.getpid()}")
+    for path in (orphan, in_use):
+        path.write_bytes(b"\0" * 4096)
+    try:
+        with in_use.open("r+b") as f, mmap.mmap(f.fileno(), 4096) as mapped:
+            assert shm_segments("asyncrl-test-") == {orphan, in_use}
+            remove_orphaned_segments({orphan, in_use})
+            assert not orphan.exists() and in_use.exists()
+            mapped[0] = 1
+    finally:
+        orphan.unlink(missing_ok=True)
+        in_use.unlink(missing_ok=True)
 
 
 def test_processes_an_env_starts_count_with_their_rollout_worker():
