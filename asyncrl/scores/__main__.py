@@ -355,9 +355,12 @@ def run(plan: Plan) -> int:
             frames[entry.env] = frames_per_step(plan, entry)
         except UserError as e:
             setup_errors[entry.env] = str(e)
+    # A mistake that no env can train with (a bad parameter after --, a preset that is not
+    # there) is the user's to fix before anything runs; an env that alone cannot be set up (its
+    # package is not installed) fails and the others go on.
+    if setup_errors and (plan.dry_run or len(setup_errors) == len(plan.envs)):
+        raise UserError(next(iter(setup_errors.values())))
     if plan.dry_run:
-        if setup_errors:
-            raise UserError(next(iter(setup_errors.values())))
         for entry in plan.envs:
             for seed in range(1, plan.seeds + 1):
                 print(shlex.join(train_command(plan, entry, seed, frames[entry.env])))
