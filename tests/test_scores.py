@@ -8,8 +8,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from asyncrl.plot import Curve
 from asyncrl.scores import __main__ as scores
 from asyncrl.scores.references import REPO_ROOT, load_suites
 
@@ -85,6 +87,8 @@ def test_tiny_classic_suite_writes_table_json_and_plot_then_skips_finished_seeds
         assert env[name]["mean"] == pytest.approx(mean) and env[name]["std"] == pytest.approx(std)
         assert env[name]["seeds"] == 2
     assert {r["source"] for r in env["references"]} == {"CleanRL ppo.py", "rl-baselines3-zoo PPO"}
+    # Both references are at more steps than these runs took: no return of asyncrl's there.
+    assert [r["asyncrl_train_return_there"] for r in env["references"]] == [None, None]
     table = (out / "scores.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| CartPole-v1 |")]
     assert len(rows) == 1
@@ -133,6 +137,15 @@ def test_a_failing_run_is_reported_with_its_error_and_the_suite_goes_on(tmp_path
     table = (out / "scores.md").read_text()
     assert "seed 1: failed (training exited with status 3: asyncrl: error: the env exploded)" in table
     assert "2 run(s) failed" in capsys.readouterr().out
+
+
+def test_training_return_at_a_references_steps_is_the_last_point_before_them():
+    curve = Curve("seed1", np.array([400, 800, 1200]), np.array([1.0, 2.0, 3.0]),
+                  np.array([10.0, 20.0, 30.0]))
+    assert scores.return_at(curve, 300, 4) == 30.0  # 300 agent steps = 1200 frames
+    assert scores.return_at(curve, 250, 4) == 20.0
+    assert scores.return_at(curve, 99, 4) is None
+    assert scores.return_at(curve, 800, 1) == 20.0
 
 
 @pytest.mark.parametrize("args, message", [

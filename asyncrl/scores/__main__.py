@@ -28,6 +28,7 @@ from typing import Any, Sequence
 from asyncrl.config.parser import _Parser, parse_args
 from asyncrl.envs.registry import env_frames_per_step
 from asyncrl.experiment.layout import CHECKPOINT_DIR, CONSOLE_FILE, FINISHED_FILE
+from asyncrl.plot import INSTALL_HINT, Curve, read_curve
 from asyncrl.scores.references import EnvEntry, Suite, load_suites
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.logs import setup_console_logging
@@ -246,22 +247,50 @@ def mean_std(values: Sequence[float]) -> tuple[float, float] | None:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
 
 
-def env_report(plan: Plan, entry: EnvEntry, results: list[SeedResult], frames: int) -> dict[str, Any]:
+def training_curves(plan: Plan, env: str, results: list[SeedResult]) -> dict[int, Curve]:
+    """Seed -> its training-return curve (episode/return_avg), for the seeds that wrote one."""
+    curves = {}
+    for r in results:
+        try:
+            curves[r.seed] = read_curve(plan.out / env / f"seed{r.seed}")
+        except UserError:
+            continue  # no summaries: the run failed before writing any
+    return curves
+
+
+def return_at(curve: Curve, agent_steps: int, frames: int) -> float | None:
+    """The curve's last value at or before `agent_steps`; None when it starts after them."""
+    reached = curve.env_steps <= agent_steps * frames
+    return float(curve.values[reached][-1]) if reached.any() else None
+
+
+def env_report(plan: Plan, entry: EnvEntry, results: list[SeedResult], frames: int,
+               curves: dict[int, Curve]) -> dict[str, Any]:
     finished = [r for r in results if r.status == "finished"]
     stats = {}
     for name in ("eval_return", "train_return"):
         values = [getattr(r, name) for r in finished if getattr(r, name) is not None]
         pair = mean_std(values)
         stats[name] = None if pair is None else {"mean": pair[0], "std": pair[1], "seeds": len(values)}
+    references = []
+    for ref in entry.references:
+        # asyncrl's training return at the reference's own steps, where the runs got there
+        there = [] if ref.agent_steps > plan.agent_steps(entry) else [
+            v for r in finished if r.seed in curves
+            for v in [return_at(curves[r.seed], ref.agent_steps, frames)] if v is not None]
+        pair = mean_std(there)
+        references.append({"source": ref.source.name, "url": ref.source.url,
+                           "measure": ref.source.measure, "env_id": ref.env_id, "value": ref.value,
+                           "std": ref.std, "agent_steps": ref.agent_steps, "note": ref.note,
+                           "asyncrl_train_return_there": None if pair is None else
+                           {"mean": pair[0], "std": pair[1], "seeds": len(there)}})
     return {
         "env": entry.env, "config": entry.config, "args": list(entry.args),
         "agent_steps": plan.agent_steps(entry), "frames_per_agent_step": frames,
         **stats,
         "wall_clock_seconds": sum((r.train_seconds or 0.0) + (r.eval_seconds or 0.0) for r in results),
         "seeds": [r.__dict__ for r in results],
-        "references": [{"source": r.source.name, "url": r.source.url, "measure": r.source.measure,
-                        "env_id": r.env_id, "value": r.value, "std": r.std,
-                        "agent_steps": r.agent_steps, "note": r.note} for r in entry.references],
+        "references": references,
     }
 
 
@@ -280,6 +309,13 @@ def _seed_cell(seed: dict[str, Any]) -> str:
     return f"seed {seed['seed']}: {seed['eval_return']:.1f} / {train}"
 
 
+def _reference_cell(ref: dict[str, Any]) -> str:
+    there = ref["asyncrl_train_return_there"]
+    return (f"{ref['source']}: {ref['value']:g}" + ("" if ref["std"] is None else f" ± {ref['std']:g}")
+            + f" at {_steps(ref['agent_steps'])} ({ref['env_id']})"
+            + ("" if there is None else f"; asyncrl's training return there: {_fmt(there)}"))
+
+
 def markdown_table(plan: Plan, envs: list[dict[str, Any]]) -> str:
     mode = "deterministic" if plan.suite.eval_deterministic else "sampled"
     lines = [f"Suite {plan.suite.name}: {plan.seeds} seed(s); eval return = mean over "
@@ -290,9 +326,7 @@ def markdown_table(plan: Plan, envs: list[dict[str, Any]]) -> str:
              "| wall-clock (s) | references |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for env in envs:
-        references = "<br>".join(
-            f"{r['source']}: {r['value']:g}" + ("" if r["std"] is None else f" ± {r['std']:g}")
-            + f" at {_steps(r['agent_steps'])} ({r['env_id']})" for r in env["references"]) or "-"
+        references = "<br>".join(_reference_cell(r) for r in env["references"]) or "-"
         seeds = "<br>".join(_seed_cell(s) for s in env["seeds"])
         lines.append(f"| {env['env']} | {_steps(env['agent_steps'])} | {_fmt(env['eval_return'])} | "
                      f"{_fmt(env['train_return'])} | {seeds} | {env['wall_clock_seconds']:.0f} | "
@@ -300,41 +334,30 @@ def markdown_table(plan: Plan, envs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_scores(plan: Plan, envs: list[dict[str, Any]], out: Path) -> bool:
+def plot_scores(envs: list[dict[str, Any]], curves: dict[str, dict[int, Curve]], out: Path) -> bool:
     """Training return against agent steps, a panel per env, a line per seed, each reference a
     dashed line and a marker at its steps. False (with a warning) without matplotlib or curves."""
-    from asyncrl.plot import INSTALL_HINT, read_curve
-
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         log.warning("No plot: it needs matplotlib (%s)", INSTALL_HINT)
         return False
-    panels = []
-    for env in envs:
-        curves = []
-        for seed in env["seeds"]:
-            folder = plan.out / env["env"] / f"seed{seed['seed']}"
-            try:
-                curves.append((seed["seed"], read_curve(folder)))
-            except UserError:
-                continue  # no summaries: the run failed before any
-        panels.append((env, curves))
-    if not any(curves for _, curves in panels):
+    if not any(curves.values()):
         log.warning("No plot: no run has written summaries")
         return False
-    columns = min(3, len(panels))
-    rows = -(-len(panels) // columns)
+    columns = min(3, len(envs))
+    rows = -(-len(envs) // columns)
     figure = Figure(figsize=(5.0 * columns, 3.8 * rows), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    for i, (env, curves) in enumerate(panels):
+    FigureCanvasAgg(figure)  # headless, as asyncrl.plot
+    for i, env in enumerate(envs):
         axes = figure.add_subplot(rows, columns, i + 1)
-        for seed, curve in curves:
+        seeds = curves[env["env"]]
+        for seed, curve in seeds.items():
             axes.plot(curve.env_steps / env["frames_per_agent_step"], curve.values,
                       label=f"asyncrl seed {seed}")
         for j, ref in enumerate(env["references"]):
-            color = f"C{len(curves) + j}"
+            color = f"C{len(seeds) + j}"
             axes.axhline(ref["value"], color=color, linestyle="--", linewidth=1)
             axes.plot([ref["agent_steps"]], [ref["value"]], marker="o", color=color,
                       label=f"{ref['source']} at {_steps(ref['agent_steps'])}")
@@ -367,12 +390,14 @@ def run(plan: Plan) -> int:
         return 0
     plan.out.mkdir(parents=True, exist_ok=True)
     envs = []
+    curves: dict[str, dict[int, Curve]] = {}
     for entry in plan.envs:
         if entry.env in setup_errors:
             log.error("%s: %s", entry.env, setup_errors[entry.env])
             results = [SeedResult(s, "failed", error=setup_errors[entry.env])
                        for s in range(1, plan.seeds + 1)]
-            envs.append(env_report(plan, entry, results, 1))
+            curves[entry.env] = {}
+            envs.append(env_report(plan, entry, results, 1, {}))
             continue
         results = []
         for seed in range(1, plan.seeds + 1):
@@ -380,7 +405,8 @@ def run(plan: Plan) -> int:
             if result.status == "failed":
                 log.error("%s seed %d failed: %s", entry.env, seed, result.error)
             results.append(result)
-        envs.append(env_report(plan, entry, results, frames[entry.env]))
+        curves[entry.env] = training_curves(plan, entry.env, results)
+        envs.append(env_report(plan, entry, results, frames[entry.env], curves[entry.env]))
     table = markdown_table(plan, envs)
     (plan.out / "scores.md").write_text(table)
     (plan.out / "scores.json").write_text(json.dumps({
@@ -388,7 +414,7 @@ def run(plan: Plan) -> int:
         "eval_deterministic": plan.suite.eval_deterministic,
         "eval_episodes": plan.suite.eval_episodes, "train_args": list(plan.extras),
         "envs": envs}, indent=2) + "\n")
-    plotted = plot_scores(plan, envs, plan.out / "scores.png")
+    plotted = plot_scores(envs, curves, plan.out / "scores.png")
     print(table)
     print(f"wrote {plan.out / 'scores.md'}, {plan.out / 'scores.json'}"
           + (f", {plan.out / 'scores.png'}" if plotted else ""))
