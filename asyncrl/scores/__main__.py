@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import shlex
-import subprocess
+import signal as signals
 import sys
 import time
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ from typing import Any, Sequence
 from asyncrl.config.parser import _Parser, parse_args
 from asyncrl.envs.registry import env_frames_per_step
 from asyncrl.experiment.layout import CHECKPOINT_DIR, CONSOLE_FILE, FINISHED_FILE
+from asyncrl.launcher.child import ExperimentBusy, StopSignals, start_logged
 from asyncrl.plot import INSTALL_HINT, Curve, read_curve
 from asyncrl.scores.references import EnvEntry, Suite, load_suites
 from asyncrl.utils.errors import UserError
@@ -178,14 +179,18 @@ def _error_line(console: Path) -> str:
     return (errors or lines or ["no output"])[-1]
 
 
-def _run(command: list[str], console: Path) -> tuple[int, float]:
-    """Runs `command` with its output appended to `console`: (exit status, seconds)."""
+def _run(command: list[str], exp_dir: Path, stop: StopSignals) -> tuple[int, float]:
+    """Runs `command` as the launcher runs an experiment (its output appended to console.txt, in
+    a session of its own, stopped with SIGTERM when this process dies): (exit status, seconds).
+    A Ctrl+C or SIGTERM here is passed on as SIGTERM, on which asyncrl.train saves a checkpoint
+    and exits."""
     start = time.monotonic()
-    with console.open("a") as out:
-        out.write(f"$ {shlex.join(command)}\n")
-        out.flush()
-        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
-    return code, time.monotonic() - start
+    process = start_logged(command, exp_dir, {})
+    while process.poll() is None:
+        if stop.new():
+            process.send_signal(signals.SIGTERM)
+        time.sleep(0.2)
+    return process.returncode, time.monotonic() - start
 
 
 def final_training_state(exp_dir: Path) -> tuple[int, float | None]:
@@ -200,35 +205,42 @@ def final_training_state(exp_dir: Path) -> tuple[int, float | None]:
     return int(state["env_steps"]), (sum(returns) / len(returns) if returns else None)
 
 
-def run_seed(plan: Plan, entry: EnvEntry, seed: int, frames: int) -> SeedResult:
+def run_seed(plan: Plan, entry: EnvEntry, seed: int, frames: int,
+             stop: StopSignals) -> SeedResult | None:
     """Trains and evaluates one seed, or reads its result when it finished before with the same
-    command."""
+    command; None when a signal stopped it (it resumes on the next run)."""
     exp_dir = plan.out / entry.env / f"seed{seed}"
     command = train_command(plan, entry, seed, frames)
     stored = _read_json(exp_dir / RESULT_FILE)
     if stored is not None and stored.get("command") == command[1:]:
         log.info("%s seed %d: finished already in %s (skipped)", entry.env, seed, exp_dir)
         return SeedResult(**stored["result"])
-    exp_dir.mkdir(parents=True, exist_ok=True)
     (exp_dir / RESULT_FILE).unlink(missing_ok=True)
-    console = exp_dir / CONSOLE_FILE
     log.info("%s seed %d: training for %d agent steps (output in %s)", entry.env, seed,
-             plan.agent_steps(entry), console)
-    code, seconds = _run(command, console)
-    spent = (_read_json(exp_dir / SECONDS_FILE) or {}).get("train", 0.0) + seconds
-    (exp_dir / SECONDS_FILE).write_text(json.dumps({"train": spent}) + "\n")
-    if code != 0 or not (exp_dir / FINISHED_FILE).is_file():
-        return SeedResult(seed, "failed", train_seconds=spent,
-                          error=f"training exited with status {code}: {_error_line(console)}")
-    log.info("%s seed %d: trained in %.0f s; evaluating %d episodes", entry.env, seed, seconds,
-             plan.suite.eval_episodes)
-    (exp_dir / EVAL_FILE).unlink(missing_ok=True)
-    code, eval_seconds = _run(eval_command(plan, entry, seed), console)
-    report = _read_json(exp_dir / EVAL_FILE)
-    if code != 0 or report is None or report["summary"] is None:
-        return SeedResult(seed, "failed", train_seconds=spent, eval_seconds=eval_seconds,
-                          error=f"evaluation exited with status {code}: {_error_line(console)}")
-    env_steps, train_return = final_training_state(exp_dir)
+             plan.agent_steps(entry), exp_dir / CONSOLE_FILE)
+    try:
+        code, seconds = _run(command, exp_dir, stop)
+        spent = (_read_json(exp_dir / SECONDS_FILE) or {}).get("train", 0.0) + seconds
+        (exp_dir / SECONDS_FILE).write_text(json.dumps({"train": spent}) + "\n")
+        if stop.stopping:
+            return None
+        if code != 0 or not (exp_dir / FINISHED_FILE).is_file():
+            return SeedResult(seed, "failed", train_seconds=spent, error=f"training exited with "
+                              f"status {code}: {_error_line(exp_dir / CONSOLE_FILE)}")
+        log.info("%s seed %d: trained in %.0f s; evaluating %d episodes", entry.env, seed,
+                 seconds, plan.suite.eval_episodes)
+        (exp_dir / EVAL_FILE).unlink(missing_ok=True)
+        code, eval_seconds = _run(eval_command(plan, entry, seed), exp_dir, stop)
+        if stop.stopping:
+            return None
+        report = _read_json(exp_dir / EVAL_FILE)
+        if code != 0 or report is None or report["summary"] is None:
+            return SeedResult(seed, "failed", train_seconds=spent, eval_seconds=eval_seconds,
+                              error=f"evaluation exited with status {code}: "
+                                    f"{_error_line(exp_dir / CONSOLE_FILE)}")
+        env_steps, train_return = final_training_state(exp_dir)
+    except (ExperimentBusy, UserError) as e:
+        return SeedResult(seed, "failed", error=str(e))
     result = SeedResult(seed, "finished", agent_steps=env_steps // frames,
                         eval_return=report["summary"]["return_mean"],
                         eval_episodes=report["summary"]["episodes"], train_return=train_return,
@@ -370,6 +382,32 @@ def plot_scores(envs: list[dict[str, Any]], curves: dict[str, dict[int, Curve]],
     return True
 
 
+def run_envs(plan: Plan, frames: dict[str, int], setup_errors: dict[str, str], stop: StopSignals
+             ) -> tuple[list[dict[str, Any]], dict[str, dict[int, Curve]]]:
+    """Every env's report and training curves, seed after seed, until done or stopped."""
+    envs = []
+    curves: dict[str, dict[int, Curve]] = {}
+    for entry in plan.envs:
+        if entry.env in setup_errors:
+            log.error("%s: %s", entry.env, setup_errors[entry.env])
+            results = [SeedResult(s, "failed", error=setup_errors[entry.env])
+                       for s in range(1, plan.seeds + 1)]
+            curves[entry.env] = {}
+            envs.append(env_report(plan, entry, results, 1, {}))
+            continue
+        results = []
+        for seed in range(1, plan.seeds + 1):
+            result = run_seed(plan, entry, seed, frames[entry.env], stop)
+            if result is None:
+                return envs, curves
+            if result.status == "failed":
+                log.error("%s seed %d failed: %s", entry.env, seed, result.error)
+            results.append(result)
+        curves[entry.env] = training_curves(plan, entry.env, results)
+        envs.append(env_report(plan, entry, results, frames[entry.env], curves[entry.env]))
+    return envs, curves
+
+
 def run(plan: Plan) -> int:
     frames = {}
     setup_errors = {}
@@ -389,24 +427,12 @@ def run(plan: Plan) -> int:
                 print(shlex.join(train_command(plan, entry, seed, frames[entry.env])))
         return 0
     plan.out.mkdir(parents=True, exist_ok=True)
-    envs = []
-    curves: dict[str, dict[int, Curve]] = {}
-    for entry in plan.envs:
-        if entry.env in setup_errors:
-            log.error("%s: %s", entry.env, setup_errors[entry.env])
-            results = [SeedResult(s, "failed", error=setup_errors[entry.env])
-                       for s in range(1, plan.seeds + 1)]
-            curves[entry.env] = {}
-            envs.append(env_report(plan, entry, results, 1, {}))
-            continue
-        results = []
-        for seed in range(1, plan.seeds + 1):
-            result = run_seed(plan, entry, seed, frames[entry.env])
-            if result.status == "failed":
-                log.error("%s seed %d failed: %s", entry.env, seed, result.error)
-            results.append(result)
-        curves[entry.env] = training_curves(plan, entry.env, results)
-        envs.append(env_report(plan, entry, results, frames[entry.env], curves[entry.env]))
+    with StopSignals() as stop:
+        envs, curves = run_envs(plan, frames, setup_errors, stop)
+    if stop.stopping:
+        log.info("Stopped by %s: run the same command again to resume",
+                 signals.Signals(stop.received[0]).name)
+        return 128 + stop.received[0]
     table = markdown_table(plan, envs)
     (plan.out / "scores.md").write_text(table)
     (plan.out / "scores.json").write_text(json.dumps({
