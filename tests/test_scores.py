@@ -104,7 +104,7 @@ def test_tiny_classic_suite_writes_table_json_and_plot_then_skips_finished_seeds
     assert json.loads((out / "scores.json").read_text())["envs"][0]["seeds"] == env["seeds"]
 
 
-def test_a_failing_run_is_reported_with_its_error_and_the_suite_goes_on(tmp_path, monkeypatch, capsys):
+def test_a_failing_run_is_reported_with_its_error_and_the_suite_goes_on(tmp_path, monkeypatch):
     classic = load_suites()["classic"]
     cartpole = classic.env("CartPole-v1")
     # Acrobot fails before training (a bad parameter for its preset), MountainCar while training
@@ -136,7 +136,6 @@ def test_a_failing_run_is_reported_with_its_error_and_the_suite_goes_on(tmp_path
     assert cart["status"] == "finished"
     table = (out / "scores.md").read_text()
     assert "seed 1: failed (training exited with status 3: asyncrl: error: the env exploded)" in table
-    assert "2 run(s) failed" in capsys.readouterr().out
 
 
 def test_training_return_at_a_references_steps_is_the_last_point_before_them():
