@@ -23,7 +23,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runtime", ("asyncrl.runtime",)),
     ("launcher", ("asyncrl.launcher",)),
     ("entry points", ("asyncrl.train", "asyncrl.enjoy", "asyncrl.plot", "asyncrl.launch",
-                      "asyncrl.benchmark", "asyncrl.config.docs", "asyncrl.envs.conformance")),
+                      "asyncrl.benchmark", "asyncrl.scores", "asyncrl.config.docs",
+                      "asyncrl.envs.conformance")),
 ]
 
 
