@@ -43,7 +43,7 @@ import psutil
 
 from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.registry import env_frames_per_step, find_env_family, make_vector_env
-from asyncrl.utils.arguments import OneLineParser, parse_bool
+from asyncrl.utils.arguments import OneLineParser, parse_bool, split_at_double_dash
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.processes import die_with_parent, prepare_child_process
 
@@ -181,11 +181,7 @@ class Plan:
 
 
 def make_plan(argv: Sequence[str]) -> Plan:
-    argv = list(argv)
-    extras: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extras = argv[:cut], argv[cut + 1:]
+    argv, extras = split_at_double_dash(argv)
     args = build_parser().parse_args(argv)
     given = {a[2:].split("=", 1)[0] for a in extras if a.startswith("--")}
     for name, instead in _OWN.items():

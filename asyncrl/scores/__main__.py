@@ -31,7 +31,7 @@ from asyncrl.experiment.layout import CHECKPOINT_DIR, CONSOLE_FILE, FINISHED_FIL
 from asyncrl.launcher.child import ExperimentBusy, StopSignals, start_logged
 from asyncrl.plot import INSTALL_HINT, Curve, read_curve
 from asyncrl.scores.references import EnvEntry, Suite, load_suites
-from asyncrl.utils.arguments import OneLineParser
+from asyncrl.utils.arguments import OneLineParser, split_at_double_dash
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.logs import setup_console_logging
 
@@ -96,11 +96,7 @@ def build_parser(suites: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def make_plan(argv: Sequence[str]) -> Plan:
-    argv = list(argv)
-    extras: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extras = argv[:cut], argv[cut + 1:]
+    argv, extras = split_at_double_dash(argv)
     suites = load_suites()
     args = build_parser(list(suites)).parse_args(argv)
     suite = suites[args.suite]

@@ -4,6 +4,7 @@ entry point prints and exits 2 on), and true/false are spelt the same everywhere
 from __future__ import annotations
 
 import argparse
+from typing import Sequence
 
 from asyncrl.utils.errors import UserError
 
@@ -24,3 +25,12 @@ def parse_bool(text: str) -> bool:
     if text.lower() in _FALSE:
         return False
     raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (use true/false or 1/0)")
+
+
+def split_at_double_dash(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """A tool's own arguments and those after `--` (which it hands to asyncrl.train)."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
