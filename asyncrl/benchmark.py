@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{_sf_venv_dir()})")
     parser.add_argument("--sf_python", metavar="PATH", default=None,
                         help="A Python that already has Sample Factory (and its example's "
-                             "packages: ale-py for Atari, vizdoom for doom_*), used instead of the cached virtual environment: for a "
-                             "machine without internet access or with its own CUDA build of "
+                             "packages: ale-py for Atari, vizdoom for doom_*), used instead of "
+                             "the cached virtual environment: for a machine without internet access or with its own CUDA build of "
                              "torch (default: install into the cached one)")
     parser.add_argument("--sf_batched_sampling", type=parse_bool, default=None, metavar="BOOL",
                         help="Sample Factory's --batched_sampling (default: asyncrl's "

@@ -192,8 +192,9 @@ class EnvPoolVector(gym.vector.VectorEnv):
 
     def _record(self, info: dict[str, Any], game_over: np.ndarray) -> None:
         """Adds the step to each game's score and length (the pool's reset step after a game's
-        end starts the next game; a life's reset counts, as the built-in family's no-op) and puts the games that ended in info['episode'] (return,
-        length, seconds; RecordEpisodeStatistics' keys) with its mask info['_episode']."""
+        end starts the next game; a life's reset counts, as the built-in family's no-op) and puts
+        the games that ended in info['episode'] (return, length, seconds: RecordEpisodeStatistics'
+        keys) with its mask info['_episode']."""
         now = time.perf_counter()
         restarted = self._game_over
         self._scores[restarted], self._lengths[restarted], self._starts[restarted] = 0.0, 0, now

@@ -45,9 +45,10 @@ class RunningMeanStd(nn.Module):
     def normalize(self, x: Tensor, subtract: float = 0.0, scale: float = 1.0) -> Tensor:
         """`((x - subtract) / scale - mean) / std`, clipped, as one multiply-add per element of
         `x` (its coefficients are computed per feature in float64)."""
-        inv_std = torch.rsqrt(self.var + self.eps) / scale
-        shift = -(subtract * inv_std + self.mean * inv_std * scale)
-        y = torch.addcmul(shift.to(x.dtype), x, inv_std.to(x.dtype))
+        inv_std = torch.rsqrt(self.var + self.eps)
+        multiplier = inv_std / scale
+        shift = -(subtract / scale + self.mean) * inv_std
+        y = torch.addcmul(shift.to(x.dtype), x, multiplier.to(x.dtype))
         return y.clamp_(-self.clip, self.clip) if self.clip is not None else y
 
     def denormalize(self, y: Tensor) -> Tensor:

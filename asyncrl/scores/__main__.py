@@ -33,6 +33,7 @@ from asyncrl.plot import INSTALL_HINT, Curve, read_curve
 from asyncrl.scores.references import EnvEntry, Suite, load_suites
 from asyncrl.utils.arguments import OneLineParser, split_at_double_dash
 from asyncrl.utils.errors import UserError
+from asyncrl.utils.files import write_atomic
 from asyncrl.utils.logs import setup_console_logging
 
 log = logging.getLogger("asyncrl.scores")
@@ -218,7 +219,7 @@ def run_seed(plan: Plan, entry: EnvEntry, seed: int, frames: int,
     try:
         code, seconds = _run(command, exp_dir, stop)
         spent = (_read_json(exp_dir / SECONDS_FILE) or {}).get("train", 0.0) + seconds
-        (exp_dir / SECONDS_FILE).write_text(json.dumps({"train": spent}) + "\n")
+        write_atomic(exp_dir / SECONDS_FILE, lambda f: f.write(json.dumps({"train": spent}) + "\n"))
         if stop.stopping:
             return None
         if code != 0 or not (exp_dir / FINISHED_FILE).is_file():
@@ -242,8 +243,9 @@ def run_seed(plan: Plan, entry: EnvEntry, seed: int, frames: int,
                         eval_return=report["summary"]["return_mean"],
                         eval_episodes=report["summary"]["episodes"], train_return=train_return,
                         train_seconds=spent, eval_seconds=eval_seconds)
-    (exp_dir / RESULT_FILE).write_text(json.dumps({"command": command[1:],
-                                                   "result": result.__dict__}, indent=2) + "\n")
+    # The mark that this seed finished with this command: whole or absent after a crash.
+    write_atomic(exp_dir / RESULT_FILE, lambda f: json.dump({"command": command[1:],
+                                                             "result": result.__dict__}, f, indent=2))
     return result
 
 
