@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
@@ -72,6 +73,8 @@ def _check_scalar(param: Param, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"--{param.name} must be a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):
+            raise UserError(f"--{param.name}={value} is not allowed (a finite number is)")
     elif not isinstance(value, str):
         raise UserError(f"--{param.name} must be a string, got {value!r}")
     if param.choices is not None and value not in param.choices:

@@ -1,12 +1,12 @@
 """`python -m asyncrl.scores --suite=classic|box2d|mujoco|atari|vizdoom [--seeds=N] [--steps=N]
-[--envs=a,b] [--out=DIR] [--dry_run] [-- asyncrl.train parameters]`: asyncrl's scores against
+[--envs=a,b] [--jobs=N] [--out=DIR] [--dry_run] [-- asyncrl.train parameters]`: asyncrl's scores against
 published tables at the same number of agent steps.
 
 For each env of the suite (asyncrl/scores/references.yaml) and each seed 1..N it trains with
 `python -m asyncrl.train` (a subprocess, experiment `<out>/<env>/seed<N>`) for the env's budget in
 agent steps (with a frame skip, `--train_for_env_steps` counts frames: agent steps x frame skip),
 then evaluates the final policy with `python -m asyncrl.enjoy` on a fresh env seeded apart from
-training. A seed already finished with the same command is not trained again; a failed one is
+training. `--jobs=N` runs N of these (env, seed) runs at once. A seed already finished with the same command is not trained again; a failed one is
 reported with its error and the suite goes on. It writes scores.md, scores.json and scores.png
 into the output folder and prints the table.
 """
@@ -21,6 +21,7 @@ import shlex
 import signal as signals
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -54,6 +55,7 @@ class Plan:
     envs: tuple[EnvEntry, ...]
     seeds: int
     steps: int | None  # --steps: every env's budget in agent steps instead of the reference's
+    jobs: int  # (env, seed) runs at once
     out: Path
     extras: tuple[str, ...]  # the asyncrl.train parameters after --
     dry_run: bool
@@ -88,6 +90,10 @@ def build_parser(suites: Sequence[str]) -> argparse.ArgumentParser:
                              "(default: the budget in the reference file)")
     parser.add_argument("--envs", default=None,
                         help="Comma-separated envs of the suite to run (default: all)")
+    parser.add_argument("--jobs", type=_count, default=1,
+                        help="(env, seed) runs to train at once: on a machine with more cores "
+                             "than one run uses, e.g. 2 on 2 cores for presets in serial mode "
+                             "(default: %(default)s)")
     parser.add_argument("--out", default=None,
                         help="Output folder: an experiment per env and seed, and the table, "
                              "JSON and plot (default: train_dir/scores_<suite>)")
@@ -116,7 +122,7 @@ def make_plan(argv: Sequence[str]) -> Plan:
     out = Path(args.out) if args.out else Path("train_dir") / f"scores_{suite.name}"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out={out} is a file; give a folder")
-    return Plan(suite, envs, args.seeds, args.steps, out, tuple(extras), args.dry_run)
+    return Plan(suite, envs, args.seeds, args.steps, args.jobs, out, tuple(extras), args.dry_run)
 
 
 # -- one run ----------------------------------------------------------------------------------
@@ -180,13 +186,15 @@ def _error_line(console: Path) -> str:
 def _run(command: list[str], exp_dir: Path, stop: StopSignals) -> tuple[int, float]:
     """Runs `command` as the launcher runs an experiment (its output appended to console.txt, in
     a session of its own, stopped with SIGTERM when this process dies): (exit status, seconds).
-    A Ctrl+C or SIGTERM here is passed on as SIGTERM, on which asyncrl.train saves a checkpoint
-    and exits."""
+    Every Ctrl+C or SIGTERM here is passed on as SIGTERM, on which asyncrl.train saves a
+    checkpoint and exits. (Counted per process: with --jobs each running one gets each signal.)"""
     start = time.monotonic()
     process = start_logged(command, exp_dir, {})
+    forwarded = 0
     while process.poll() is None:
-        if stop.new():
+        while forwarded < len(stop.received):
             process.send_signal(signals.SIGTERM)
+            forwarded += 1
         time.sleep(0.2)
     return process.returncode, time.monotonic() - start
 
@@ -207,6 +215,8 @@ def run_seed(plan: Plan, entry: EnvEntry, seed: int, frames: int,
              stop: StopSignals) -> SeedResult | None:
     """Trains and evaluates one seed, or reads its result when it finished before with the same
     command; None when a signal stopped it (it resumes on the next run)."""
+    if stop.stopping:
+        return None  # a run still waiting for its turn when the suite was stopped
     exp_dir = plan.out / entry.env / f"seed{seed}"
     command = train_command(plan, entry, seed, frames)
     stored = _read_json(exp_dir / RESULT_FILE)
@@ -383,25 +393,30 @@ def plot_scores(envs: list[dict[str, Any]], curves: dict[str, dict[int, Curve]],
 
 def run_envs(plan: Plan, frames: dict[str, int], setup_errors: dict[str, str], stop: StopSignals
              ) -> tuple[list[dict[str, Any]], dict[str, dict[int, Curve]]]:
-    """Every env's report and training curves, seed after seed, until done or stopped."""
+    """Every env's report and training curves, `plan.jobs` (env, seed) runs at a time; reported
+    in the suite's order of envs and seeds."""
+    seeds = range(1, plan.seeds + 1)
+    trainable = [entry for entry in plan.envs if entry.env not in setup_errors]
+    # The runs wait on their subprocesses, so threads are enough to keep `jobs` of them going.
+    with ThreadPoolExecutor(max_workers=plan.jobs, thread_name_prefix="scores") as pool:
+        futures = {(entry.env, seed): pool.submit(run_seed, plan, entry, seed, frames[entry.env], stop)
+                   for entry in trainable for seed in seeds}
+        outcomes = {key: future.result() for key, future in futures.items()}
     envs = []
     curves: dict[str, dict[int, Curve]] = {}
     for entry in plan.envs:
         if entry.env in setup_errors:
             log.error("%s: %s", entry.env, setup_errors[entry.env])
-            results = [SeedResult(s, "failed", error=setup_errors[entry.env])
-                       for s in range(1, plan.seeds + 1)]
+            results = [SeedResult(s, "failed", error=setup_errors[entry.env]) for s in seeds]
             curves[entry.env] = {}
             envs.append(env_report(plan, entry, results, 1, {}))
             continue
-        results = []
-        for seed in range(1, plan.seeds + 1):
-            result = run_seed(plan, entry, seed, frames[entry.env], stop)
-            if result is None:
-                return envs, curves
+        results = [outcomes[(entry.env, seed)] for seed in seeds]
+        if any(result is None for result in results):
+            return envs, curves  # stopped: no report
+        for result in results:
             if result.status == "failed":
-                log.error("%s seed %d failed: %s", entry.env, seed, result.error)
-            results.append(result)
+                log.error("%s seed %d failed: %s", entry.env, result.seed, result.error)
         curves[entry.env] = training_curves(plan, entry.env, results)
         envs.append(env_report(plan, entry, results, frames[entry.env], curves[entry.env]))
     return envs, curves

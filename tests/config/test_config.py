@@ -118,6 +118,8 @@ def test_scope_separates_train_and_enjoy_parameters():
     (["--env=CartPole-v1", "--recurrence=-2"], "--recurrence=-2 is too small (minimum -1)"),
     (["--env=CartPole-v1", "--rnn_type=rnn"], "--rnn_type=rnn is not allowed (choose from: gru, lstm)"),
     (["--env=CartPole-v1", "--rnn_size=0"], "--rnn_size=0 is too small (minimum 1)"),
+    (["--env=CartPole-v1", "--ppo_clip_value=nan"], "--ppo_clip_value=nan is not allowed (a finite number is)"),
+    (["--env=CartPole-v1", "--learning_rate=inf"], "--learning_rate=inf is not allowed (a finite number is)"),
 ])
 def test_bad_input_is_one_clear_error(argv, message):
     with pytest.raises(UserError) as info:

@@ -5,12 +5,14 @@ import json
 import math
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from asyncrl.launcher.child import StopSignals
 from asyncrl.plot import Curve
 from asyncrl.scores import __main__ as scores
 from asyncrl.scores.references import REPO_ROOT, load_suites
@@ -138,6 +140,39 @@ def test_a_failing_run_is_reported_with_its_error_and_the_suite_goes_on(tmp_path
     assert cart["status"] == "finished"
     table = (out / "scores.md").read_text()
     assert "seed 1: failed (training exited with status 3: asyncrl: error: the env exploded)" in table
+
+
+def test_jobs_train_runs_at_once_and_report_them_in_the_suites_order(tmp_path, monkeypatch):
+    # Two runs must be under way together to pass the barrier; one at a time, it times out.
+    two_at_once = threading.Barrier(2, timeout=20)
+
+    def run_seed(plan, entry, seed, frames, stop):
+        two_at_once.wait()
+        return scores.SeedResult(seed, "failed", error=f"{entry.env} seed {seed}")
+
+    monkeypatch.setattr(scores, "run_seed", run_seed)
+    out = tmp_path / "scores"
+    code = scores.main(["--suite=classic", "--envs=Acrobot-v1,CartPole-v1", "--seeds=2",
+                        "--jobs=2", f"--out={out}"])
+    assert code == 1  # every run "failed"
+    envs = json.loads((out / "scores.json").read_text())["envs"]
+    assert [(e["env"], [s["error"] for s in e["seeds"]]) for e in envs] == [
+        ("Acrobot-v1", ["Acrobot-v1 seed 1", "Acrobot-v1 seed 2"]),
+        ("CartPole-v1", ["CartPole-v1 seed 1", "CartPole-v1 seed 2"])]
+
+
+def test_a_signal_stops_every_running_training_and_no_waiting_one_starts(tmp_path):
+    stop = StopSignals()
+    stop.received.append(15)  # as if SIGTERM had come while these runs were going
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    for name in ("a", "b"):  # each running process gets the signal, not only the first
+        (tmp_path / name).mkdir()
+        code, seconds = scores._run(sleeper, tmp_path / name, stop)
+        assert code == -15 and seconds < 30
+    entry = load_suites()["classic"].env("CartPole-v1")
+    plan = scores.make_plan(["--suite=classic", f"--out={tmp_path / 'scores'}"])
+    assert scores.run_seed(plan, entry, 1, 1, stop) is None
+    assert not (tmp_path / "scores").exists()
 
 
 def test_training_return_at_a_references_steps_is_the_last_point_before_them():
