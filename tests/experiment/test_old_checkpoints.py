@@ -68,3 +68,31 @@ def test_a_version_1_population_resumes_its_hyperparameters_and_pbt_clock(tmp_pa
     assert "policy 1 from env_steps=2048, policy_version=16" in log
     # The stored hyperparameters (PBT mutated policy 1's value_loss_coeff), not the config's.
     assert "Policy 1 hyperparameters: " in log and "value_loss_coeff=0.337961" in log
+
+
+@pytest.mark.slow
+def test_a_resume_reads_each_checkpoint_once(tmp_path, monkeypatch):
+    import torch
+
+    from asyncrl.experiment.checkpoint_state import CheckpointState
+
+    exp_dir = _copy("cartpole_pbt_rnn_v1", tmp_path)
+    read, parsed = [], []
+    torch_load, from_dict = torch.load, CheckpointState.from_dict.__func__
+
+    def counting_load(path, *args, **kwargs):
+        read.append(Path(path))
+        return torch_load(path, *args, **kwargs)
+
+    def counting_from_dict(cls, state, source):
+        parsed.append(source)
+        return from_dict(cls, state, source)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    monkeypatch.setattr(CheckpointState, "from_dict", classmethod(counting_from_dict))
+    # PBT's next round is beyond this run's end: no share file is read either.
+    assert train.main(["--env=CartPole-v1", f"--train_dir={tmp_path}",
+                       "--experiment=cartpole_pbt_rnn_v1", "--train_for_env_steps=2100"]) == 0
+    assert sorted(p.relative_to(exp_dir).as_posix() for p in read) == [
+        "checkpoint_p0/checkpoint_000000064_2048.pth", "checkpoint_p1/checkpoint_000000064_2048.pth"]
+    assert len(parsed) == 2
