@@ -147,7 +147,7 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
     resume_states: list[CheckpointState | None] = [None] * cfg.num_policies
     if resume:
         resume_states = [_load_state(manager, cfg.load_checkpoint_kind,
-                                       _checkpoint_source(exp_dir, p, cfg.num_policies))
+                                     _checkpoint_source(exp_dir, p, cfg.num_policies))
                          for p, manager in enumerate(checkpoints)]
         if any(state is not None for state in resume_states):
             notes += [f"Policy {p} has no checkpoint yet: it starts afresh"
@@ -267,9 +267,9 @@ def load_experiment_for_eval(parsed: ParsedArgs) -> tuple[ConfigBase, Path, Chec
         raise UserError(f"--policy_index={cfg.policy_index} is out of range: experiment {exp_dir} "
                         f"trains {policies} {'policy' if policies == 1 else 'policies'} "
                         f"(0..{policies - 1})")
-    state = _load_state(CheckpointManager(exp_dir / policy_checkpoint_dir(cfg.policy_index),
-                                            keep_checkpoints=1_000_000),
-                          cfg.load_checkpoint_kind, f"the checkpoint of {exp_dir}")
+    manager = CheckpointManager(exp_dir / policy_checkpoint_dir(cfg.policy_index),
+                                keep_checkpoints=1_000_000)
+    state = _load_state(manager, cfg.load_checkpoint_kind, f"the checkpoint of {exp_dir}")
     if state is None:
         raise UserError(f"experiment {exp_dir} has no checkpoint of policy {cfg.policy_index} yet")
     return cfg, exp_dir, state
