@@ -28,6 +28,7 @@ from asyncrl.envs.observations import EnvContractError
 from asyncrl.envs.vector import BatchedEnvVector, EnvFailureLimit, EnvVector, EpisodeReporting
 from asyncrl.runtime.buffers import TrajectoryBuffers
 from asyncrl.runtime.component import Component
+from asyncrl.runtime.names import request_actions_signal, rollout_worker, trajectories_ready_signal
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +39,6 @@ SLOT_RETRY_SEC = 0.001
 SLOT_RETRY_MAX_SEC = 0.016
 IDLE_WAIT_SEC = 0.01
 POST_WAIT_SEC = 0.01
-
-
-def actions_ready_signal(worker_idx: int) -> str:
-    return f"actions_ready_w{worker_idx}"
-
-
-def request_actions_signal(policy_id: int) -> str:
-    return f"request_actions_p{policy_id}"
-
-
-def trajectories_ready_signal(policy_id: int) -> str:
-    return f"trajectories_ready_p{policy_id}"
 
 
 def row_policies(cfg: Any, agents_per_env: int = 1) -> np.ndarray:
@@ -91,7 +80,7 @@ class RolloutWorker(Component):
         """`free_slots`: each policy's queue of free trajectory slots. `wakeup`: the semaphore
         policy workers post, or None when every component shares one event loop (serial mode),
         whose own wait then does the sleeping."""
-        super().__init__(event_loop, f"rollout_worker_{worker_idx}", cfg)
+        super().__init__(event_loop, rollout_worker(worker_idx).object_id, cfg)
         self.worker_idx = worker_idx
         self.agents_per_env = agents_per_env
         self.buffers = buffers
@@ -295,8 +284,8 @@ class RolloutWorker(Component):
             self._request(s)
 
     def _fail(self, error: EnvFailureLimit | EnvContractError) -> None:
-        log.error("rollout_worker_%d: %s", self.worker_idx, error)
-        self.fatal_error.emit(f"rollout_worker_{self.worker_idx}: {error}")
+        log.error("%s: %s", self.object_id, error)
+        self.fatal_error.emit(f"{self.object_id}: {error}")
 
     def on_stop(self) -> None:
         if self.envs is not None:
