@@ -50,11 +50,18 @@ def row_policies(cfg: Any, agents_per_env: int = 1) -> np.ndarray:
     return units % cfg.num_policies
 
 
+def worker_rows(cfg: Any, worker_idx: int, agents_per_env: int = 1) -> slice:
+    """The rows of the trajectory buffers one worker's agents fill (one per env for single-agent
+    envs)."""
+    per_worker = cfg.num_envs_per_worker * agents_per_env
+    return slice(worker_idx * per_worker, (worker_idx + 1) * per_worker)
+
+
 def worker_env_indices(cfg: Any, worker_idx: int, split_idx: int, agents_per_env: int = 1) -> np.ndarray:
     """Global indices of the agents (one per env for single-agent envs) of one split of one worker:
     the rows of the trajectory buffers they fill."""
     per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * agents_per_env
-    start = worker_idx * cfg.num_envs_per_worker * agents_per_env + split_idx * per_split
+    start = worker_rows(cfg, worker_idx, agents_per_env).start + split_idx * per_split
     return np.arange(start, start + per_split)
 
 
@@ -86,7 +93,7 @@ class RolloutWorker(Component):
         self.buffers = buffers
         self.free_slots = free_slots
         self.policies = row_policies(cfg, agents_per_env)  # [num_rows] of every worker
-        self._first_row = worker_idx * cfg.num_envs_per_worker * agents_per_env
+        self._first_row = worker_rows(cfg, worker_idx, agents_per_env).start
         self.wakeup = wakeup
         self.envs: EnvVector | BatchedEnvVector | None = None
         self.splits: list[_Split] = []

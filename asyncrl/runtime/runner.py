@@ -32,7 +32,7 @@ from asyncrl.runtime.names import (ComponentName, Role, actions_ready_signal, po
 from asyncrl.runtime.pbt_rounds import PbtRounds
 from asyncrl.runtime.policy_worker import PolicyWorker
 from asyncrl.runtime.progress import STATUS_INTERVAL_SEC, PolicyProgress, ProgressReport
-from asyncrl.runtime.rollout_worker import RolloutWorker, row_policies
+from asyncrl.runtime.rollout_worker import RolloutWorker, row_policies, worker_rows
 from asyncrl.runtime.stats import EpisodeTracker
 from asyncrl.runtime.supervisor import Supervisor, WorkerProcess
 from asyncrl.utils.device import describe_device
@@ -380,12 +380,10 @@ class Runner(EventLoopObject):
     def _before_respawn(self, component: ComponentName, cause: str) -> None:
         """A dead rollout worker is respawned: the slots it was filling go back to their
         policies' pools."""
-        w = component.index
         versions = ", ".join(str(progress.version) for progress in self.progress)
         log.warning("%s died (%s) at policy_version=%s: respawning it with fresh envs; its "
                     "partial trajectories are dropped", component.object_id, cause, versions)
-        per_worker = self.cfg.num_envs_per_worker * self.agents_per_env
-        rows = slice(w * per_worker, (w + 1) * per_worker)
+        rows = worker_rows(self.cfg, component.index, self.agents_per_env)
         held = self.buffers.env_slots[rows]
         held = held[held >= 0]
         for p, pool in enumerate(self.free_slots):
