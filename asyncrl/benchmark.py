@@ -43,6 +43,7 @@ import psutil
 
 from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.registry import env_frames_per_step, find_env_family, make_vector_env
+from asyncrl.runtime.names import ComponentName, Role
 from asyncrl.utils.arguments import OneLineParser, parse_bool, split_at_double_dash
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.processes import die_with_parent, prepare_child_process
@@ -389,13 +390,15 @@ class CpuSample:
     seconds: dict[int, tuple[str, float]]  # pid -> (process name, CPU seconds so far)
 
 
-# asyncrl's process names (utils/processes.py: asyncrl-learn0, asyncrl-pw0-1, asyncrl-rw3)
-_ROLES = (("asyncrl-learn", "learner"), ("asyncrl-pw", "policy workers"),
-          ("asyncrl-rw", "rollout workers"))
+_ROLES = ((Role.LEARNER, "learner"), (Role.POLICY_WORKER, "policy workers"),
+          (Role.ROLLOUT_WORKER, "rollout workers"))
 
 
 def _role(name: str) -> str:
-    return next((role for prefix, role in _ROLES if name.startswith(prefix)), "runner")
+    """The role a process name (asyncrl's process title) names; "runner" for any other."""
+    component = ComponentName.from_title(name)
+    return next((role for kind, role in _ROLES if component is not None and component.role is kind),
+                "runner")
 
 
 def _name_for_role(process: psutil.Process) -> str:

@@ -20,6 +20,7 @@ from asyncrl.envs.vector import EnvVector, EpisodeReporting, EpisodeStats
 from asyncrl.experiment.checkpoint_state import read_checkpoint_state
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.component import Component
+from asyncrl.runtime.names import EVAL_WORKER
 from asyncrl.runtime.stats import EpisodeTracker
 from asyncrl.utils.device import resolve_device
 
@@ -120,7 +121,7 @@ class EvalWorker(Component):
     def __init__(self, event_loop: Any, cfg: Any, obs_space: gym.Space, action_space: gym.Space,
                  env_index: int):
         """`env_index`: the index the eval envs are made with (after the training envs')."""
-        super().__init__(event_loop, "eval_worker", cfg)
+        super().__init__(event_loop, EVAL_WORKER.object_id, cfg)
         self.obs_space = obs_space
         self.action_space = action_space
         self.env_index = env_index

@@ -23,6 +23,7 @@ from asyncrl.model.actor_critic import ActorCritic, load_weights
 from asyncrl.config.hyperparameters import hyperparameters_of
 from asyncrl.runtime.buffers import PinnedStaging, SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.component import Component
+from asyncrl.runtime import names
 from asyncrl.utils.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class LearnerWorker(Component):
         """`stop_requested`: a shared flag (`.value`) the runner sets when the run stops; from
         then on no further batch is trained, so the stop message is reached soon even behind a
         backlog of trajectories (a slow learner: Atari on a few CPU cores)."""
-        super().__init__(event_loop, f"learner_p{policy_id}", cfg)
+        super().__init__(event_loop, names.learner(policy_id).object_id, cfg)
         self.policy_id = policy_id
         self.obs_space = obs_space
         self.action_space = action_space

@@ -15,7 +15,8 @@ from signal_slot.signal_slot import signal
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.component import Component
-from asyncrl.runtime.rollout_worker import actions_ready_signal, row_policies, worker_env_indices
+from asyncrl.runtime.names import actions_ready_signal, policy_worker
+from asyncrl.runtime.rollout_worker import row_policies, worker_env_indices
 from asyncrl.utils.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ class PolicyWorker(Component):
     def __init__(self, event_loop, cfg: Any, policy_id: int, worker_idx: int,
                  obs_space: gym.Space, action_space: gym.Space, buffers: TrajectoryBuffers,
                  weights: SharedWeights, wakeups: list[Any] | None, agents_per_env: int = 1):
-        super().__init__(event_loop, f"policy_worker_p{policy_id}_{worker_idx}", cfg)
+        super().__init__(event_loop, policy_worker(policy_id, worker_idx).object_id, cfg)
         self.obs_space = obs_space
         self.action_space = action_space
         self.buffers = buffers

@@ -28,6 +28,7 @@ from asyncrl.envs.observations import EnvContractError
 from asyncrl.envs.vector import BatchedEnvVector, EnvFailureLimit, EnvVector, EpisodeReporting
 from asyncrl.runtime.buffers import TrajectoryBuffers
 from asyncrl.runtime.component import Component
+from asyncrl.runtime.names import request_actions_signal, rollout_worker, trajectories_ready_signal
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +41,6 @@ IDLE_WAIT_SEC = 0.01
 POST_WAIT_SEC = 0.01
 
 
-def actions_ready_signal(worker_idx: int) -> str:
-    return f"actions_ready_w{worker_idx}"
-
-
-def request_actions_signal(policy_id: int) -> str:
-    return f"request_actions_p{policy_id}"
-
-
-def trajectories_ready_signal(policy_id: int) -> str:
-    return f"trajectories_ready_p{policy_id}"
-
-
 def row_policies(cfg: Any, agents_per_env: int = 1) -> np.ndarray:
     """`[num_rows]` the policy each experience row acts for: env i's agents act for policy
     i % num_policies; with pbt_mix_policies_in_one_env, agent row r for r % num_policies (so the
@@ -61,11 +50,18 @@ def row_policies(cfg: Any, agents_per_env: int = 1) -> np.ndarray:
     return units % cfg.num_policies
 
 
+def worker_rows(cfg: Any, worker_idx: int, agents_per_env: int = 1) -> slice:
+    """The rows of the trajectory buffers one worker's agents fill (one per env for single-agent
+    envs)."""
+    per_worker = cfg.num_envs_per_worker * agents_per_env
+    return slice(worker_idx * per_worker, (worker_idx + 1) * per_worker)
+
+
 def worker_env_indices(cfg: Any, worker_idx: int, split_idx: int, agents_per_env: int = 1) -> np.ndarray:
     """Global indices of the agents (one per env for single-agent envs) of one split of one worker:
     the rows of the trajectory buffers they fill."""
     per_split = cfg.num_envs_per_worker // cfg.worker_num_splits * agents_per_env
-    start = worker_idx * cfg.num_envs_per_worker * agents_per_env + split_idx * per_split
+    start = worker_rows(cfg, worker_idx, agents_per_env).start + split_idx * per_split
     return np.arange(start, start + per_split)
 
 
@@ -91,13 +87,13 @@ class RolloutWorker(Component):
         """`free_slots`: each policy's queue of free trajectory slots. `wakeup`: the semaphore
         policy workers post, or None when every component shares one event loop (serial mode),
         whose own wait then does the sleeping."""
-        super().__init__(event_loop, f"rollout_worker_{worker_idx}", cfg)
+        super().__init__(event_loop, rollout_worker(worker_idx).object_id, cfg)
         self.worker_idx = worker_idx
         self.agents_per_env = agents_per_env
         self.buffers = buffers
         self.free_slots = free_slots
         self.policies = row_policies(cfg, agents_per_env)  # [num_rows] of every worker
-        self._first_row = worker_idx * cfg.num_envs_per_worker * agents_per_env
+        self._first_row = worker_rows(cfg, worker_idx, agents_per_env).start
         self.wakeup = wakeup
         self.envs: EnvVector | BatchedEnvVector | None = None
         self.splits: list[_Split] = []
@@ -295,8 +291,8 @@ class RolloutWorker(Component):
             self._request(s)
 
     def _fail(self, error: EnvFailureLimit | EnvContractError) -> None:
-        log.error("rollout_worker_%d: %s", self.worker_idx, error)
-        self.fatal_error.emit(f"rollout_worker_{self.worker_idx}: {error}")
+        log.error("%s: %s", self.object_id, error)
+        self.fatal_error.emit(f"{self.object_id}: {error}")
 
     def on_stop(self) -> None:
         if self.envs is not None:

@@ -9,7 +9,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 from asyncrl.envs.command_line import parse_args
 from asyncrl.envs.registry import find_env_family, make_env, make_vector_env
 from asyncrl.envs.vector import BatchedEnvVector, EnvVector, EpisodeReporting, EpisodeStats, env_info
-from asyncrl.runtime.runner import extra_stat_tag
+from asyncrl.runtime.progress import extra_stat_tag
 from asyncrl.runtime.stats import EpisodeTracker
 
 

@@ -19,7 +19,7 @@ from asyncrl.envs.command_line import parse_args
 from asyncrl.envs import vizdoom as doom
 from asyncrl.envs.registry import env_frames_per_step, find_env_family
 from asyncrl.experiment.checkpoint import load_checkpoint
-from asyncrl.runtime.runner import kill_with_children
+from asyncrl.runtime.supervisor import kill_with_children
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.processes import prepare_child_process
 

@@ -17,8 +17,9 @@ from asyncrl.envs.vector import agents_per_env
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.policy_worker import PolicyWorker
-from asyncrl.runtime.rollout_worker import (RolloutWorker, actions_ready_signal,
-                                            request_actions_signal, trajectories_ready_signal)
+from asyncrl.runtime.names import (actions_ready_signal, request_actions_signal,
+                                   trajectories_ready_signal)
+from asyncrl.runtime.rollout_worker import RolloutWorker
 
 
 class _Sink(EventLoopObject):

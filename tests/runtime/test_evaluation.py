@@ -17,7 +17,7 @@ from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.plot import read_curve
 from asyncrl.runtime.evaluation import EpisodePlayer, episode_quotas
-from asyncrl.runtime.runner import next_multiple
+from asyncrl.runtime.progress import next_multiple
 from asyncrl.utils.errors import UserError
 
 TINY = ["--env=CartPole-v1", "--num_workers=2", "--num_envs_per_worker=4", "--rollout=16",

@@ -25,7 +25,7 @@ from asyncrl.experiment.checkpoint import load_checkpoint
 from asyncrl.experiment.layout import LOG_FILE
 from asyncrl.launcher.watchdog import running
 from asyncrl.runtime.buffers import PinnedStaging, TrajectoryBuffers
-from asyncrl.runtime.runner import _lag
+from asyncrl.runtime.progress import _lag
 
 # asyncrl.train with an env that raises or hangs on demand (see the script's docstring). Its
 # family has no preset: the policy is recurrent, so env crashes, hangs and respawns meet the
