@@ -26,11 +26,11 @@ def evaluate(argv: Sequence[str] | None = None) -> list[EpisodeStats]:
     """Plays the episodes and returns their statistics."""
     import torch
 
-    from asyncrl.algo.learner import Learner
     from asyncrl.envs.command_line import parse_args
     from asyncrl.envs.registry import env_frames_per_step, find_env_family, make_env
     from asyncrl.envs.vector import EnvVector, EpisodeReporting
     from asyncrl.experiment.experiment import load_experiment_for_eval
+    from asyncrl.model.actor_critic import ActorCritic, load_weights
     from asyncrl.runtime.evaluation import EpisodePlayer, summarize
     from asyncrl.utils.device import resolve_device
     from asyncrl.utils.seeding import seed_everything
@@ -60,15 +60,16 @@ def evaluate(argv: Sequence[str] | None = None) -> list[EpisodeStats]:
 
     envs = EnvVector(make, 1, cfg.seed, reporting=EpisodeReporting.of(cfg), env_name=cfg.env)
     video = None if budget is None else Mp4Writer(path, video_fps(cfg.fps, envs.envs[0]))
-    learner = Learner(cfg, envs.envs[0].observation_space, envs.action_space, resolve_device(cfg.device))
-    learner.load_weights(state["model"], f"checkpoint of {exp_dir}")
-    model = learner.model.eval()
+    device = resolve_device(cfg.device)
+    model = ActorCritic(cfg, envs.envs[0].observation_space, envs.action_space).to(device)
+    load_weights(model, state.learner.model, f"checkpoint of {exp_dir}")
+    model.eval()
     log.info("Evaluating %s (env_steps=%d, policy_version=%d), %s actions", exp_dir,
-             state["env_steps"], state["policy_version"],
+             state.env_steps, state.learner.policy_version,
              "deterministic" if cfg.eval_deterministic else "sampled")
     episodes: list[EpisodeStats] = []
     frames_per_step = env_frames_per_step(cfg)  # counted like asyncrl.train's env steps
-    player = EpisodePlayer(model, envs, learner.device, cfg.eval_deterministic)
+    player = EpisodePlayer(model, envs, device, cfg.eval_deterministic)
     finished = False
     try:
         # The steps that reach --max_num_frames frames.
@@ -94,8 +95,8 @@ def evaluate(argv: Sequence[str] | None = None) -> list[EpisodeStats]:
         print(f"video: {video.path} ({video.frames} frames at {video.fps} fps)")
     if json_path is not None:
         report = {"experiment": str(exp_dir), "env": cfg.env,
-                  "checkpoint": {"kind": cfg.load_checkpoint_kind, "env_steps": state["env_steps"],
-                                 "policy_version": state["policy_version"]},
+                  "checkpoint": {"kind": cfg.load_checkpoint_kind, "env_steps": state.env_steps,
+                                 "policy_version": state.learner.policy_version},
                   "deterministic": cfg.eval_deterministic, "env_frames": frames,
                   "episodes": [{"return": e.episode_return, "length": e.length, "extra": e.extra}
                                for e in episodes],

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from asyncrl.experiment.checkpoint import CheckpointManager
+from asyncrl.experiment.checkpoint_state import read_checkpoint_state
 from asyncrl.experiment.layout import policy_checkpoint_dir
 
 # No step budget (the CartPole preset's would end the runs early): both sides run for --seconds.
@@ -31,8 +32,8 @@ COMMON = ["--env=CartPole-v1", "--device=cpu", "--restart_behavior=overwrite", "
 def final_returns(exp_dir: Path, policies: int) -> list[float]:
     returns = []
     for p in range(policies):
-        state = CheckpointManager(exp_dir / policy_checkpoint_dir(p), 1_000_000).load("latest")
-        episodes = state["episode_stats"]["returns"] if state else []
+        latest = CheckpointManager(exp_dir / policy_checkpoint_dir(p), 1_000_000).latest()
+        episodes = read_checkpoint_state(latest).run.episode_stats["returns"] if latest else []
         returns.append(float(np.mean(episodes)) if episodes else float("nan"))
     return returns
 

@@ -19,9 +19,20 @@ from asyncrl.algo.optimizers import linear_decay, load_optimizer_state, make_opt
 from asyncrl.algo.trajectories import Trajectories, from_sequences, to_sequences
 from asyncrl.config.validate import resolved_recurrence
 from asyncrl.envs.observations import one_line
-from asyncrl.model.actor_critic import ActorCritic
+from asyncrl.model.actor_critic import ActorCritic, load_weights
 from asyncrl.model.distributions import make_action_distribution
 from asyncrl.utils.errors import UserError
+
+
+@dataclass(frozen=True)
+class LearnerState:
+    """The learner's part of a checkpoint (experiment/checkpoint_state.py names its keys)."""
+
+    model: dict[str, Tensor]  # weights and normalizer statistics
+    optimizer: dict[str, Any]
+    policy_version: int
+    train_step: int
+    learning_rate: float  # the rate in use (a kl_adaptive schedule's state)
 
 
 @dataclass
@@ -88,46 +99,25 @@ class Learner:
         self.train_step = 0  # SGD steps (minibatches) taken
 
     # -- checkpoint state -------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "policy_version": self.policy_version, "train_step": self.train_step,
-                "learning_rate": self.learning_rate}
+    def state(self) -> LearnerState:
+        return LearnerState(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                            policy_version=self.policy_version, train_step=self.train_step,
+                            learning_rate=self.learning_rate)
 
-    def load_state_dict(self, state: dict[str, Any], source: str) -> None:
-        missing = [k for k in ("model", "optimizer", "policy_version", "train_step",
-                               "learning_rate") if k not in state]
-        if missing:
-            raise UserError(f"{source} is incomplete: it has no {missing[0]!r}")
-        self.load_weights(state["model"], source)
+    def load_state(self, state: LearnerState, source: str) -> None:
+        load_weights(self.model, state.model, source)
         try:
-            load_optimizer_state(self.optimizer, state["optimizer"])
+            load_optimizer_state(self.optimizer, state.optimizer)
         except (KeyError, ValueError, TypeError) as e:
             raise UserError(f"{source}: the optimizer state does not fit ({e})") from None
-        self.policy_version = int(state["policy_version"])
-        self.train_step = int(state["train_step"])
+        self.policy_version = state.policy_version
+        self.train_step = state.train_step
         # A kl_adaptive schedule goes on from the rate in use when saved (its state); the other
         # schedules derive the rate from the policy's base rate, a hyperparameter restored (or
         # overridden) with the others. Either way into the optimizer, whose loaded state holds
         # the saved rate.
         adaptive = self.cfg.lr_schedule.startswith("kl_adaptive")
-        self._use_learning_rate(float(state["learning_rate"]) if adaptive else self.learning_rate)
-
-    def load_weights(self, model_state: dict[str, Tensor], source: str) -> None:
-        """Weights and normalizer statistics only; a different architecture is a UserError."""
-        own = self.model.state_dict()
-        missing = sorted(set(own) - set(model_state))
-        unexpected = sorted(set(model_state) - set(own))
-        if missing or unexpected:
-            name = (missing or unexpected)[0]
-            what = "is missing from" if missing else "is not part of this model but is in"
-            raise UserError(f"{source} does not fit this model: parameter {name} {what} the "
-                            "checkpoint (different architecture or env)")
-        for name, tensor in model_state.items():
-            if tuple(tensor.shape) != tuple(own[name].shape):
-                raise UserError(f"{source} does not fit this model: {name} has shape "
-                                f"{tuple(tensor.shape)} in the checkpoint and {tuple(own[name].shape)} "
-                                "here (different architecture or env)")
-        self.model.load_state_dict(model_state)
+        self._use_learning_rate(state.learning_rate if adaptive else self.learning_rate)
 
     def set_learning_rate(self, lr: float) -> None:
         """The policy's base rate (its hyperparameter: the config's, or PBT's); the schedule starts

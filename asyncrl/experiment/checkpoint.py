@@ -1,6 +1,7 @@
 """Checkpoint files: crash-safe writes, safe loads, and the rotation of an experiment's checkpoints.
 
-A checkpoint is a plain dict (state_dicts, counters, config values) stored with ``torch.save``.
+A checkpoint is a plain dict (state_dicts, counters, config values) stored with ``torch.save``;
+what it holds, and how it is read, is checkpoint_state.py's (this module handles only files).
 Layout of a checkpoint directory:
 
     checkpoint_{train_step:09d}_{env_steps}.pth                 regular, the newest N are kept

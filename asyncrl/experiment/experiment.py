@@ -18,7 +18,9 @@ from typing import Any
 import asyncrl
 from asyncrl.config.config import ConfigBase
 from asyncrl.envs.command_line import ParsedArgs
-from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint
+from asyncrl.experiment.checkpoint import CheckpointManager
+from asyncrl.experiment.checkpoint_state import (CheckpointState, InitialWeights,
+                                                 read_initial_weights)
 from asyncrl.experiment.layout import (CHECKPOINT_DIR, CONFIG_FILE, CONSOLE_FILE, FINISHED_FILE,
                                        LOG_FILE, policy_checkpoint_dir)
 from asyncrl.utils.errors import UserError
@@ -27,17 +29,14 @@ from asyncrl.utils.logs import add_log_file
 
 log = logging.getLogger(__name__)
 
-# What a checkpoint holds beside the learner's state (see Runner._run_state and LearnerWorker.checkpoint_state).
-RUN_STATE_KEYS = ("env_steps", "episode_stats", "best_metric")
-
-
 @dataclass
 class Experiment:
     cfg: ConfigBase
     dir: Path
     checkpoints: list[CheckpointManager]  # per policy
-    resume_states: list[dict[str, Any] | None]  # per policy: the checkpoint it continues from
-    init_weights: tuple[dict[str, Any], str] | None  # (model state, source) from initialize_from
+    # Per policy: the checkpoint it continues from, read once here for the runner and learners.
+    resume_states: list[CheckpointState | None]
+    init_weights: InitialWeights | None  # --initialize_from
     log_file: logging.Handler | None  # the experiment's log file, while the run lasts
     # Parameters this run's command line or preset changed from the stored config (on resume).
     overridden: frozenset[str] = frozenset()
@@ -145,9 +144,11 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
                             "--restart_behavior=restart (keeps it) or overwrite (deletes it)")
 
     checkpoints = policy_checkpoints(exp_dir, cfg)
-    resume_states: list[dict[str, Any] | None] = [None] * cfg.num_policies
+    resume_states: list[CheckpointState | None] = [None] * cfg.num_policies
     if resume:
-        resume_states = [manager.load(cfg.load_checkpoint_kind) for manager in checkpoints]
+        resume_states = [_load_state(manager, cfg.load_checkpoint_kind,
+                                     _checkpoint_source(exp_dir, p, cfg.num_policies))
+                         for p, manager in enumerate(checkpoints)]
         if any(state is not None for state in resume_states):
             notes += [f"Policy {p} has no checkpoint yet: it starts afresh"
                       for p, state in enumerate(resume_states) if state is None]
@@ -158,14 +159,10 @@ def prepare_experiment(parsed: ParsedArgs) -> Experiment:
             notes.append(f"Resuming '{cfg.experiment}' from its own checkpoint; --initialize_from="
                          f"{cfg.initialize_from} applies only to a new experiment")
         else:
-            source = resolve_checkpoint_source(cfg.initialize_from, Path(cfg.train_dir),
-                                               cfg.load_checkpoint_kind)
-            weights = load_checkpoint(source).get("model")
-            if not isinstance(weights, dict):
-                raise UserError(f"--initialize_from: {source} holds no model weights")
-            init_weights = (weights, str(source))
+            init_weights = read_initial_weights(resolve_checkpoint_source(
+                cfg.initialize_from, Path(cfg.train_dir), cfg.load_checkpoint_kind))
 
-    _check_against_env(cfg, resume_states, init_weights, str(exp_dir))
+    _check_against_env(cfg, resume_states, init_weights, exp_dir)
 
     # Every check has passed: only now is the disk changed.
     try:
@@ -202,8 +199,18 @@ def _apply_restart_behavior(cfg: ConfigBase, exp_dir: Path, exists: bool,
     return add_log_file(exp_dir / LOG_FILE) if cfg.log_to_file else None
 
 
-def _check_against_env(cfg: ConfigBase, resume_states: list[dict[str, Any] | None],
-                       init_weights: tuple[dict[str, Any], str] | None, exp_dir: str) -> None:
+def _checkpoint_source(exp_dir: Path, policy: int, num_policies: int) -> str:
+    """How errors name a policy's checkpoint."""
+    return f"the checkpoint of {exp_dir}" + (f" (policy {policy})" if num_policies > 1 else "")
+
+
+def _load_state(manager: CheckpointManager, kind: str, source: str) -> CheckpointState | None:
+    state = manager.load(kind)
+    return None if state is None else CheckpointState.from_dict(state, source)
+
+
+def _check_against_env(cfg: ConfigBase, resume_states: list[CheckpointState | None],
+                       init_weights: InitialWeights | None, exp_dir: Path) -> None:
     """Builds one env and the learner on the CPU so that env-dependent errors (unsupported
     spaces, an env that breaks its own contract in its reset or first step, options that do not
     fit the action space, checkpoints of another architecture) surface before anything is
@@ -216,6 +223,7 @@ def _check_against_env(cfg: ConfigBase, resume_states: list[dict[str, Any] | Non
     from asyncrl.config.validate import validate_for_env
     from asyncrl.envs.registry import find_env_family, make_env
     from asyncrl.envs.vector import EnvVector
+    from asyncrl.model.actor_critic import load_weights
 
     if getattr(cfg, "with_wandb", False) and importlib.util.find_spec("wandb") is None:
         raise UserError("--with_wandb=True needs wandb: pip install 'asyncrl[wandb]'")
@@ -231,15 +239,10 @@ def _check_against_env(cfg: ConfigBase, resume_states: list[dict[str, Any] | Non
     finally:
         envs.close()
     for p, state in enumerate(resume_states):
-        if state is None:
-            continue
-        source = f"the checkpoint of {exp_dir}" + (f" (policy {p})" if len(resume_states) > 1 else "")
-        learner.load_state_dict(state, source)
-        for key in RUN_STATE_KEYS:
-            if key not in state:
-                raise UserError(f"{source} is incomplete: it has no {key!r}")
+        if state is not None:
+            learner.load_state(state.learner, _checkpoint_source(exp_dir, p, len(resume_states)))
     if init_weights is not None:
-        learner.load_weights(*init_weights)
+        load_weights(learner.model, init_weights.model, init_weights.source)
 
 
 def _free_old_name(exp_dir: Path) -> Path:
@@ -249,7 +252,7 @@ def _free_old_name(exp_dir: Path) -> Path:
     return candidate
 
 
-def load_experiment_for_eval(parsed: ParsedArgs) -> tuple[ConfigBase, Path, dict[str, Any]]:
+def load_experiment_for_eval(parsed: ParsedArgs) -> tuple[ConfigBase, Path, CheckpointState]:
     """For asyncrl.enjoy: the stored config (CLI overrides applied) and the chosen checkpoint."""
     cfg = parsed.config()
     exp_dir = experiment_dir(cfg)
@@ -264,8 +267,9 @@ def load_experiment_for_eval(parsed: ParsedArgs) -> tuple[ConfigBase, Path, dict
         raise UserError(f"--policy_index={cfg.policy_index} is out of range: experiment {exp_dir} "
                         f"trains {policies} {'policy' if policies == 1 else 'policies'} "
                         f"(0..{policies - 1})")
-    state = CheckpointManager(exp_dir / policy_checkpoint_dir(cfg.policy_index),
-                              keep_checkpoints=1_000_000).load(cfg.load_checkpoint_kind)
+    manager = CheckpointManager(exp_dir / policy_checkpoint_dir(cfg.policy_index),
+                                keep_checkpoints=1_000_000)
+    state = _load_state(manager, cfg.load_checkpoint_kind, f"the checkpoint of {exp_dir}")
     if state is None:
         raise UserError(f"experiment {exp_dir} has no checkpoint of policy {cfg.policy_index} yet")
     return cfg, exp_dir, state

@@ -46,18 +46,19 @@ def progress(variant: Variant) -> Progress:
         return Progress(NOT_STARTED)
     state = FINISHED if is_finished(variant) else UNFINISHED
     # torch, for the checkpoints: only here, so that launching stays light.
-    from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint
+    from asyncrl.experiment.checkpoint import CheckpointManager
+    from asyncrl.experiment.checkpoint_state import read_checkpoint_state
 
     latest = CheckpointManager(variant.exp_dir / CHECKPOINT_DIR, keep_checkpoints=1_000_000).latest()
     if latest is None:
         return Progress(state)
     try:
-        checkpoint = load_checkpoint(latest)
-        returns = checkpoint["episode_stats"]["returns"]
+        checkpoint = read_checkpoint_state(latest)
+        returns = checkpoint.run.episode_stats["returns"]
         params = json.loads((variant.exp_dir / CONFIG_FILE).read_text())["params"]
-        return Progress(state, env_steps=int(checkpoint["env_steps"]),
+        return Progress(state, env_steps=checkpoint.env_steps,
                         final_return=sum(returns) / len(returns) if returns else None,
-                        best=checkpoint["best_metric"],
+                        best=checkpoint.run.best_metric,
                         best_metric=params.get("save_best_metric", "reward"))
     except (UserError, OSError, ValueError, KeyError, TypeError) as e:
         return Progress(state, error=f"{type(e).__name__}: {e}")

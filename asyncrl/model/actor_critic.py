@@ -391,6 +391,24 @@ class ActorCritic(nn.Module):
         return self.denormalize_values(self(obs, rnn_states)[1])
 
 
+def load_weights(model: ActorCritic, model_state: dict[str, Tensor], source: str) -> None:
+    """Weights and normalizer statistics; a checkpoint of another architecture is a UserError."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(model_state))
+    unexpected = sorted(set(model_state) - set(own))
+    if missing or unexpected:
+        name = (missing or unexpected)[0]
+        what = "is missing from" if missing else "is not part of this model but is in"
+        raise UserError(f"{source} does not fit this model: parameter {name} {what} the "
+                        "checkpoint (different architecture or env)")
+    for name, tensor in model_state.items():
+        if tuple(tensor.shape) != tuple(own[name].shape):
+            raise UserError(f"{source} does not fit this model: {name} has shape "
+                            f"{tuple(tensor.shape)} in the checkpoint and {tuple(own[name].shape)} "
+                            "here (different architecture or env)")
+    model.load_state_dict(model_state)
+
+
 def _initialize(model: nn.Module, cfg: Any) -> None:
     """Fully connected and convolutional layers (as Sample Factory does); biases start at 0."""
     if cfg.policy_initialization == "torch_default":

@@ -106,9 +106,6 @@ class Population:
         return {f"p{p}/pbt/{name}": value for p, params in enumerate(self.hyperparameters)
                 for name, value in params.items()}
 
-    def state(self) -> dict[str, Any]:
-        return {"next_round": self.next_round}
-
 
 def share_path(exp_dir: Path, policy: int) -> Path:
     """Where a policy's learner writes the state a replaced policy copies."""

@@ -17,7 +17,7 @@ from signal_slot.signal_slot import signal
 
 from asyncrl.envs.registry import find_env_family, make_env
 from asyncrl.envs.vector import EnvVector, EpisodeReporting, EpisodeStats
-from asyncrl.experiment.checkpoint import load_checkpoint
+from asyncrl.experiment.checkpoint_state import read_checkpoint_state
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.component import Component
 from asyncrl.runtime.names import EVAL_WORKER
@@ -150,7 +150,7 @@ class EvalWorker(Component):
                     version: int) -> None:
         """Evaluates policy `policy`'s snapshot `path`, taken at `env_steps`."""
         self.on_start()
-        self.model.load_state_dict(load_checkpoint(Path(path))["model"])
+        self.model.load_state_dict(read_checkpoint_state(Path(path)).learner.model)
         with self.timings.timeit("evaluate"):
             episodes = self._play()
         self.evaluations += 1

@@ -4,6 +4,7 @@ the new weights to the policy workers and saves checkpoints when the runner asks
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ from signal_slot.signal_slot import signal
 from asyncrl.algo.learner import Learner
 from asyncrl.algo.optimizers import load_optimizer_state
 from asyncrl.envs.registry import env_frames_per_step
-from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint, save_checkpoint_atomic
-from asyncrl.model.actor_critic import ActorCritic
+from asyncrl.experiment.checkpoint import CheckpointManager, save_checkpoint_atomic
+from asyncrl.experiment.checkpoint_state import (CheckpointState, InitialWeights, RunState,
+                                                 SharedPolicy)
+from asyncrl.model.actor_critic import ActorCritic, load_weights
 from asyncrl.config.hyperparameters import hyperparameters_of
 from asyncrl.runtime.buffers import PinnedStaging, SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.component import Component
@@ -42,10 +45,20 @@ def add_truncation_bootstrap(buffers: TrajectoryBuffers, truncations: list, mode
         buffers.rewards[slot, t] += gamma * value
 
 
+@dataclass(frozen=True)
+class LearnerStart:
+    """What a policy's learner starts from: its hyperparameters and, on resume, its checkpoint,
+    else maybe --initialize_from's weights."""
+
+    hyperparameters: dict[str, float]
+    resume: CheckpointState | None = None
+    init_weights: InitialWeights | None = None
+
+
 class LearnerWorker(Component):
     def __init__(self, event_loop, cfg: Any, policy_id: int, obs_space: gym.Space,
                  action_space: gym.Space, buffers: TrajectoryBuffers, weights: SharedWeights,
-                 free_slots: Any, checkpoints: CheckpointManager, initial: dict[str, Any],
+                 free_slots: Any, checkpoints: CheckpointManager, start: LearnerStart,
                  stop_requested: Any | None = None):
         """`stop_requested`: a shared flag (`.value`) the runner sets when the run stops; from
         then on no further batch is trained, so the stop message is reached soon even behind a
@@ -58,7 +71,7 @@ class LearnerWorker(Component):
         self.weights = weights
         self.free_slots = free_slots
         self.checkpoints = checkpoints
-        self.initial = initial  # {"resume_state": ..., "init_weights": ...}
+        self.start_from: LearnerStart | None = start  # dropped once applied: it may hold a checkpoint
         self.stop_requested = stop_requested
         self.learner: Learner | None = None
         self.staging: PinnedStaging | None = None  # on a CUDA device only
@@ -94,14 +107,13 @@ class LearnerWorker(Component):
         self.learner = Learner(cfg, self.obs_space, self.action_space, device)
         if device.type == "cuda":
             self.staging = PinnedStaging(device)
-        self._apply_hyperparameters(self.initial["hyperparameters"])
-        resume_state = self.initial.get("resume_state")
-        if resume_state is not None:
-            self.learner.load_state_dict(resume_state, "the checkpoint")
-            self.env_steps = int(resume_state["env_steps"])
-        elif self.initial.get("init_weights") is not None:
-            self.learner.load_weights(*self.initial["init_weights"])
-        self.initial = {}
+        start, self.start_from = self.start_from, None
+        self._apply_hyperparameters(start.hyperparameters)
+        if start.resume is not None:
+            self.learner.load_state(start.resume.learner, "the checkpoint")
+            self.env_steps = start.resume.env_steps
+        elif start.init_weights is not None:
+            load_weights(self.learner.model, start.init_weights.model, start.init_weights.source)
         self.learner.schedule_learning_rate(self.env_steps)  # a resumed schedule goes on
         self.weights.publish(self.learner.model, self.learner.policy_version)
         self.start_reporting()
@@ -150,9 +162,9 @@ class LearnerWorker(Component):
         if not self.cfg.async_rl:  # only now may collection go on, with the new weights
             self.free_slots.put_many(batch_slots.tolist())
 
-    def checkpoint_state(self, run_state: dict[str, Any]) -> dict[str, Any]:
-        return {**self.learner.state_dict(), "env_steps": self.env_steps,
-                "hyperparameters": hyperparameters_of(self.cfg), **run_state}
+    def checkpoint_state(self, run_state: RunState) -> CheckpointState:
+        return CheckpointState(self.learner.state(), self.env_steps, hyperparameters_of(self.cfg),
+                               run_state)
 
     def _apply_hyperparameters(self, hyperparameters: dict[str, float]) -> None:
         """A new immutable config for this policy (the run's config is never edited)."""
@@ -166,8 +178,8 @@ class LearnerWorker(Component):
     def on_pbt_share(self, path: str) -> None:
         """Writes the state another policy will copy (weights, optimizer state)."""
         self.on_start()
-        save_checkpoint_atomic({"model": self.learner.model.state_dict(),
-                                "optimizer": self.learner.optimizer.state_dict()}, Path(path))
+        shared = SharedPolicy(self.learner.model.state_dict(), self.learner.optimizer.state_dict())
+        save_checkpoint_atomic(shared.to_dict(), Path(path))
         self.pbt_shared.emit(self.policy_id, path)
 
     def on_pbt_replace(self, path: str, source: int, hyperparameters: dict[str, float]) -> None:
@@ -175,9 +187,9 @@ class LearnerWorker(Component):
         one message at a time), so no batch mixes the two; experience collected so far was
         produced by the replaced policy and is dropped."""
         self.on_start()
-        state = load_checkpoint(Path(path))
-        self.learner.load_weights(state["model"], f"policy {source}'s weights")
-        load_optimizer_state(self.learner.optimizer, state["optimizer"])
+        shared = SharedPolicy.read(Path(path))
+        load_weights(self.learner.model, shared.model, f"policy {source}'s weights")
+        load_optimizer_state(self.learner.optimizer, shared.optimizer)
         self._apply_hyperparameters(hyperparameters)
         self.learner.policy_version += 1
         self.min_version = self.learner.policy_version
@@ -187,16 +199,16 @@ class LearnerWorker(Component):
         self.on_start()
         self._apply_hyperparameters(hyperparameters)
 
-    def on_eval_snapshot(self, run_state: dict[str, Any]) -> None:
+    def on_eval_snapshot(self, run_state: RunState) -> None:
         """Saves the state to evaluate: a whole checkpoint, so that it can become the best one."""
         self.on_start()
-        path = self.checkpoints.save_eval_snapshot(self.checkpoint_state(run_state))
+        path = self.checkpoints.save_eval_snapshot(self.checkpoint_state(run_state).to_dict())
         self.eval_snapshot_saved.emit(self.policy_id, str(path), self.env_steps,
                                       self.learner.train_step, self.learner.policy_version)
 
-    def on_save(self, kind: str, run_state: dict[str, Any], metric: float | None) -> None:
+    def on_save(self, kind: str, run_state: RunState, metric: float | None) -> None:
         self.on_start()
-        state = self.checkpoint_state(run_state)
+        state = self.checkpoint_state(run_state).to_dict()
         step, env_steps = self.learner.train_step, self.env_steps
         if kind == "best":
             self.checkpoints.save_best(state, step, env_steps, self.cfg.save_best_metric, metric)
@@ -206,7 +218,7 @@ class LearnerWorker(Component):
             path = self.checkpoints.save(state, step, env_steps)
             log.info("Saved checkpoint %s/%s", path.parent.name, path.name)
 
-    def on_stop(self, run_state: dict[str, Any]) -> None:
+    def on_stop(self, run_state: RunState) -> None:
         self.on_save("regular", run_state, None)
         self.stopped.emit(self.policy_id, self.env_steps, self.learner.policy_version)
         self.event_loop.stop()

@@ -20,13 +20,14 @@ from asyncrl.config.hyperparameters import initial_hyperparameters
 from asyncrl.envs.registry import env_frames_per_step, find_env_family
 from asyncrl.envs.observations import dropped_keys_warning, obs_dict_space, obs_layout
 from asyncrl.envs.vector import agents_per_env
+from asyncrl.experiment.checkpoint_state import RunState
 from asyncrl.experiment.experiment import Experiment, mark_finished
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.pbt.population import Population
 from asyncrl.runtime import names
 from asyncrl.runtime.buffers import SharedWeights, TrajectoryBuffers
 from asyncrl.runtime.evaluation import EvalWorker, eval_config
-from asyncrl.runtime.learner_worker import LearnerWorker
+from asyncrl.runtime.learner_worker import LearnerStart, LearnerWorker
 from asyncrl.runtime.names import (ComponentName, Role, actions_ready_signal, policy_signal,
                                    request_actions_signal, trajectories_ready_signal)
 from asyncrl.runtime.pbt_rounds import PbtRounds
@@ -107,21 +108,21 @@ class Runner(EventLoopObject):
         for p, state in enumerate(experiment.resume_states):
             if state is None:
                 continue
-            self.progress[p].episodes.load_state_dict(state["episode_stats"])
-            self.progress[p].env_steps = int(state["env_steps"])
-            self.progress[p].best_metric = state["best_metric"]
+            self.progress[p].episodes.load_state_dict(state.run.episode_stats)
+            self.progress[p].env_steps = state.env_steps
+            self.progress[p].best_metric = state.run.best_metric
             log.info("Resumed %sfrom env_steps=%d, policy_version=%d",
                      f"policy {p} " if num_policies > 1 else "", self.progress[p].env_steps,
-                     state["policy_version"])
+                     state.learner.policy_version)
         starting = initial_hyperparameters(cfg)
-        hyperparameters = [starting[p] if state is None else
-                           resumed_hyperparameters(state.get("hyperparameters", starting[p]),
-                                                   starting[p], experiment.overridden)
+        hyperparameters = [starting[p] if state is None or state.hyperparameters is None else
+                           resumed_hyperparameters(state.hyperparameters, starting[p],
+                                                   experiment.overridden)
                            for p, state in enumerate(experiment.resume_states)]
         self.population = None
         if cfg.with_pbt:
-            clocks = [state["pbt"]["next_round"] for state in experiment.resume_states
-                      if state is not None and "pbt" in state]
+            clocks = [state.run.pbt_next_round for state in experiment.resume_states
+                      if state is not None and state.run.pbt_next_round is not None]
             self.population = Population(cfg, experiment.dir, hyperparameters,
                                          max(clocks) if clocks else None)
         if cfg.with_pbt or any(h != hyperparameters[0] for h in hyperparameters):
@@ -129,7 +130,7 @@ class Runner(EventLoopObject):
                 log.info("Policy %d hyperparameters: %s", p,
                          " ".join(f"{name}={value:.6g}" for name, value in params.items()))
         if experiment.init_weights is not None and not any(experiment.resume_states):
-            log.info("Initialized the model from %s", experiment.init_weights[1])
+            log.info("Initialized the model from %s", experiment.init_weights.source)
         self.pbt_rounds = None if self.population is None else \
             PbtRounds(self.loop, self.population, experiment.dir, self.progress)
         self.supervisor = Supervisor(self.loop, cfg.heartbeat_interval, self._before_respawn)
@@ -149,8 +150,8 @@ class Runner(EventLoopObject):
                 self._loop_for(names.learner(p)), cfg, p, self.obs_space,
                 self.action_space, self.buffers, self.weights[p], self.free_slots[p],
                 experiment.checkpoints[p],
-                {"resume_state": experiment.resume_states[p], "init_weights": experiment.init_weights,
-                 "hyperparameters": hyperparameters[p]},
+                LearnerStart(hyperparameters[p], experiment.resume_states[p],
+                             experiment.init_weights),
                 stop_requested=self.stop_requested)
             for p in range(num_policies)]
         self.policy_workers = [
@@ -193,14 +194,14 @@ class Runner(EventLoopObject):
         model = ActorCritic(self.cfg, self.obs_space, self.action_space)
         state = self.experiment.resume_states[policy]
         if state is not None:
-            model.load_state_dict(state["model"])
+            model.load_state_dict(state.learner.model)
         elif self.experiment.init_weights is not None:
-            model.load_state_dict(self.experiment.init_weights[0])
+            model.load_state_dict(self.experiment.init_weights.model)
         return model
 
     def _initial_version(self, policy: int) -> int:
         state = self.experiment.resume_states[policy]
-        return int(state["policy_version"]) if state is not None else 0
+        return state.learner.policy_version if state is not None else 0
 
     # -- wiring ---------------------------------------------------------------------------------
     def _loop_for(self, component: ComponentName) -> EventLoop:
@@ -313,12 +314,10 @@ class Runner(EventLoopObject):
         log.info("%s received: stopping and saving a checkpoint", name)
         self._begin_stop(f"{name} received")
 
-    def _run_state(self, policy: int) -> dict[str, Any]:
+    def _run_state(self, policy: int) -> RunState:
         progress = self.progress[policy]
-        state = {"episode_stats": progress.episodes.state_dict(), "best_metric": progress.best_metric}
-        if self.population is not None:
-            state["pbt"] = self.population.state()
-        return state
+        return RunState(progress.episodes.state_dict(), progress.best_metric,
+                        None if self.population is None else self.population.next_round)
 
     def _begin_stop(self, reason: str, reached_limit: bool = False) -> None:
         if self.stopping:

@@ -201,14 +201,15 @@ def _run(command: list[str], exp_dir: Path, stop: StopSignals) -> tuple[int, flo
 
 def final_training_state(exp_dir: Path) -> tuple[int, float | None]:
     """(env steps, average return of the training episodes it kept) of the latest checkpoint."""
-    from asyncrl.experiment.checkpoint import CheckpointManager, load_checkpoint
+    from asyncrl.experiment.checkpoint import CheckpointManager
+    from asyncrl.experiment.checkpoint_state import read_checkpoint_state
 
     latest = CheckpointManager(exp_dir / CHECKPOINT_DIR, keep_checkpoints=1_000_000).latest()
     if latest is None:
         raise UserError(f"{exp_dir} has no checkpoint")
-    state = load_checkpoint(latest)
-    returns = state["episode_stats"]["returns"]
-    return int(state["env_steps"]), (sum(returns) / len(returns) if returns else None)
+    state = read_checkpoint_state(latest)
+    returns = state.run.episode_stats["returns"]
+    return state.env_steps, (sum(returns) / len(returns) if returns else None)
 
 
 def run_seed(plan: Plan, entry: EnvEntry, seed: int, frames: int,

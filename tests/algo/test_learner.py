@@ -10,6 +10,7 @@ from helpers.harness import collect
 from asyncrl.algo.learner import Learner
 from asyncrl.algo.trajectories import Trajectories
 from asyncrl.envs.command_line import parse_args
+from asyncrl.experiment.checkpoint_state import RunState
 from asyncrl.model.actor_critic import ActorCritic
 from asyncrl.runtime.learner_worker import add_truncation_bootstrap
 from asyncrl.runtime.rollout_worker import worker_env_indices
@@ -119,13 +120,13 @@ def _learner_worker(cfg, buffers, tmp_path, resume_state=None):
     from asyncrl.experiment.checkpoint import CheckpointManager
     from asyncrl.config.hyperparameters import hyperparameters_of
     from asyncrl.runtime.buffers import SharedWeights
-    from asyncrl.runtime.learner_worker import LearnerWorker
+    from asyncrl.runtime.learner_worker import LearnerStart, LearnerWorker
 
     model = ActorCritic(cfg, *spaces(cfg))
     worker = LearnerWorker(EventLoop("test", serial_mode=True), cfg, 0, *spaces(cfg), buffers,
                            SharedWeights(model, 0), Queue(1_000_000),
                            CheckpointManager(tmp_path / "checkpoint_p0", 2),
-                           {"hyperparameters": hyperparameters_of(cfg), "resume_state": resume_state})
+                           LearnerStart(hyperparameters_of(cfg), resume_state))
     worker.on_start()
     return worker
 
@@ -145,11 +146,11 @@ def test_linear_decay_follows_the_env_steps_resumes_and_scales_pbt_rates(tmp_pat
                    for g in worker.learner.optimizer.param_groups)
     assert worker.env_steps == 128
     # PBT's new rate is the base the schedule scales.
-    worker.on_pbt_hyperparameters({**worker.checkpoint_state({})["hyperparameters"],
+    worker.on_pbt_hyperparameters({**worker.checkpoint_state(RunState({}, None)).hyperparameters,
                                    "learning_rate": 0.02})
     assert worker.learner.learning_rate == pytest.approx(0.02 * (1 - 128 / 256))
     # A resumed run goes on where the schedule was: the stored base, the stored env steps.
-    state = worker.checkpoint_state({})
+    state = worker.checkpoint_state(RunState({}, None))
     resumed = _learner_worker(cfg.replace(learning_rate=0.02), got.buffers, tmp_path, state)
     assert resumed.learner.learning_rate == pytest.approx(0.02 * (1 - 128 / 256))
     resumed.on_trajectories(got.slots[16:24], [])
@@ -161,14 +162,14 @@ def test_a_loaded_kl_adaptive_rate_goes_on_and_the_others_follow_the_base_rate()
                  "--learning_rate=0.001")
     trained = new_learner(cfg)
     trained.train(collect(cfg).trajectories)
-    state = trained.state_dict()
-    assert state["learning_rate"] < 0.001  # adapted down
+    state = trained.state()
+    assert state.learning_rate < 0.001  # adapted down
     resumed = new_learner(cfg)
-    resumed.load_state_dict(state, "test")
-    assert resumed.learning_rate == state["learning_rate"]
+    resumed.load_state(state, "test")
+    assert resumed.learning_rate == state.learning_rate
     # A constant rate is the policy's learning_rate, whatever the checkpoint's last rate was.
     constant = new_learner(cfg.replace(lr_schedule="constant", learning_rate=0.002))
-    constant.load_state_dict(state, "test")
+    constant.load_state(state, "test")
     assert constant.learning_rate == 0.002
     assert all(g["lr"] == 0.002 for g in constant.optimizer.param_groups)
 

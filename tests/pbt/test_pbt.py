@@ -189,7 +189,8 @@ def test_a_replaced_policy_becomes_its_source_and_drops_its_former_experience(tm
     from asyncrl.model.actor_critic import ActorCritic
     from asyncrl.config.hyperparameters import hyperparameters_of
     from asyncrl.runtime.buffers import SharedWeights
-    from asyncrl.runtime.learner_worker import LearnerWorker
+    from asyncrl.experiment.checkpoint_state import RunState
+    from asyncrl.runtime.learner_worker import LearnerStart, LearnerWorker
 
     cfg = parse_args(["--env=CartPole-v1", "--use_rnn=false", "--serial_mode=true", "--num_workers=1",
                       "--num_envs_per_worker=4", "--worker_num_splits=1", "--rollout=8",
@@ -209,7 +210,7 @@ def test_a_replaced_policy_becomes_its_source_and_drops_its_former_experience(tm
     learner = LearnerWorker(loop, cfg, 0, obs_space, action_space, got.buffers,
                             SharedWeights(own, 0), Queue(1_000_000),
                             CheckpointManager(tmp_path / "checkpoint_p0", 2),
-                            {"hyperparameters": hyperparameters_of(cfg)})
+                            LearnerStart(hyperparameters_of(cfg)))
     learner.on_start()
     new = {**hyperparameters_of(cfg), "learning_rate": 0.5, "gamma": 0.9}
     learner.on_pbt_replace(str(tmp_path / "share_p1.pth"), 1, new)
@@ -221,7 +222,7 @@ def test_a_replaced_policy_becomes_its_source_and_drops_its_former_experience(tm
         assert torch.equal(copied[k]["exp_avg"], v["exp_avg"])
     assert learner.learner.policy_version == 1 and int(learner.weights.version[0]) == 1
     assert learner.cfg.gamma == 0.9 and learner.learner.learning_rate == 0.5
-    assert learner.checkpoint_state({})["hyperparameters"] == new
+    assert learner.checkpoint_state(RunState({}, None)).hyperparameters == new
     assert cfg.gamma != 0.9  # the run's config is untouched
 
     first, second = got.slots[:4], got.slots[4:8]  # each one batch of 4 trajectories x 8 steps
