@@ -17,9 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from asyncrl.config.config import ConfigBase
+from asyncrl.utils.processes import process_start_time
 
 START, STATUS, EVALUATION, SUMMARY = "start", "status", "evaluation", "summary"
 # How far from the end `last_event` reads at first; it reads further back for longer lines.
@@ -54,7 +53,7 @@ class StatusEventWriter:
     def __init__(self, path: Path, frames_per_step: int):
         self.path = Path(path)
         self.frames_per_step = frames_per_step  # env steps (frames) per agent step
-        self.process_start = psutil.Process(os.getpid()).create_time()
+        self.process_start = process_start_time()
         self._end_torn_line()
 
     def run_started(self, cfg: ConfigBase, env_steps: int, resumed: bool) -> None:
