@@ -153,9 +153,9 @@ def latest_run(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return events[starts[-1]:] if starts else events
 
 
-def last_event(path: Path, kind: str = STATUS) -> dict[str, Any] | None:
-    """The latest event of `kind` in the status file, read from its end: cheap however long the
-    run has been going. None if it has none (or there is no file)."""
+def last_event(path: Path, kinds: tuple[str, ...] = (STATUS,)) -> dict[str, Any] | None:
+    """The latest event of one of `kinds` in the status file, read from its end: cheap however
+    long the run has been going. None if it has none (or there is no file)."""
     try:
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -164,7 +164,7 @@ def last_event(path: Path, kind: str = STATUS) -> dict[str, Any] | None:
                 f.seek(max(0, size - tail))
                 text = f.read().decode(errors="replace")
                 lines = text.splitlines() if tail >= size else text.splitlines()[1:]  # whole lines
-                found = [e for e in parse_events("\n".join(lines)) if e["event"] == kind]
+                found = [e for e in parse_events("\n".join(lines)) if e["event"] in kinds]
                 if found or tail >= size:
                     return found[-1] if found else None
                 tail *= 4

@@ -50,7 +50,8 @@ def test_events_round_trip_and_a_torn_last_line_is_left_out(tmp_path):
     events = read_events(path)
     assert len(events) == 5 and events[-1]["resumed"] and events[-1]["env_steps"] == 8192
     assert latest_run(events) == events[-1:]
-    assert last_event(path, STATUS) == status and last_event(path, SUMMARY) == summary
+    assert last_event(path) == status and last_event(path, (SUMMARY,)) == summary
+    assert last_event(path, (STATUS, SUMMARY)) == summary
     assert last_event(tmp_path / "none.jsonl") is None and read_events(tmp_path / "none.jsonl") == []
 
 
@@ -59,7 +60,7 @@ def test_last_event_reads_back_past_its_first_block(tmp_path):
     lines = [json.dumps({"event": STATUS, "env_steps": 1})]
     lines += [json.dumps({"event": EVALUATION, "pad": "x" * 1000, "i": i}) for i in range(200)]
     path.write_text("\n".join(lines) + "\n")
-    assert last_event(path, STATUS) == {"event": STATUS, "env_steps": 1}
-    assert last_event(path, EVALUATION)["i"] == 199
-    assert last_event(path, SUMMARY) is None
+    assert last_event(path, (STATUS,)) == {"event": STATUS, "env_steps": 1}
+    assert last_event(path, (EVALUATION,))["i"] == 199
+    assert last_event(path, (SUMMARY,)) is None
     assert parse_events('[1, 2]\n{"no": "event"}\n\n') == []
