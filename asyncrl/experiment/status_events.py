@@ -74,10 +74,9 @@ class StatusEventWriter:
     def evaluation(self, policy: int, env_steps: int, version: int, deterministic: bool,
                    summary: dict[str, Any]) -> None:
         """An evaluation of the policy's snapshot taken at `env_steps` came back with `summary`
-        (runtime/evaluation.py's: return_mean, return_std, ..., episodes, length_mean)."""
+        (runtime/evaluation.py's: return_mean, return_std, ..., episodes, length_mean, extra_mean)."""
         self._write(EVALUATION, {"policy": policy, **self._steps(env_steps), "version": version,
-                                 "deterministic": deterministic,
-                                 **{k: v for k, v in summary.items() if _is_scalar(v)}})
+                                 "deterministic": deterministic, **summary})
 
     def summary(self, stop_reason: str | None, env_steps: int, seconds: float, fps: float,
                 worker_restarts: int, policies: list[PolicyStatus]) -> None:
@@ -92,7 +91,9 @@ class StatusEventWriter:
 
     def _write(self, event: str, fields: dict[str, Any]) -> None:
         now = time.time()
-        record = {"event": event, "time": now, "uptime": now - self.process_start, **fields}
+        # Milliseconds are plenty for events seconds apart, and keep the lines short.
+        record = {"event": event, "time": round(now, 3), "uptime": round(now - self.process_start, 3),
+                  **fields}
         line = json.dumps(_finite(record), separators=(",", ":"), default=float) + "\n"
         with open(self.path, "a") as f:
             f.write(line)
@@ -107,10 +108,6 @@ class StatusEventWriter:
         if torn:
             with open(self.path, "a") as f:
                 f.write("\n")
-
-
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, (int, float, str, bool)) or value is None
 
 
 def _finite(value: Any) -> Any:

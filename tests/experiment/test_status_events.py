@@ -24,7 +24,8 @@ def test_events_round_trip_and_a_torn_last_line_is_left_out(tmp_path):
     writer = StatusEventWriter(path, frames_per_step=4)
     writer.run_started(cfg, env_steps=0, resumed=False)
     writer.status(4096, 800.0, [policy(4096, None)])
-    writer.evaluation(0, 4096, 3, True, {"return_mean": 9.5, "episodes": 4, "returns": [1, 2]})
+    writer.evaluation(0, 4096, 3, True, {"return_mean": 9.5, "episodes": 4,
+                                         "extra_mean": {"coins": 2.5}})
     writer.summary("reached train_for_seconds=5", 8192, 5.0, 1638.4, 0, [policy(8192, math.nan)])
     events = read_events(path)
     assert [e["event"] for e in events] == [START, STATUS, EVALUATION, SUMMARY]
@@ -36,7 +37,8 @@ def test_events_round_trip_and_a_torn_last_line_is_left_out(tmp_path):
     assert status["policies"][0]["policy_lag_sgd_steps"] == 24.0
     assert status["policies"][0]["avg_return"] is None
     assert status["time"] >= start["time"] and status["uptime"] > 0
-    assert evaluation["return_mean"] == 9.5 and "returns" not in evaluation  # scalars only
+    assert evaluation["return_mean"] == 9.5 and evaluation["extra_mean"] == {"coins": 2.5}
+    assert (evaluation["policy"], evaluation["version"], evaluation["deterministic"]) == (0, 3, True)
     assert summary["policies"][0]["avg_return"] is None  # NaN is not JSON: null
     assert summary["seconds"] == 5.0 and summary["stop_reason"].startswith("reached")
 
