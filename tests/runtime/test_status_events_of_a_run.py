@@ -17,8 +17,7 @@ TINY = ["--env=CartPole-v1", "--serial_mode=true", "--num_workers=1", "--num_env
         "--experiment=exp"]
 
 
-def test_a_run_writes_rising_status_events_and_a_summary_that_matches_its_log(tmp_path, monkeypatch,
-                                                                               capfd):
+def test_a_run_writes_rising_status_events_and_a_summary_that_matches_its_log(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "STATUS_INTERVAL_SEC", 0.3)  # several ticks in a short run
     assert train.main([*TINY, f"--train_dir={tmp_path}", "--train_for_env_steps=2000"]) == 0
     events = read_events(tmp_path / "exp" / "status.jsonl")
@@ -33,8 +32,9 @@ def test_a_run_writes_rising_status_events_and_a_summary_that_matches_its_log(tm
 
     summary = events[-1]
     assert summary["event"] == SUMMARY
+    log = (tmp_path / "exp" / "asyncrl_log.txt").read_text()
     total, seconds, fps = re.search(r"Stopped: .* (\d+) env steps in ([\d.]+) s \(([\d.]+) env steps/s",
-                                    capfd.readouterr().out).groups()
+                                    log).groups()
     assert summary["stop_reason"] == "reached train_for_env_steps=2000"
     assert summary["env_steps"] == int(total) >= 2000
     assert f"{summary['seconds']:.1f}" == seconds and f"{summary['fps']:.0f}" == fps
