@@ -16,3 +16,5 @@ CHECKPOINT_DIR = policy_checkpoint_dir(0)  # the only policy's, or the first one
 FINISHED_FILE = "finished.json"
 # What a launcher prints the run's console output to; it may exist before the run's first start.
 CONSOLE_FILE = "console.txt"
+# The run's status as JSON lines, one event a line, appended (status_events.py owns the format).
+STATUS_EVENTS_FILE = "status.jsonl"

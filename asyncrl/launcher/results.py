@@ -1,5 +1,6 @@
 """Where each experiment of a sweep stands, read from its folder: finished or not, env steps,
-final and best average return; and the table that shows them."""
+final and best average return (its latest checkpoint's), the latest status event's env steps,
+frames per second and average return; and the table that shows them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from asyncrl.experiment.layout import CHECKPOINT_DIR, CONFIG_FILE, FINISHED_FILE
+from asyncrl.experiment.layout import CHECKPOINT_DIR, CONFIG_FILE, FINISHED_FILE, STATUS_EVENTS_FILE
+from asyncrl.experiment.status_events import STATUS, SUMMARY, last_event
 from asyncrl.launcher.sweep import Plan, Variant, format_value
 from asyncrl.utils.errors import UserError
 
@@ -64,12 +66,41 @@ def progress(variant: Variant) -> Progress:
         return Progress(state, error=f"{type(e).__name__}: {e}")
 
 
+@dataclass(frozen=True)
+class Latest:
+    """The numbers of an experiment's latest status or summary event: ahead of its checkpoint
+    while it runs."""
+
+    env_steps: int
+    fps: float  # env steps (frames) per second: over the 10 s before a status, this run's in a summary
+    avg_return: float | None  # the first policy's
+
+
+def latest_status(exp_dir: Path) -> Latest | None:
+    """The numbers of the experiment's latest status or summary event, if it wrote one."""
+    event = last_event(exp_dir / STATUS_EVENTS_FILE, (STATUS, SUMMARY))
+    if event is None:
+        return None
+    try:
+        return Latest(int(event["env_steps"]), float(event["fps"]),
+                      event["policies"][0]["avg_return"])
+    except (KeyError, IndexError, TypeError, ValueError):  # a malformed event
+        return None
+
+
+def _latest_cells(latest: Latest | None) -> list[str]:
+    if latest is None:
+        return ["-", "-", "-"]
+    return [f"{latest.env_steps:,}", f"{latest.fps:,.0f}", _number(latest.avg_return)]
+
+
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
 def status_table(plan: Plan) -> str:
-    header = ["experiment", *plan.param_names, "state", "env steps", "final return", "best return"]
+    header = ["experiment", *plan.param_names, "state", "env steps", "final return", "best return",
+              "latest env steps", "fps", "latest return"]
     rows = [header]
     states = []
     for variant in plan.variants:
@@ -81,7 +112,8 @@ def status_table(plan: Plan) -> str:
                        for k in plan.param_names),
                      p.state if p.error is None else f"{p.state} (checkpoint unreadable: {p.error})",
                      "-" if p.env_steps is None else f"{p.env_steps:,}",
-                     _number(p.final_return), best])
+                     _number(p.final_return), best,
+                     *_latest_cells(latest_status(variant.exp_dir))])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     summary = (f"Sweep {plan.name} in {plan.sweep_dir}: {states.count(FINISHED)} of "

@@ -1,6 +1,7 @@
 """What the run has achieved, and how it is told: each policy's progress (episodes, env steps,
-learner stats, evaluations, best metric), the status line, the summaries, the final summary, the
-timings report, and the decisions of when to evaluate and which policies have a new best."""
+learner stats, evaluations, best metric), the status line and the status events, the summaries,
+the final summary, the timings report, and the decisions of when to evaluate and which policies
+have a new best."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from signal_slot.signal_slot import EventLoop, EventLoopObject
 
 from asyncrl.envs.vector import EpisodeStats
 from asyncrl.experiment.experiment import Experiment
+from asyncrl.experiment.layout import STATUS_EVENTS_FILE
+from asyncrl.experiment.status_events import PolicyStatus, StatusEventWriter
 from asyncrl.pbt.population import Population
 from asyncrl.runtime.evaluation import eval_summaries
 from asyncrl.runtime.stats import EpisodeTracker, FpsMeter
@@ -61,6 +64,7 @@ class ProgressReport(EventLoopObject):
         self.fps = FpsMeter()
         self.timings: dict[str, dict[str, float]] = {}  # component -> activity -> seconds
         self.summaries: Summaries | None = None
+        self.status_events: StatusEventWriter | None = None
         self.start_time = time.monotonic()
         self.start_steps = 0
         if self.cfg.eval_every_env_steps:
@@ -83,6 +87,10 @@ class ProgressReport(EventLoopObject):
         self.summaries = Summaries(cfg, self.experiment.dir, cfg.to_dict())
         self.start_time = time.monotonic()
         self.start_steps = self.env_steps
+        self.status_events = StatusEventWriter(self.experiment.dir / STATUS_EVENTS_FILE,
+                                               self.frames_per_step)
+        self.status_events.run_started(cfg, self.env_steps, resumed=any(
+            state is not None for state in self.experiment.resume_states))
 
     # -- what the components report ------------------------------------------------------------
     def record_learner_report(self, policy: int, stats: dict[str, float], env_steps: int,
@@ -127,6 +135,7 @@ class ProgressReport(EventLoopObject):
                  "deterministic" if cfg.eval_deterministic else "sampled", summary["return_mean"],
                  summary["return_std"], summary["return_min"], summary["return_max"],
                  summary["episodes"], summary["length_mean"])
+        self.status_events.evaluation(policy, env_steps, version, cfg.eval_deterministic, summary)
         prefix = f"p{policy}/" if cfg.num_policies > 1 else ""
         scalars = {prefix + name: value for name, value in eval_summaries(summary).items()}
         scalars[f"{prefix}eval/policy_version"] = version
@@ -170,6 +179,7 @@ class ProgressReport(EventLoopObject):
                          + (f" | episode_extra:{extra}" if extra else ""))
         log.info("env_steps=%d fps=%.0f%s %s", self.env_steps, self.fps.fps(10),
                  self._agent_steps_text(self.env_steps), " | ".join(parts))
+        self.status_events.status(self.env_steps, self.fps.fps(10), self._policy_statuses())
 
     def _agent_steps_text(self, env_steps: int) -> str:
         """' agent_steps=N' where env steps count frames (Atari), else nothing."""
@@ -235,6 +245,12 @@ class ProgressReport(EventLoopObject):
                      _lag(stats, with_max=True), int(stats.get("dropped_trajectories", 0)),
                      "" if progress.last_eval is None else
                      f"; last evaluation{_eval_text(progress.last_eval)}")
+        self.status_events.summary(stop_reason, total, elapsed,
+                                   (total - self.start_steps) / max(elapsed, 1e-9),
+                                   self.worker_restarts, self._policy_statuses())
+
+    def _policy_statuses(self) -> list[PolicyStatus]:
+        return [policy_status(p, progress) for p, progress in enumerate(self.policies)]
 
     def _policy_label(self, policy: int) -> str:
         return f"policy {policy}: " if self.cfg.num_policies > 1 else ""
@@ -249,6 +265,22 @@ def extra_stat_tag(name: str) -> str:
 def next_multiple(value: int, every: int) -> int:
     """The smallest multiple of `every` above `value`."""
     return (value // every + 1) * every
+
+
+def policy_status(policy: int, progress: PolicyProgress) -> PolicyStatus:
+    """The policy's figures for the status events."""
+    episodes, stats = progress.episodes, progress.learner_stats
+    eval_env_steps, eval_summary = progress.last_eval or (None, {})
+    return PolicyStatus(
+        policy=policy, env_steps=progress.env_steps, version=progress.version,
+        episodes=episodes.episodes, returns_averaged=len(episodes.returns),
+        avg_return=episodes.average(), best_metric=progress.best_metric,
+        policy_lag_versions=stats.get("policy_lag_avg"),
+        policy_lag_sgd_steps=stats.get("policy_lag_sgd_steps_avg"),
+        policy_lag_max_versions=stats.get("policy_lag_max"),
+        policy_lag_max_sgd_steps=stats.get("policy_lag_sgd_steps_max"),
+        dropped_trajectories=int(stats.get("dropped_trajectories", 0)),
+        eval_return=eval_summary.get("return_mean"), eval_env_steps=eval_env_steps)
 
 
 def _eval_text(last_eval: tuple[int, dict[str, Any]] | None) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import os
 import signal as signals
+import time
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
@@ -38,3 +40,12 @@ def prepare_child_process(name: str, niceness: int = 0) -> None:
 def die_with_parent(signum: int) -> None:
     """The kernel sends `signum` to this process when the thread that started it exits."""
     _prctl(_PR_SET_PDEATHSIG, signum)
+
+
+def process_start_time() -> float:
+    """When this process started, as a time.time(), to a clock tick (10 ms): its start after
+    boot (/proc/self/stat) against the time since boot. (psutil's counts from the boot time in
+    whole seconds.)"""
+    after_comm = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    started_after_boot = int(after_comm[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+    return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - started_after_boot)

@@ -16,14 +16,19 @@ import torch
 
 from helpers import REPO
 
-from asyncrl.benchmark import (NO_STEP_LIMIT, SF_ATARI, SF_DOOM, SF_GYM, CpuSample, Finished,
-                               Result, SfUnavailable, _ASYNCRL_FRAMES, _ASYNCRL_RETURN, _SF_FRAMES,
-                               _SF_RETURN, _name_for_role, action_sampler, add_cpu_per_frame,
-                               remove_orphaned_segments, shm_segments,
-                               add_time_to_target, asyncrl_result, cpu_seconds_between,
-                               format_table, main, make_plan, random_obs, report,
-                               run_learner_limit, sf_arguments, sf_atari_name, sf_device,
-                               sf_example, sf_result)
+from asyncrl.benchmark.__main__ import main
+from asyncrl.benchmark.asyncrl_run import asyncrl_result, asyncrl_ticks
+from asyncrl.benchmark.figures import Result, add_time_to_target
+from asyncrl.benchmark.learner_limit import random_obs, run_learner_limit
+from asyncrl.benchmark.plan import NO_STEP_LIMIT, make_plan
+from asyncrl.benchmark.processes import (CpuSample, Finished, _name_for_role, add_cpu_per_frame,
+                                         cpu_seconds_between, remove_orphaned_segments,
+                                         shm_segments)
+from asyncrl.benchmark.raw import action_sampler
+from asyncrl.benchmark.report import format_table, report
+from asyncrl.benchmark.sample_factory import (sf_arguments, sf_atari_name, sf_device, sf_example,
+                                              sf_result, sf_ticks)
+from asyncrl.benchmark.sf_install import SF_ATARI, SF_DOOM, SF_GYM, SfUnavailable
 from asyncrl.utils.errors import UserError
 
 
@@ -174,25 +179,33 @@ def test_learner_limit_ratio_and_atari_names():
     assert obs.shape == (3, 5, 4, 2) and obs.dtype == np.uint8
 
 
-def test_parses_asyncrl_output():
-    lines = [
-        "[10:00:00] I env_steps=0 fps=0 avg_return=n/a (last 0 of 0 episodes) policy_version=0 "
-        "policy_lag=n/a\n",
-        "[10:00:05] I env_steps=100000 fps=31000 avg_return=50.0 (last 100 of 900 episodes) "
-        "policy_version=40 policy_lag=1.7 versions (27.2 SGD steps, Sample Factory's unit)\n",
-        "[10:00:10] I env_steps=260000 fps=32000 avg_return=55.0 (last 100 of 950 episodes) "
-        "policy_version=80 policy_lag=1.6 versions (25.6 SGD steps, Sample Factory's unit)\n",
-        "[10:00:10] I Stopped: reached train_for_seconds=10. 300000 env steps in 10.1 s "
-        "(29703 env steps/s this run), 1000 episodes, average return 60.0 over the last 100\n",
+def status_event(time, env_steps, fps, avg_return=None, lag_versions=None, lag_sgd_steps=None):
+    """A status event as the runner writes it (asyncrl.experiment.status_events)."""
+    return {"event": "status", "time": time, "env_steps": env_steps, "agent_steps": env_steps,
+            "fps": fps, "policies": [{"policy": 0, "avg_return": avg_return,
+                                      "policy_lag_versions": lag_versions,
+                                      "policy_lag_sgd_steps": lag_sgd_steps}]}
+
+
+def test_reads_asyncrls_figures_from_its_status_events():
+    events = [
+        {"event": "start", "time": 99.0, "env_steps": 0},
+        status_event(100.0, 0, 0.0),
+        status_event(105.0, 100000, 31000.0, 50.0, 1.7, 27.2),
+        status_event(109.0, 260000, 32000.0, 55.0, 1.6, 25.6),
+        {"event": "summary", "time": 110.0, "stop_reason": "reached train_for_seconds=10",
+         "env_steps": 300000, "seconds": 10.1, "fps": 29703.0},
     ]
-    r = asyncrl_result(lines, 0, [100.0, 105.0, 109.0, 110.0])
+    r = asyncrl_result(events, 0)
     assert (r.env_frames_per_sec, r.env_steps, r.seconds) == (29703, 300000, 10.1)
     assert (r.last_10s_frames_per_sec, r.policy_lag_versions, r.policy_lag_sgd_steps) == (32000, 1.6, 25.6)
-    # from the first line that counts frames to the last: 160000 frames in 4 s
+    # from the first status event that counts frames to the last: 160000 frames in 4 s
     assert r.after_startup_frames_per_sec == pytest.approx(40000)
-    assert asyncrl_result(lines[1:2] + lines[3:], 0, [105.0, 110.0]).after_startup_frames_per_sec is None
-    failed = asyncrl_result(["Traceback ...\n", "RuntimeError: boom\n"], 1)
+    assert asyncrl_result(events[2:3] + events[4:], 0).after_startup_frames_per_sec is None
+    # A run that failed wrote no summary: the error is the end of its output.
+    failed = asyncrl_result(events[:3], 1, ["Traceback ...\n", "RuntimeError: boom\n"])
     assert failed.env_frames_per_sec is None and "code 1: RuntimeError: boom" in failed.error
+    assert asyncrl_result(events[:3], 0).error is not None  # no summary: not a whole run
 
 
 def test_table_shows_policy_lag_in_both_units():
@@ -246,10 +259,13 @@ def test_cpu_per_frame_in_the_steady_window():
                                    "policy workers": 1.0})
     assert cpu_seconds_between(samples, 101.5, 108.0) is None  # one sample inside
 
-    lines = ["env_steps=0 fps=0\n", "env_steps=1000 fps=1\n", "env_steps=9000 fps=1\n"]
-    finished = Finished(0, lines, None, [100.5, 101.0, 109.0], samples)
+    # The status events' times are wall-clock: the run started at 1000.0 by time.time() and at
+    # 90.0 by time.monotonic().
+    events = [status_event(1010.5, 0, 0.0), status_event(1011.0, 1000, 1.0),
+              status_event(1019.0, 9000, 1.0)]
+    finished = Finished(0, [], None, [], samples, started=90.0, started_wall=1000.0)
     result = Result("asyncrl", after_startup_frames_per_sec=1000.0)  # 8,000 frames in 8 s
-    add_cpu_per_frame(result, _ASYNCRL_FRAMES, finished)
+    add_cpu_per_frame(result, asyncrl_ticks(events, finished.monotonic), finished)
     assert result.cpu_us_per_frame == pytest.approx(11.2 / 8000 * 1e6)
     assert list(result.cpu_us_per_frame_by_role) == ["learner", "policy workers",
                                                      "rollout workers", "runner"]
@@ -266,20 +282,16 @@ def test_cpu_per_frame_in_the_steady_window():
 
 
 def test_time_to_a_target_return_counts_from_process_start_for_both_systems():
-    ours = ["[10:00:00] I env_steps=0 fps=0 agent_steps=0 avg_return=n/a (last 0 of 0 episodes)\n",
-            "[10:00:05] I env_steps=4096 fps=800 agent_steps=1024 avg_return=-1.2 (last 30 of 30 "
-            "episodes) policy_version=3\n",
-            "[10:00:10] I env_steps=98304 fps=2200 agent_steps=24576 avg_return=0.5 (last 100 of "
-            "900 episodes) policy_version=90\n",
-            "[10:00:15] I env_steps=120000 fps=2200 agent_steps=30000 avg_return=0.7 (last 100 of "
-            "1000 episodes)\n"]
-    finished = Finished(0, ours, None, [108.0, 113.0, 158.6, 163.0], started=100.0)
+    ours = [status_event(1008.0, 0, 0.0), status_event(1013.0, 4096, 800.0, -1.2),
+            status_event(1058.6, 98304, 2200.0, 0.5), status_event(1063.0, 120000, 2200.0, 0.7)]
+    finished = Finished(0, [], None, [], started=100.0, started_wall=1000.0)
+    ticks = asyncrl_ticks(ours, finished.monotonic)
     result = Result("asyncrl")
-    add_time_to_target(result, _ASYNCRL_FRAMES, _ASYNCRL_RETURN, finished, 0.5)
+    add_time_to_target(result, ticks, finished.started, 0.5)
     assert (result.seconds_to_target, result.frames_at_target) == (pytest.approx(58.6), 98304)
     never = Result("asyncrl")
-    add_time_to_target(never, _ASYNCRL_FRAMES, _ASYNCRL_RETURN, finished, 0.8)
-    add_time_to_target(result, _ASYNCRL_FRAMES, _ASYNCRL_RETURN, finished, None)
+    add_time_to_target(never, ticks, finished.started, 0.8)
+    add_time_to_target(result, ticks, finished.started, None)
     assert never.seconds_to_target is None and never.frames_at_target is None
 
     # Sample Factory prints its frames and its average reward on two lines
@@ -293,7 +305,7 @@ def test_time_to_a_target_return_counts_from_process_start_for_both_systems():
               "[2026-12-04 13:00:05,001][1] Avg episode reward: [(0, '0.512')]\n"]
     finished = Finished(2, theirs, None, [320.0, 320.0, 325.0, 325.1], started=100.0)
     result = Result("Sample Factory 2.1.1")
-    add_time_to_target(result, _SF_FRAMES, _SF_RETURN, finished, 0.5)
+    add_time_to_target(result, sf_ticks(finished.lines, finished.times), finished.started, 0.5)
     assert (result.seconds_to_target, result.frames_at_target) == (pytest.approx(225.1), 206848)
 
     summary = report(make_plan(["--target_return=0.5"]), [

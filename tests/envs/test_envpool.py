@@ -9,7 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from asyncrl import benchmark, train
+from asyncrl import train
+from asyncrl.benchmark.plan import make_plan
+from asyncrl.benchmark.raw import run_raw
 from asyncrl.envs.command_line import parse_args
 from asyncrl.envs import atari, envpool_backend
 from asyncrl.envs.registry import find_env_family, make_vector_env
@@ -250,12 +252,12 @@ def test_tiny_pong_training_run_with_envpool_ends_by_itself(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_raw_stepping_steps_envpool_and_times_its_threads():
-    plan = benchmark.make_plan(["--env=atari_pong", "--seconds=2", "--num_workers=2",
-                                "--num_envs_per_worker=16", "--", *ENVPOOL])
+    plan = make_plan(["--env=atari_pong", "--seconds=2", "--num_workers=2",
+                     "--num_envs_per_worker=16", "--", *ENVPOOL])
     vector = vector_of(plan.cfg, num_envs=16)  # what each raw stepping worker makes
     vector.close()
     assert isinstance(vector, envpool_backend.EnvPoolVector)
-    result = benchmark.run_raw(plan)
+    result = run_raw(plan)
     assert result.env_frames_per_sec > 0 and result.cpu_us_per_frame > 0
     assert result.env_steps % (16 * 4) == 0  # whole steps of 16 envs, 4 frames each
 

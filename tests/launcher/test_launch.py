@@ -20,11 +20,14 @@ import pytest
 
 from helpers import REPO
 
+from asyncrl.envs.command_line import parse_args
 from asyncrl.experiment.checkpoint import CheckpointError, load_checkpoint
+from asyncrl.experiment.status_events import PolicyStatus, StatusEventWriter
 from asyncrl.launcher import Sweep
 from asyncrl.launcher.cli import main
 from asyncrl.launcher.local import GpuSlots, gpu_devices
 from asyncrl.launcher.ray_backend import ExperimentActor
+from asyncrl.launcher.results import status_table
 from asyncrl.launcher.sweep import load_sweep, plan_sweep
 from asyncrl.launcher.watchdog import running
 from asyncrl.utils.errors import UserError
@@ -153,6 +156,29 @@ def test_yaml_sweep_takes_its_name_from_the_file(tmp_path):
     assert plan.name == "tiny" and [v.name for v in plan.variants] == ["lr0.001", "lr0.01"]
 
 
+def test_status_table_shows_the_latest_status_event_of_each_experiment(tmp_path):
+    plan = plan_sweep(Sweep(name="s", base=TINY, grid={"seed": [1, 2, 3]}), tmp_path)
+    running, silent, _ = plan.variants
+    for variant in (running, silent):
+        variant.exp_dir.mkdir(parents=True)
+        (variant.exp_dir / "config.json").write_text(json.dumps({"params": {}}))
+    cfg = parse_args(["--env=CartPole-v1", "--experiment=seed1"], "train", "t").config()
+    writer = StatusEventWriter(running.exp_dir / "status.jsonl", frames_per_step=1)
+    writer.run_started(cfg, env_steps=0, resumed=False)
+    for env_steps, fps, avg in ((4096, 800.0, None), (12288, 1638.4, 21.25)):
+        writer.status(env_steps, fps, [PolicyStatus(
+            policy=0, env_steps=env_steps, version=3, episodes=9, returns_averaged=9,
+            avg_return=avg, best_metric=None, policy_lag_versions=None, policy_lag_sgd_steps=None,
+            policy_lag_max_versions=None, policy_lag_max_sgd_steps=None, dropped_trajectories=0,
+            eval_return=None, eval_env_steps=None)])
+    out = status_table(plan)
+    assert re.split(r"\s{2,}", out.splitlines()[1])[-3:] == ["latest env steps", "fps", "latest return"]
+    assert table_row(out, "seed1") == ["seed1", "1", "unfinished", "-", "-", "-", "12,288", "1,638",
+                                       "21.2"]
+    assert table_row(out, "seed2")[-3:] == ["-", "-", "-"]  # started, no status yet
+    assert table_row(out, "seed3")[2:] == ["not started", "-", "-", "-", "-", "-", "-"]
+
+
 @pytest.mark.parametrize("sweep, message", [
     (Sweep("s", TINY + " --experiment=x", grid={"seed": [1]}), "--experiment cannot be set in a sweep"),
     (Sweep("s", TINY + " --seed=3", grid={"seed": [1]}), "--seed is both in the sweep's base command"),
@@ -261,6 +287,9 @@ def test_slurm_script_runs_its_experiment_under_bash_and_the_sweep_then_skips_it
     assert "1 of 1 finished" in out, out
     name, seed, state, steps, *_ = table_row(out, "seed7")
     assert (seed, state) == ("7", "finished") and int(steps.replace(",", "")) >= 256
+    # The last three columns are the run's latest status event's: here its summary.
+    latest_steps, fps, _ = table_row(out, "seed7")[-3:]
+    assert latest_steps == steps and float(fps.replace(",", "")) > 0
     # The table ends with the command that overlays the runs' curves; it works as printed.
     sweep_dir = tmp_path / "train_dir" / "one"
     assert out.splitlines()[-1] == plot_hint(sweep_dir, "seed7")
