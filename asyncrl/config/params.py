@@ -269,8 +269,16 @@ PARAMS: tuple[Param, ...] = (
     _p("nonlinearity", str, "elu", "Activation function", _MODEL, choices=("elu", "relu", "tanh")),
     _p("policy_initialization", str, "orthogonal", "Weight initialization", _MODEL,
        choices=("orthogonal", "xavier_uniform", "torch_default")),
-    _p("policy_init_gain", float, 1.0, "Gain of the orthogonal / xavier initialization", _MODEL,
-       minimum=0.0),
+    _p("policy_init_gain", float, 1.0, "Gain of the orthogonal / xavier initialization of "
+       "every fully connected and convolutional layer (the output layers too, unless "
+       "policy_head_init_gain / value_head_init_gain say otherwise)", _MODEL, minimum=0.0),
+    _p("policy_head_init_gain", float, None, "Gain of the orthogonal / xavier initialization of "
+       "the policy's output layer (action logits, means and adaptive standard deviations); "
+       "None: policy_init_gain. CleanRL's PPO uses 0.01, so that the first policy is near "
+       "uniform whatever the observation", _MODEL, minimum=0.0, optional=True),
+    _p("value_head_init_gain", float, None, "Gain of the orthogonal / xavier initialization of "
+       "the value head; None: policy_init_gain. CleanRL's PPO uses 1.0 (with 2**0.5 for the "
+       "hidden layers)", _MODEL, minimum=0.0, optional=True),
     _p("actor_critic_share_weights", bool, True, "Share the encoder, core and decoder between "
        "the policy and the value function (False: each has its own, recurrent state included)",
        _MODEL),

@@ -41,6 +41,12 @@ def validate_config(cfg: Any, check_env_family: Callable[[Any], None]) -> None:
             f"--lr_adaptive_max={cfg.lr_adaptive_max}")
     if cfg.obs_scale == 0:
         raise UserError("--obs_scale must not be 0 (observations are divided by it)")
+    if cfg.policy_initialization == "torch_default":
+        for name in ("policy_head_init_gain", "value_head_init_gain"):
+            if getattr(cfg, name) is not None:
+                raise UserError(f"--{name} is a gain of the orthogonal / xavier_uniform "
+                                "initialization: set --policy_initialization=orthogonal or "
+                                "xavier_uniform, or leave it out")
     if cfg.policy_workers_per_policy > cfg.num_workers:
         raise UserError(f"--policy_workers_per_policy={cfg.policy_workers_per_policy} must not "
                         f"exceed --num_workers={cfg.num_workers} (each serves whole workers)")

@@ -409,14 +409,24 @@ def load_weights(model: ActorCritic, model_state: dict[str, Tensor], source: str
     model.load_state_dict(model_state)
 
 
-def _initialize(model: nn.Module, cfg: Any) -> None:
-    """Fully connected and convolutional layers (as Sample Factory does); biases start at 0."""
+def _initialize(model: ActorCritic, cfg: Any) -> None:
+    """Fully connected and convolutional layers (as Sample Factory does), then the output layers
+    again where they have a gain of their own; biases start at 0."""
     if cfg.policy_initialization == "torch_default":
         return
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)):
-            if cfg.policy_initialization == "orthogonal":
-                nn.init.orthogonal_(module.weight, gain=cfg.policy_init_gain)
-            else:
-                nn.init.xavier_uniform_(module.weight, gain=cfg.policy_init_gain)
-            nn.init.zeros_(module.bias)
+            _initialize_layer(module, cfg.policy_initialization, cfg.policy_init_gain)
+    heads = ((model.action_parameterization.head, cfg.policy_head_init_gain),
+             (model.critic_head, cfg.value_head_init_gain))
+    for head, gain in heads:
+        if gain is not None:
+            _initialize_layer(head, cfg.policy_initialization, gain)
+
+
+def _initialize_layer(layer: nn.Linear | nn.Conv2d, scheme: str, gain: float) -> None:
+    if scheme == "orthogonal":
+        nn.init.orthogonal_(layer.weight, gain=gain)
+    else:
+        nn.init.xavier_uniform_(layer.weight, gain=gain)
+    nn.init.zeros_(layer.bias)

@@ -127,6 +127,30 @@ def test_orthogonal_initialization_with_gain():
     assert torch.all(model.actor_trunk.encoder.net[0].bias == 0)
 
 
+def test_output_layers_take_their_own_gains_as_cleanrl_initializes_them():
+    cfg = cfg_of("--encoder_mlp_layers", "16", "--policy_init_gain=1.4142135",
+                 "--policy_head_init_gain=0.01", "--value_head_init_gain=1.0",
+                 "--actor_critic_share_weights=false")
+    model = ActorCritic(cfg, gym.spaces.Box(-1, 1, (16,)), gym.spaces.Discrete(4))
+    for trunk in (model.actor_trunk, model.critic_trunk):
+        hidden = trunk.encoder.net[0].weight
+        assert torch.allclose(hidden @ hidden.T, 2.0 * torch.eye(16), atol=1e-4)
+    policy_head = model.action_parameterization.head.weight  # [4, 16]: rows orthogonal
+    assert torch.allclose(policy_head @ policy_head.T, 1e-4 * torch.eye(4), atol=1e-8)
+    value_head = model.critic_head.weight  # [1, 16]
+    assert torch.allclose(value_head.norm(), torch.tensor(1.0), atol=1e-5)
+    logits = model.policy_step({"obs": torch.rand(8, 16) * 2 - 1}).action_params
+    assert logits.abs().max() < 0.05  # near-uniform first policy, whatever the observation
+    default = ActorCritic(cfg_of("--encoder_mlp_layers", "16"), gym.spaces.Box(-1, 1, (16,)),
+                          gym.spaces.Discrete(4)).action_parameterization.head.weight
+    assert torch.allclose(default @ default.T, torch.eye(4), atol=1e-4)
+
+
+def test_output_layer_gains_need_an_initialization_that_takes_a_gain():
+    with pytest.raises(UserError, match="--policy_head_init_gain is a gain of the orthogonal"):
+        cfg_of("--policy_initialization=torch_default", "--policy_head_init_gain=0.01")
+
+
 def test_input_normalization_and_keys():
     cfg = cfg_of("--obs_subtract_mean=1", "--obs_scale=2", "--normalize_input=false")
     model = ActorCritic(cfg, gym.spaces.Box(-5, 5, (2,)), gym.spaces.Discrete(2))
