@@ -375,3 +375,26 @@ def test_sample_factory_gpu_preset_trains_synchronously_with_a_decaying_rate(tmp
     # The second batch was trained at 2,048 of 2,048 frames: the end of the schedule.
     assert state["learning_rate"] == 0.0
 
+
+
+@pytest.mark.slow
+def test_sample_factory_gpu_preset_on_the_cpu_stops_by_time(tmp_path):
+    """docs/atari.md's 30-minute Pong run of configs/atari_sf_gpu.yaml on a CPU machine, cut to a
+    few seconds: --device=cpu overrides the preset's GPU, --seed is kept, and the run stops
+    by itself on train_for_seconds with the frames it made recorded."""
+    pytest.importorskip("ale_py")
+    argv = ["--config=configs/atari_sf_gpu.yaml", "--device=cpu", "--seed=1",
+            "--train_for_seconds=6", "--experiment=pong_sf", f"--train_dir={tmp_path}",
+            "--serial_mode=true", "--rollout=32", "--batch_size=64"]
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        assert train.main(argv) == 0
+    finally:
+        os.chdir(cwd)
+    exp = tmp_path / "pong_sf"
+    params = json.loads((exp / "config.json").read_text())["params"]
+    assert (params["env"], params["device"], params["seed"]) == ("atari_pong", "cpu", 1)
+    finished = json.loads((exp / "finished.json").read_text())
+    assert finished["stop_reason"] == "reached train_for_seconds=6"
+    assert finished["env_steps"] > 0 and finished["env_steps"] % (8 * 32 * 4) == 0
