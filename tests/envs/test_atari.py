@@ -5,6 +5,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -357,14 +358,7 @@ def test_sample_factory_gpu_preset_trains_synchronously_with_a_decaying_rate(tmp
     argv = ["--config=configs/atari_sf_gpu.yaml", "--env=atari_breakout", "--experiment=breakout",
             f"--train_dir={tmp_path}", "--train_for_env_steps=2048", "--serial_mode=true",
             "--device=cpu", "--rollout=32", "--batch_size=64"]
-    cwd = os.getcwd()
-    os.chdir(REPO)  # the preset's path, as the docs give it
-    try:
-        assert train.main(argv) == 0
-    finally:
-        os.chdir(cwd)
-    exp = tmp_path / "breakout"
-    params = json.loads((exp / "config.json").read_text())["params"]
+    exp, params = train_from_the_repository(argv, tmp_path / "breakout")
     assert (params["encoder_conv_architecture"], params["async_rl"], params["lr_schedule"]) == \
         ("convnet_atari", False, "linear_decay")
     assert (params["episodic_life"], params["clip_reward_sign"], params["normalize_input"]) == \
@@ -386,15 +380,20 @@ def test_sample_factory_gpu_preset_on_the_cpu_stops_by_time(tmp_path):
     argv = ["--config=configs/atari_sf_gpu.yaml", "--device=cpu", "--seed=1",
             "--train_for_seconds=6", "--experiment=pong_sf", f"--train_dir={tmp_path}",
             "--serial_mode=true", "--rollout=32", "--batch_size=64"]
+    exp, params = train_from_the_repository(argv, tmp_path / "pong_sf")
+    assert (params["env"], params["device"], params["seed"]) == ("atari_pong", "cpu", 1)
+    finished = json.loads((exp / "finished.json").read_text())
+    assert finished["stop_reason"] == "reached train_for_seconds=6"
+    assert finished["env_steps"] > 0 and finished["env_steps"] % (8 * 32 * 4) == 0
+
+
+def train_from_the_repository(argv: list[str], exp: Path) -> tuple[Path, dict]:
+    """Trains from the repository root, where the docs' preset paths start; returns the
+    experiment folder and its stored parameters."""
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
         assert train.main(argv) == 0
     finally:
         os.chdir(cwd)
-    exp = tmp_path / "pong_sf"
-    params = json.loads((exp / "config.json").read_text())["params"]
-    assert (params["env"], params["device"], params["seed"]) == ("atari_pong", "cpu", 1)
-    finished = json.loads((exp / "finished.json").read_text())
-    assert finished["stop_reason"] == "reached train_for_seconds=6"
-    assert finished["env_steps"] > 0 and finished["env_steps"] % (8 * 32 * 4) == 0
+    return exp, json.loads((exp / "config.json").read_text())["params"]
