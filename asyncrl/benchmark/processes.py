@@ -78,12 +78,13 @@ def _name_for_role(process: psutil.Process) -> str:
     """The process's name, or for a process an env started (ViZDoom's engine) the name of the
     asyncrl worker that started it: env stepping counts where the env is."""
     name = process.name()
-    if not name.startswith("asyncrl-"):
+    if ComponentName.from_title(name) is None:
         try:
             parent = process.parent()
         except psutil.Error:
             return name
-        if parent is not None and parent.name().startswith("asyncrl-rw"):
+        worker = None if parent is None else ComponentName.from_title(parent.name())
+        if worker is not None and worker.role is Role.ROLLOUT_WORKER:
             return parent.name()
     return name
 
