@@ -103,7 +103,7 @@ class StatusEventWriter:
             with open(self.path, "rb") as f:
                 f.seek(-1, os.SEEK_END)
                 torn = f.read(1) != b"\n"
-        except (FileNotFoundError, OSError):  # absent or empty
+        except OSError:  # absent or empty
             return
         if torn:
             with open(self.path, "a") as f:
