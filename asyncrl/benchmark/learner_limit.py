@@ -63,11 +63,13 @@ def random_batch(learner: Any, obs_space: gym.Space, rollout: int, num_trajector
 
 def run_learner_limit(plan: Plan) -> Result:
     """`Learner.train` on one random batch of the training-batch shape, again and again for
-    `seconds` after one warm-up iteration, with one torch thread as in asyncrl.train."""
+    `seconds` after one warm-up iteration, with one torch thread and freed memory kept for
+    reuse, as in asyncrl.train (this process keeps the latter)."""
     import torch
 
     from asyncrl.algo.learner import Learner
     from asyncrl.utils.device import resolve_device
+    from asyncrl.utils.processes import reuse_freed_memory
 
     cfg = plan.cfg
     env = find_env_family(plan.env).make_env(plan.env, cfg, 0)
@@ -77,6 +79,7 @@ def run_learner_limit(plan: Plan) -> Result:
         env.close()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    reuse_freed_memory()
     try:
         learner = Learner(cfg, obs_space, action_space, resolve_device(cfg.device))
         batch = random_batch(learner, obs_space, cfg.rollout,

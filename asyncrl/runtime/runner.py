@@ -35,7 +35,7 @@ from asyncrl.runtime.policy_worker import PolicyWorker
 from asyncrl.runtime.progress import STATUS_INTERVAL_SEC, PolicyProgress, ProgressReport
 from asyncrl.runtime.rollout_worker import RolloutWorker, row_policies, worker_rows
 from asyncrl.runtime.stats import EpisodeTracker
-from asyncrl.runtime.supervisor import Supervisor, WorkerProcess
+from asyncrl.runtime.supervisor import Supervisor, WorkerProcess, set_up_torch_process
 from asyncrl.utils.device import describe_device
 from asyncrl.utils.errors import UserError
 from asyncrl.utils.seeding import seed_everything
@@ -63,7 +63,7 @@ class Runner(EventLoopObject):
         # Env steps per agent step: emulator frames with Atari's frame skipping, else 1.
         self.frames_per_step = env_frames_per_step(cfg)
         self.ctx = mp.get_context("fork")
-        torch.set_num_threads(1)
+        set_up_torch_process()  # serial mode trains here
         seed_everything(cfg.seed)
 
         probe = find_env_family(cfg.env).make_env(cfg.env, cfg, 0)

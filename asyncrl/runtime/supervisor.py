@@ -13,7 +13,7 @@ import torch
 from signal_slot.signal_slot import EventLoop, EventLoopObject
 
 from asyncrl.runtime.names import ComponentName, Role
-from asyncrl.utils.processes import prepare_child_process
+from asyncrl.utils.processes import prepare_child_process, reuse_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +22,17 @@ HEARTBEAT_TIMEOUT_FACTOR = 3
 SHUTDOWN_JOIN_SEC = 10.0
 
 
+def set_up_torch_process() -> None:
+    """For each process of a run that computes with torch: one thread (the processes share the
+    cores) and freed memory kept for reuse (reuse_freed_memory)."""
+    torch.set_num_threads(1)
+    reuse_freed_memory()
+
+
 def init_child_process(name: str, niceness: int) -> None:
     """Runs first in every worker process."""
     prepare_child_process(name, niceness)
-    torch.set_num_threads(1)
+    set_up_torch_process()
 
 
 def kill_with_children(process: Any) -> None:
