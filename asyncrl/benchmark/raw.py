@@ -110,6 +110,9 @@ def run_raw(plan: Plan) -> Result:
         while len(done) < len(processes):
             drain()
             if len(ready) == len(processes) and not go.is_set():
+                # and the processes their envs started (ViZDoom's engines), which step the games
+                watched += [child for worker in list(watched)
+                            for child in worker.children(recursive=True)]
                 stepping.append(time.monotonic())
                 usage.poll(watched)  # the CPU time of start-up is not stepping's
                 go.set()
@@ -140,7 +143,8 @@ def run_raw(plan: Plan) -> Result:
                     env_frames_per_sec=sum(s / max(t, 1e-9) for s, t in done.values()),
                     env_steps=steps, seconds=max(t for _, t in done.values()),
                     peak_rss_mib=usage.peak_mib())
-    # CPU time per frame while stepping (threads of the workers, e.g. EnvPool's, included)
+    # CPU time per frame while stepping (the workers' threads, e.g. EnvPool's, and the processes
+    # their envs started included)
     used = cpu_seconds_between(usage.cpu_samples, *stepping)
     if used is not None and steps:
         result.cpu_us_per_frame = sum(used[1].values()) / steps * 1e6

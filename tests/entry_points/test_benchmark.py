@@ -24,7 +24,7 @@ from asyncrl.benchmark.plan import NO_STEP_LIMIT, make_plan
 from asyncrl.benchmark.processes import (CpuSample, Finished, _name_for_role, add_cpu_per_frame,
                                          cpu_seconds_between, remove_orphaned_segments,
                                          shm_segments)
-from asyncrl.benchmark.raw import action_sampler
+from asyncrl.benchmark.raw import action_sampler, run_raw
 from asyncrl.benchmark.report import format_table, report
 from asyncrl.benchmark.sample_factory import (sf_arguments, sf_atari_name, sf_device, sf_example,
                                               sf_result, sf_ticks)
@@ -351,6 +351,18 @@ def test_processes_an_env_starts_count_with_their_rollout_worker():
     assert _name_for_role(Proc("vizdoom", worker)) == "asyncrl-rw1"
     assert _name_for_role(Proc("python", Proc("bash"))) == "python"
     assert _name_for_role(worker) == "asyncrl-rw1"
+
+
+def test_raw_stepping_counts_the_cpu_of_processes_its_envs_start(helpers_on_path):
+    from child_process_envs import STEP_CPU_SEC
+
+    plan = make_plan(["--env=child_process_envs:InChildProcess-v0", "--seconds=2",
+                      "--num_workers=1", "--num_envs_per_worker=2"])
+    result = run_raw(plan)
+    # Each step's work is done in the env's own process, so counted it is most of a frame's CPU
+    # (the worker's own CPU is a twentieth of it; the CPU is sampled between polls, so a part).
+    assert result.env_steps > 100
+    assert result.cpu_us_per_frame >= 0.5 * STEP_CPU_SEC * 1e6
 
 
 @pytest.mark.parametrize("space", [
