@@ -353,6 +353,7 @@ def test_processes_an_env_starts_count_with_their_rollout_worker():
     assert _name_for_role(worker) == "asyncrl-rw1"
 
 
+@pytest.mark.slow
 def test_raw_stepping_counts_the_cpu_of_processes_its_envs_start(helpers_on_path):
     from child_process_envs import STEP_CPU_SEC
 

@@ -6,6 +6,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from asyncrl.utils.processes import process_start_time
 
@@ -38,6 +39,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
+@pytest.mark.slow
 def test_freed_memory_is_reused_without_faulting_its_pages_again():
     def faults(mode: str) -> int:
         return int(subprocess.run([sys.executable, "-c", _REALLOCATION_FAULTS, mode],
