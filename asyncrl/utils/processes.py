@@ -44,7 +44,7 @@ def reuse_freed_memory() -> None:
     handing it back to the system. By default glibc maps each block of a few MB or more afresh
     and unmaps it when freed, so each of torch's large CPU temporaries (a batch of images as
     floats, a layer's activations) pays the kernel for zero-filling its pages again, every
-    training iteration: on doom_basic's learner a sixth of its time. The cost: the process
+    training iteration: on doom_basic's learner about a seventh of its time. The cost: the process
     holds on to its peak heap."""
     _LIBC.mallopt(_M_MMAP_MAX, 0)  # no block of its own for large allocations: from the heap
     _LIBC.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # and the heap's free top is not given back
