@@ -2,7 +2,6 @@
 ale-py, and a tiny training run on Pong (in-process, serial mode)."""
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -349,7 +348,7 @@ def test_tiny_pong_training_run_counts_frames_and_evaluates(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_sample_factory_gpu_preset_trains_synchronously_with_a_decaying_rate(tmp_path):
+def test_sample_factory_gpu_preset_trains_synchronously_with_a_decaying_rate(tmp_path, monkeypatch):
     """docs/atari.md's command for configs/atari_sf_gpu.yaml on a budget of two small batches (in
     serial mode, on the CPU, rollouts of 32 and minibatches of 64 instead of 128 and 256):
     Sample Factory's setup builds, trains synchronously on a batch of each of its 8 envs' rollouts
@@ -358,7 +357,8 @@ def test_sample_factory_gpu_preset_trains_synchronously_with_a_decaying_rate(tmp
     argv = ["--config=configs/atari_sf_gpu.yaml", "--env=atari_breakout", "--experiment=breakout",
             f"--train_dir={tmp_path}", "--train_for_env_steps=2048", "--serial_mode=true",
             "--device=cpu", "--rollout=32", "--batch_size=64"]
-    exp, params = train_from_the_repository(argv, tmp_path / "breakout")
+    exp = tmp_path / "breakout"
+    params = train_from_the_repository(monkeypatch, argv, exp)
     assert (params["encoder_conv_architecture"], params["async_rl"], params["lr_schedule"]) == \
         ("convnet_atari", False, "linear_decay")
     assert (params["episodic_life"], params["clip_reward_sign"], params["normalize_input"]) == \
@@ -372,7 +372,7 @@ def test_sample_factory_gpu_preset_trains_synchronously_with_a_decaying_rate(tmp
 
 
 @pytest.mark.slow
-def test_sample_factory_gpu_preset_on_the_cpu_stops_by_time(tmp_path):
+def test_sample_factory_gpu_preset_on_the_cpu_stops_by_time(tmp_path, monkeypatch):
     """docs/atari.md's 30-minute Pong run of configs/atari_sf_gpu.yaml on a CPU machine, cut to a
     few seconds: --device=cpu overrides the preset's GPU, --seed is kept, and the run stops
     by itself on train_for_seconds with the frames it made recorded."""
@@ -380,20 +380,17 @@ def test_sample_factory_gpu_preset_on_the_cpu_stops_by_time(tmp_path):
     argv = ["--config=configs/atari_sf_gpu.yaml", "--device=cpu", "--seed=1",
             "--train_for_seconds=6", "--experiment=pong_sf", f"--train_dir={tmp_path}",
             "--serial_mode=true", "--rollout=32", "--batch_size=64"]
-    exp, params = train_from_the_repository(argv, tmp_path / "pong_sf")
+    exp = tmp_path / "pong_sf"
+    params = train_from_the_repository(monkeypatch, argv, exp)
     assert (params["env"], params["device"], params["seed"]) == ("atari_pong", "cpu", 1)
     finished = json.loads((exp / "finished.json").read_text())
     assert finished["stop_reason"] == "reached train_for_seconds=6"
     assert finished["env_steps"] > 0 and finished["env_steps"] % (8 * 32 * 4) == 0
 
 
-def train_from_the_repository(argv: list[str], exp: Path) -> tuple[Path, dict]:
-    """Trains from the repository root, where the docs' preset paths start; returns the
-    experiment folder and its stored parameters."""
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        assert train.main(argv) == 0
-    finally:
-        os.chdir(cwd)
-    return exp, json.loads((exp / "config.json").read_text())["params"]
+def train_from_the_repository(monkeypatch, argv: list[str], exp: Path) -> dict:
+    """Trains from the repository root, where the docs' preset paths start; returns the stored
+    parameters of the experiment `exp`."""
+    monkeypatch.chdir(REPO)
+    assert train.main(argv) == 0
+    return json.loads((exp / "config.json").read_text())["params"]
