@@ -63,13 +63,14 @@ def random_batch(learner: Any, obs_space: gym.Space, rollout: int, num_trajector
 
 def run_learner_limit(plan: Plan) -> Result:
     """`Learner.train` on one random batch of the training-batch shape, again and again for
-    `seconds` after one warm-up iteration, with one torch thread and freed memory kept for
-    reuse, as in asyncrl.train (this process keeps the latter)."""
+    `seconds` after one warm-up iteration, in a process set up as asyncrl.train sets up its
+    processes (set_up_torch_process; the torch threads are restored afterwards, the memory
+    setting stays)."""
     import torch
 
     from asyncrl.algo.learner import Learner
+    from asyncrl.runtime.supervisor import set_up_torch_process
     from asyncrl.utils.device import resolve_device
-    from asyncrl.utils.processes import reuse_freed_memory
 
     cfg = plan.cfg
     env = find_env_family(plan.env).make_env(plan.env, cfg, 0)
@@ -78,8 +79,7 @@ def run_learner_limit(plan: Plan) -> Result:
     finally:
         env.close()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    reuse_freed_memory()
+    set_up_torch_process()
     try:
         learner = Learner(cfg, obs_space, action_space, resolve_device(cfg.device))
         batch = random_batch(learner, obs_space, cfg.rollout,
